@@ -1,0 +1,73 @@
+"""Streaming confusion matrix, per-class IoU and mIoU (memory independent of the number of images)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rpc.data.palette import IGNORE_INDEX
+
+
+class ConfusionMatrix:
+    """Accumulates a ``(K, K)`` int64 matrix, rows = ground truth, columns = prediction.
+
+    Ground-truth pixels equal to ``ignore_index`` are skipped. Predictions must lie in ``0..K-1`` (map any
+    "uncertain" value to a class before calling ``update``).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        pred, gt = np.asarray(pred), np.asarray(gt)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}")
+        keep = gt != self.ignore_index
+        p, g = pred[keep].astype(np.int64), gt[keep].astype(np.int64)
+        k = self.num_classes
+        if p.size and (p.min() < 0 or p.max() >= k):
+            raise ValueError(
+                f"prediction values outside 0..{k - 1}: {sorted(set(np.unique(p)) - set(range(k)))}"
+            )
+        if g.size and g.max() >= k:
+            raise ValueError(f"ground-truth values outside 0..{k - 1} and {self.ignore_index}")
+        self.matrix += np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        self.matrix += other.matrix
+
+    def iou(self) -> np.ndarray:
+        """``(K,)`` float64 IoU per class; NaN for a class absent from both GT and prediction."""
+        tp = np.diag(self.matrix).astype(np.float64)
+        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+    def miou(self) -> float:
+        return float(np.nanmean(self.iou()))
+
+    def pixel_accuracy(self) -> float:
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float("nan")
+
+    def summary(self, class_names: list[str] | tuple[str, ...]) -> dict:
+        """JSON-ready dict: mIoU, pixel accuracy and per-class IoU (None where undefined)."""
+        iou = self.iou()
+        return {
+            "miou": self.miou(),
+            "pixel_accuracy": self.pixel_accuracy(),
+            "per_class_iou": {
+                n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=False)
+            },
+            "pixels": int(self.matrix.sum()),
+        }
+
+
+def markdown_table(summary: dict, title: str = "") -> str:
+    """A Markdown table (IoU in %) of a ``ConfusionMatrix.summary``."""
+    lines = [f"### {title}\n"] if title else []
+    lines += ["| class | IoU (%) |", "|---|---:|"]
+    for name, v in summary["per_class_iou"].items():
+        lines.append(f"| {name} | {'n/a' if v is None else f'{100 * v:.1f}'} |")
+    lines.append(f"| **mIoU** | **{100 * summary['miou']:.1f}** |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,63 @@
+"""Scoring a folder of predicted label masks (pseudo masks, segmentation predictions) against ground truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rpc.data.index import DatasetIndex
+from rpc.data.palette import IGNORE_INDEX, read_mask
+from rpc.evaluation.confusion import ConfusionMatrix, markdown_table
+from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
+
+UNCERTAIN_CONVENTIONS = ("background", "ignore")
+
+
+def evaluate_mask_dir(
+    index: DatasetIndex, split: str, pred_dir: str | os.PathLike, uncertain: str = "background"
+) -> dict:
+    """mIoU of ``pred_dir/<name>.png`` over the split's images.
+
+    Predicted 255 ("uncertain") pixels count as background with ``uncertain="background"`` (SIPE convention
+    for pseudo masks) or are left out with ``uncertain="ignore"``. Also reports the fraction of 255 pixels.
+    """
+    if uncertain not in UNCERTAIN_CONVENTIONS:
+        raise ValueError(f"uncertain must be one of {UNCERTAIN_CONVENTIONS}, got {uncertain!r}")
+    pred_dir = Path(pred_dir)
+    names = index.names(split)
+    missing = [n for n in names if not (pred_dir / f"{n}.png").is_file()]
+    if missing:
+        raise DataError(
+            f"{pred_dir}: {len(missing)} prediction(s) missing for split {split}, e.g. {missing[0]}.png"
+        )
+    cm = ConfusionMatrix(index.num_classes)
+    uncertain_pixels = total = 0
+    for name in tqdm(names, desc=f"eval {pred_dir.name}", leave=False):
+        pred_path = pred_dir / f"{name}.png"
+        pred = read_mask(pred_path, index.num_classes)
+        gt = index.read_mask(name)
+        if pred.shape != gt.shape:
+            raise DataError(f"{pred_path}: size {pred.shape} differs from ground truth {gt.shape}")
+        unsure = pred == IGNORE_INDEX
+        uncertain_pixels += int(unsure.sum())
+        total += pred.size
+        if uncertain == "background":
+            pred = np.where(unsure, 0, pred)
+        else:
+            gt = np.where(unsure, IGNORE_INDEX, gt)
+            pred = np.where(unsure, 0, pred)
+        cm.update(pred, gt)
+    result = cm.summary(index.classes)
+    result.update(
+        split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total
+    )
+    return result
+
+
+def write_report(result: dict, json_path: str | os.PathLike, md_path: str | os.PathLike | None, title: str):
+    write_json_atomic(json_path, result)
+    if md_path is not None:
+        write_text_atomic(md_path, markdown_table(result, title))

@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+
+from rpc.data.palette import write_mask
+from rpc.evaluation.confusion import ConfusionMatrix, markdown_table
+from rpc.evaluation.masks import evaluate_mask_dir
+
+
+def _reference_iou(preds, gts, k):
+    """Direct computation: per class, intersection and union counted over all pixels."""
+    p = np.concatenate([x.ravel() for x in preds])
+    g = np.concatenate([x.ravel() for x in gts])
+    keep = g != 255
+    p, g = p[keep], g[keep]
+    out = []
+    for c in range(k):
+        inter = np.sum((p == c) & (g == c))
+        union = np.sum((p == c) | (g == c))
+        out.append(inter / union if union else np.nan)
+    return np.array(out)
+
+
+def test_matches_reference_on_random_data():
+    rng = np.random.default_rng(0)
+    k = 6
+    preds = [rng.integers(0, k, (13, 17)) for _ in range(7)]
+    gts = [np.where(rng.random((13, 17)) < 0.1, 255, rng.integers(0, k - 1, (13, 17))) for _ in range(7)]
+    cm = ConfusionMatrix(k)
+    for p, g in zip(preds, gts, strict=False):
+        cm.update(p, g)
+    ref = _reference_iou(preds, gts, k)
+    np.testing.assert_allclose(cm.iou(), ref)
+    assert cm.miou() == pytest.approx(np.nanmean(ref))
+    # streaming: two halves merged equal the whole, and the state is a fixed K x K matrix
+    a, b = ConfusionMatrix(k), ConfusionMatrix(k)
+    for i, (p, g) in enumerate(zip(preds, gts, strict=False)):
+        (a if i % 2 else b).update(p, g)
+    a.merge(b)
+    np.testing.assert_array_equal(a.matrix, cm.matrix)
+    assert cm.matrix.shape == (k, k)
+
+
+def test_absent_class_is_nan_and_skipped():
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([[0, 1]]), np.array([[0, 1]]))
+    iou = cm.iou()
+    assert iou[0] == 1 and iou[1] == 1 and np.isnan(iou[2]) and cm.miou() == 1.0
+
+
+def test_rejects_out_of_range_predictions():
+    with pytest.raises(ValueError, match="outside"):
+        ConfusionMatrix(3).update(np.array([[3]]), np.array([[0]]))
+
+
+def test_real_voc_gt_vs_gt_and_known_perturbation(voc_index, tmp_path):
+    names = voc_index.names("val")
+    present = set()
+    for n in names:
+        gt = voc_index.read_mask(n)
+        write_mask(tmp_path / "gt" / f"{n}.png", gt)
+        present |= {int(v) for v in np.unique(gt) if v != 255}
+    res = evaluate_mask_dir(voc_index, "val", tmp_path / "gt")
+    for c, name in enumerate(voc_index.classes):
+        v = res["per_class_iou"][name]
+        assert (v == 1.0) if c in present else (v is None)
+    assert res["miou"] == 1.0
+
+    # perturbation: in one image predict its foreground class as background
+    victim = names[0]
+    gt = voc_index.read_mask(victim)
+    fg = [int(v) for v in np.unique(gt) if v not in (0, 255)]
+    c = fg[0]
+    pred = np.where(gt == c, 0, gt)
+    write_mask(tmp_path / "gt" / f"{victim}.png", pred)
+    # expected from counts: class c loses its pixels of this image; background gains them as false positives
+    tp_c = fp0 = 0
+    tp0 = 0
+    for n in names:
+        g = voc_index.read_mask(n)
+        tp_c += np.sum(g == c) - (np.sum(g == c) if n == victim else 0)
+        tp0 += np.sum(g == 0)
+    fp0 = np.sum(gt == c)
+    total_c = sum(np.sum(voc_index.read_mask(n) == c) for n in names)
+    res = evaluate_mask_dir(voc_index, "val", tmp_path / "gt")
+    assert res["per_class_iou"][voc_index.classes[c]] == pytest.approx(tp_c / total_c)
+    assert res["per_class_iou"]["background"] == pytest.approx(tp0 / (tp0 + fp0))
+    json.dumps(res)
+    assert "**mIoU**" in markdown_table(res)
+
+
+def test_uncertain_conventions(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    for n in index.names("val"):
+        gt = index.read_mask(n)
+        write_mask(tmp_path / f"{n}.png", np.where(gt > 0, 255, gt))  # every object pixel uncertain
+    as_bg = evaluate_mask_dir(index, "val", tmp_path, uncertain="background")
+    ignored = evaluate_mask_dir(index, "val", tmp_path, uncertain="ignore")
+    assert as_bg["per_class_iou"]["background"] < 1.0 and as_bg["miou"] < 0.5
+    assert ignored["miou"] == 1.0 and ignored["uncertain_fraction"] > 0

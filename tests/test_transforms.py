@@ -1,0 +1,61 @@
+import numpy as np
+import torch
+
+from rpc.data.datasets import ClassificationTrainSet, MultiScaleInferenceSet
+from rpc.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    multiscale_flip,
+    normalize,
+    random_crop,
+    train_transform,
+)
+
+
+def test_random_crop_pads_small_images_with_validity():
+    img = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3) + 1
+    out, valid = random_crop(img, 8, np.random.default_rng(0))
+    assert out.shape == (8, 8, 3) and valid.sum() == 5 * 7
+    ys, xs = np.nonzero(valid)
+    np.testing.assert_array_equal(out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], img)
+    assert (out[valid == 0] == 0).all()
+
+
+def test_random_crop_of_large_image_is_a_window():
+    img = np.random.default_rng(1).random((20, 30, 3)).astype(np.float32)
+    out, valid = random_crop(img, 8, np.random.default_rng(2))
+    assert valid.all()
+    hits = [(y, x) for y in range(13) for x in range(23) if np.array_equal(img[y : y + 8, x : x + 8], out)]
+    assert len(hits) == 1
+
+
+def test_train_transform_is_reproducible_and_normalised():
+    img = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    a, va = train_transform(img, np.random.default_rng(5), (40, 60), 48)
+    b, vb = train_transform(img, np.random.default_rng(5), (40, 60), 48)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (3, 48, 48) and va.shape == (48, 48)
+    lo, hi = (0 - IMAGENET_MEAN) / IMAGENET_STD, (255 - IMAGENET_MEAN) / IMAGENET_STD
+    inside = a[:, va > 0]
+    assert (inside >= lo[:, None] - 1e-5).all() and (inside <= hi[:, None] + 1e-5).all()
+
+
+def test_multiscale_flip_shapes_and_flip():
+    img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    outs = multiscale_flip(img, (1.0, 0.5, 1.5))
+    assert [o.shape for o in outs] == [(2, 3, 30, 40), (2, 3, 15, 20), (2, 3, 45, 60)]
+    np.testing.assert_array_equal(outs[0][1], outs[0][0][:, :, ::-1])
+    np.testing.assert_allclose(outs[0][0], normalize(img).transpose(2, 0, 1))
+
+
+def test_datasets_on_synthetic(tiny_synthetic):
+    spec, _, index = tiny_synthetic
+    ds = ClassificationTrainSet(index, "train_aug", long_side=(64, 128), crop=64, seed=3)
+    item = ds[0]
+    assert item["image"].shape == (3, 64, 64) and item["label"].shape == (len(spec.classes),)
+    assert torch.equal(ds[0]["image"], item["image"])  # same epoch: same crop
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["image"], item["image"])
+    inf = MultiScaleInferenceSet(index, index.names("val"), scales=(1.0, 0.5))
+    it = inf[0]
+    assert it["size"] == (96, 96) and [s.shape for s in it["scales"]] == [(2, 3, 96, 96), (2, 3, 48, 48)]
