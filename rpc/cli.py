@@ -61,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_synth)
 
-    s = sub.add_parser(
-        "prepare-voc", help="describe a VOCdevkit (or VOC-format) folder as a prepared dataset"
-    )
+    s = sub.add_parser("prepare-voc", help="describe a VOCdevkit (or VOC-format) folder as a prepared dataset")
     s.add_argument("--root", required=True, help="VOCdevkit/VOC2012 (or a folder containing it)")
     s.add_argument("--out", required=True)
     s.add_argument("--splits", nargs="+", default=["train_aug", "train", "val"])

@@ -19,9 +19,7 @@ def coco_prepared(realdata, tmp_path_factory):
 def test_classes_contiguous_in_official_order(coco_prepared, realdata):
     index, coco = coco_prepared
     assert index.num_classes == 81
-    shipped = [
-        ln.split(" ", 1)[1] for ln in (realdata / "lists" / "coco" / "classes.txt").read_text().splitlines()
-    ]
+    shipped = [ln.split(" ", 1)[1] for ln in (realdata / "lists" / "coco" / "classes.txt").read_text().splitlines()]
     assert list(index.classes) == shipped
     assert index.classes[1] == "person" and index.classes[80] == "toothbrush"
 

@@ -162,9 +162,7 @@ class DatasetIndex:
     # -- queries ------------------------------------------------------------------------------------------
     def names(self, split: str) -> list[str]:
         if split not in self.splits:
-            raise DataError(
-                f"{self.root / DATASET_FILE}: unknown split {split!r}; known: {sorted(self.splits)}"
-            )
+            raise DataError(f"{self.root / DATASET_FILE}: unknown split {split!r}; known: {sorted(self.splits)}")
         return read_list(self.splits[split])
 
     @functools.cached_property
@@ -183,9 +181,7 @@ class DatasetIndex:
             p = d / f"{name}{self.image_suffix}"
             if p.is_file():
                 return p
-        raise DataError(
-            f"image {name}{self.image_suffix} not found in {', '.join(str(d) for d in self.image_dirs)}"
-        )
+        raise DataError(f"image {name}{self.image_suffix} not found in {', '.join(str(d) for d in self.image_dirs)}")
 
     def mask_path(self, name: str) -> Path:
         for d in self.mask_dirs:

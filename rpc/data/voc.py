@@ -104,9 +104,7 @@ def prepare_voc(
         names = read_list(list_file)
         missing = [n for n in names if not (image_dir / f"{n}.jpg").is_file()]
         if missing:
-            raise DataError(
-                f"{list_file}: {len(missing)} listed image(s) not in {image_dir}, e.g. {missing[0]}.jpg"
-            )
+            raise DataError(f"{list_file}: {len(missing)} listed image(s) not in {image_dir}, e.g. {missing[0]}.jpg")
         split_names[split] = names
 
     shipped = None

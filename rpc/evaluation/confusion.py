@@ -26,9 +26,7 @@ class ConfusionMatrix:
         p, g = pred[keep].astype(np.int64), gt[keep].astype(np.int64)
         k = self.num_classes
         if p.size and (p.min() < 0 or p.max() >= k):
-            raise ValueError(
-                f"prediction values outside 0..{k - 1}: {sorted(set(np.unique(p)) - set(range(k)))}"
-            )
+            raise ValueError(f"prediction values outside 0..{k - 1}: {sorted(set(np.unique(p)) - set(range(k)))}")
         if g.size and g.max() >= k:
             raise ValueError(f"ground-truth values outside 0..{k - 1} and {self.ignore_index}")
         self.matrix += np.bincount(g * k + p, minlength=k * k).reshape(k, k)
@@ -56,9 +54,7 @@ class ConfusionMatrix:
         return {
             "miou": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
-            "per_class_iou": {
-                n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=False)
-            },
+            "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=False)},
             "pixels": int(self.matrix.sum()),
         }
 

@@ -30,9 +30,7 @@ def evaluate_mask_dir(
     names = index.names(split)
     missing = [n for n in names if not (pred_dir / f"{n}.png").is_file()]
     if missing:
-        raise DataError(
-            f"{pred_dir}: {len(missing)} prediction(s) missing for split {split}, e.g. {missing[0]}.png"
-        )
+        raise DataError(f"{pred_dir}: {len(missing)} prediction(s) missing for split {split}, e.g. {missing[0]}.png")
     cm = ConfusionMatrix(index.num_classes)
     uncertain_pixels = total = 0
     for name in tqdm(names, desc=f"eval {pred_dir.name}", leave=False):
@@ -51,9 +49,7 @@ def evaluate_mask_dir(
             pred = np.where(unsure, 0, pred)
         cm.update(pred, gt)
     result = cm.summary(index.classes)
-    result.update(
-        split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total
-    )
+    result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total)
     return result
 
 

@@ -1,0 +1,1 @@
+"""Models: the RPC stage network, the SFA module, region-specific prototypes (``rpc.models.rpc``)."""

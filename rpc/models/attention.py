@@ -1,0 +1,118 @@
+"""Feature fusion of the stage network: SIPE's hierarchical features, the paper's SFA module (Eq. 9-10), and
+the Table 5 alternatives.
+
+All variants take the per-layer backbone features ``F_k`` and return the fused feature ``F_s`` of shape
+``(N, D, h, w)`` at stride 16, ``D = sum of the side channels of the selected layers``.
+
+- ``none``: SIPE: ``F_s = concat_k n_k`` with ``n_k = normalise(side_k(F_k))`` (unit length per pixel).
+- ``sfa``: ``a_k = ReLU(BN(conv1x1_{C_k->1}(F_k)))``, ``S = prod_k a_k`` (multiplicative fusion, Eq. 9),
+  ``F_s = concat_k (S * n_k)`` (Eq. 10). Interpretation (METHOD.md): S multiplies after the normalisation,
+  otherwise it cancels out. Because S scales every channel of a pixel alike, it acts on the cosine maps
+  through the pixels it switches off (S = 0) and through its weight in the prototype averages.
+- ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product).
+- ``self_attention``: a non-local block over ``concat_k n_k`` (Table 5's self-attention).
+
+Interpretation: the BN of each attention branch starts at weight 0.5, bias 1, so that ``a_k`` starts mostly
+positive and ``S`` does not switch off most pixels at initialisation (a product of three ReLU maps with a zero
+bias would be zero on about 7/8 of the pixels).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTENTIONS = ("none", "spatial", "self_attention", "sfa")
+
+
+def side_channels(depth: int) -> dict[int, int]:
+    """SIPE's side projections (R50: layer1 256->128, layer2 512->128, layer3 1024->256, layer4 2048->256);
+    ResNet-18/34 (4x narrower layers) get a quarter of that."""
+    base = {1: 128, 2: 128, 3: 256, 4: 256}
+    return base if depth in (50, 101) else {k: v // 4 for k, v in base.items()}
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block, ``(N, D, h, w) -> (N, D, h, w)``; output projection zero-initialised
+    so that the block starts as the identity."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        inner = max(dim // 2, 1)
+        self.theta, self.phi, self.g = (nn.Conv2d(dim, inner, 1, bias=False) for _ in range(3))
+        self.out = nn.Conv2d(inner, dim, 1, bias=False)
+        nn.init.zeros_(self.out.weight)
+        self.scale = inner**-0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        q = self.theta(x).flatten(2).transpose(1, 2)  # (N, hw, inner)
+        k = self.phi(x).flatten(2)  # (N, inner, hw)
+        v = self.g(x).flatten(2).transpose(1, 2)  # (N, hw, inner)
+        attn = torch.softmax(q @ k * self.scale, dim=-1)
+        y = (attn @ v).transpose(1, 2).reshape(n, -1, h, w)
+        return x + self.out(y)
+
+
+class FeatureFusion(nn.Module):
+    """Side projections + attention variant -> ``F_s``.
+
+    ``forward(features)``: ``features`` is ``[F1, F2, F3, F4]`` from the backbone (detached here, as SIPE's
+    side branches are); returns ``(F_s (N, D, h, w), S (N, 1, h, w) or None)``.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], depth: int, layers=(2, 3, 4), attention: str = "sfa"):
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        if not layers or any(k not in (1, 2, 3, 4) for k in layers):
+            raise ValueError(f"feature layers must be a non-empty subset of 1..4, got {layers}")
+        self.layers, self.attention = tuple(sorted(layers)), attention
+        out = side_channels(depth)
+        self.side = nn.ModuleDict({str(k): nn.Conv2d(in_channels[k - 1], out[k], 1, bias=False) for k in self.layers})
+        self.out_channels = sum(out[k] for k in self.layers)
+        if attention in ("sfa", "spatial"):
+            self.att_conv = nn.ModuleDict(
+                {str(k): nn.Conv2d(in_channels[k - 1], 1, 1, bias=False) for k in self.layers}
+            )
+            self.att_bn = nn.ModuleDict({str(k): nn.BatchNorm2d(1) for k in self.layers})
+            for bn in self.att_bn.values():
+                nn.init.constant_(bn.weight, 0.5)
+                nn.init.constant_(bn.bias, 1.0)
+        if attention == "self_attention":
+            self.non_local = NonLocalBlock(self.out_channels)
+
+    def attention_maps(self, feats: list[torch.Tensor], size) -> list[torch.Tensor]:
+        """``a_k``, each ``(N, 1, h, w)`` at the stride-16 size."""
+        maps = []
+        for k in self.layers:
+            a = F.relu(self.att_bn[str(k)](self.att_conv[str(k)](feats[k - 1])))
+            maps.append(F.interpolate(a, size, mode="bilinear", align_corners=False) if a.shape[-2:] != size else a)
+        return maps
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        feats = [f.detach() for f in feats]
+        size = feats[-1].shape[-2:]
+        normed = []
+        for k in self.layers:
+            s = self.side[str(k)](feats[k - 1])
+            s = s / (torch.norm(s, dim=1, keepdim=True) + 1e-5)
+            normed.append(F.interpolate(s, size, mode="bilinear", align_corners=False) if s.shape[-2:] != size else s)
+        if self.attention == "none":
+            return torch.cat(normed, 1), None
+        if self.attention == "self_attention":
+            return self.non_local(torch.cat(normed, 1)), None
+        maps = self.attention_maps(feats, size)
+        if self.attention == "spatial":
+            return torch.cat([a * n for a, n in zip(maps, normed, strict=True)], 1), None
+        s_map = maps[0]
+        for a in maps[1:]:
+            s_map = s_map * a
+        return torch.cat([s_map * n for n in normed], 1), s_map
+
+    def num_attention_weights(self) -> int:
+        """Conv weights of the attention branch (paper Table 5 counts 3.584K for SFA on R50 layers 2-4)."""
+        if not hasattr(self, "att_conv"):
+            return 0
+        return sum(c.weight.numel() for c in self.att_conv.values())

@@ -1,0 +1,205 @@
+"""The RPC model (paper Sec. 4) and the systems it is compared with, as configurations of one model.
+
+A *stage* (``StageNet``) is SIPE's network: a ResNet trunk, a 1x1 classifier giving the CAM, fused features
+``F_s`` (``rpc.models.attention``), seeds, image-specific prototypes and the specific map ``IS``.
+``RPCModel`` chains K stages with their own parameters: stage k > 1 sees the image with the regions found by the
+earlier stages erased at threshold alpha (Eq. 5); the RS-CAM is the element-wise max of the stages' maps (Eq. 8).
+
+Presets (``PRESETS``): ``cam`` (plain CAM, Table 4 row 1), ``sipe`` (1 stage, SIPE features), ``rpc``
+(2 stages + SFA on layers 2-4). Every ablation of Tables 4-9 is a field of ``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rpc.models.attention import ATTENTIONS, FeatureFusion
+from rpc.models.backbone import FrozenBNResNet
+from rpc.models.prototypes import correlation_seeds, label_mask, normalized_cam, prototypes, specific_map
+
+
+@dataclass
+class ModelConfig:
+    """Every switch of the method. ``num_classes`` counts foreground classes only (VOC 20, COCO 80)."""
+
+    num_classes: int = 20
+    depth: int = 50
+    weights: str = "imagenet"  # imagenet | none | path to a torchvision checkpoint
+    method: str = "prototype"  # cam: plain CAM maps; prototype: SIPE/RPC specific maps
+    num_stages: int = 2  # region-specific prototypes (Table 7: 1-3)
+    attention: str = "sfa"  # none | spatial | self_attention | sfa (Table 5)
+    layers: tuple[int, ...] = (2, 3, 4)  # layers of F_s and of the SFA fusion (Table 8)
+    alpha: float = 0.7  # erasing threshold (Table 9)
+    prototype_weights: str = "seeds"  # seeds (SIPE) | cam (paper Eq. 6 literally)
+    gsc_target: str = "general"  # general: max of the stages' CAMs | stage1: stage 1's CAM
+    seed_features: str = "auto"  # auto: layer4 in training, fused F_s at inference (SIPE) | layer4 | fused
+    bg_scale: float = 0.5  # background score factor in the seed IoU (SIPE)
+
+    def __post_init__(self):
+        self.layers = tuple(self.layers)
+        checks = {
+            "method": ("cam", "prototype"),
+            "attention": ATTENTIONS,
+            "prototype_weights": ("seeds", "cam"),
+            "gsc_target": ("general", "stage1"),
+            "seed_features": ("auto", "layer4", "fused"),
+        }
+        for key, allowed in checks.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.num_stages < 1:
+            raise ValueError(f"model.num_stages must be >= 1, got {self.num_stages}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"model.alpha must be in (0, 1], got {self.alpha}")
+
+
+PRESETS: dict[str, dict] = {
+    "cam": dict(method="cam", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
+    "sipe": dict(method="prototype", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
+    "rpc": dict(method="prototype", num_stages=2, attention="sfa", layers=(2, 3, 4)),
+}
+
+
+def make_config(preset: str = "rpc", **overrides) -> ModelConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[preset], **overrides})
+
+
+def _fuse_flips(t: torch.Tensor) -> torch.Tensor:
+    """``(2N, ...)`` ordered [img0, flip0, img1, flip1, ...] -> ``(N, ...)``: image + un-flipped flip."""
+    return t[0::2] + t[1::2].flip(-1)
+
+
+class StageNet(nn.Module):
+    """One stage. ``forward(x, labels, valid, fuse_flip, seed_features)`` with ``x`` ``(N', 3, H, W)``,
+    ``labels`` ``(N, C)``, ``valid`` ``(N, H, W)`` or None; with ``fuse_flip`` ``N' = 2N`` (image, flip pairs).
+
+    Returns a dict: ``score (N', C)``, ``cam (N, C+1, h, w)`` (normalised, masked by validity and labels),
+    ``label_mask (N, C+1, h, w)`` and, for the prototype method, ``seeds``, ``is_cam (N, C+1, h, w)``, ``s_map``.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = FrozenBNResNet(cfg.depth, cfg.weights)
+        self.classifier = nn.Conv2d(self.backbone.channels[3], cfg.num_classes, 1, bias=False)
+        self.fusion = (
+            FeatureFusion(self.backbone.channels, cfg.depth, cfg.layers, cfg.attention)
+            if cfg.method == "prototype"
+            else None
+        )
+
+    def new_modules(self) -> list[nn.Module]:
+        return [m for m in (self.classifier, self.fusion) if m is not None]
+
+    def forward(self, x, labels, valid=None, fuse_flip=False, seed_features="layer4") -> dict:
+        feats = self.backbone(x)
+        logits = self.classifier(feats[3])
+        out = {"score": logits.mean((2, 3))}
+        fs = s_map = None
+        if self.fusion is not None:
+            fs, s_map = self.fusion(feats)
+        f4 = feats[3]
+        if fuse_flip:
+            logits, f4 = _fuse_flips(logits), _fuse_flips(f4)
+            fs = _fuse_flips(fs) if fs is not None else None
+            s_map = _fuse_flips(s_map) if s_map is not None else None
+        with torch.autocast(x.device.type, enabled=False):  # seeds/argmax in float32
+            logits = logits.float()
+            lm = label_mask(labels.float(), valid, logits.shape[-2:])
+            cam = normalized_cam(logits, labels.float()) * lm
+            out.update(cam=cam, label_mask=lm)
+            if self.fusion is None:
+                return out
+            fs = fs.float()
+            g = f4.float() if seed_features == "layer4" else fs
+            seeds = correlation_seeds(cam, g, lm, self.cfg.bg_scale)
+            weights = seeds if self.cfg.prototype_weights == "seeds" else cam
+            out.update(seeds=seeds, is_cam=specific_map(prototypes(weights, fs), fs), s_map=s_map)
+        return out
+
+
+class RPCModel(nn.Module):
+    """K stages with region-specific prototypes. ``forward`` returns ``{"stages": [stage dicts],
+    "rs_cam": (N, C+1, h, w) or None, "erase_masks": [(N', 1, H, W) keep-masks of stages 2..K]}``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.stages = nn.ModuleList(StageNet(cfg) for _ in range(cfg.num_stages))
+
+    def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """``(backbone parameters, new-layer parameters)``, trainable ones only (new layers get 10x lr)."""
+        backbone = [p for s in self.stages for p in s.backbone.parameters() if p.requires_grad]
+        new = [p for s in self.stages for m in s.new_modules() for p in m.parameters() if p.requires_grad]
+        return backbone, new
+
+    def forward(self, x, labels, valid=None, fuse_flip=False) -> dict:
+        seed_features = self.cfg.seed_features
+        if seed_features == "auto":
+            seed_features = "layer4" if self.training else "fused"
+        stages, erase_masks, found = [], [], None
+        for k, stage in enumerate(self.stages):
+            xin = x
+            if k > 0:  # Eq. 5: erase what the earlier stages found (max of their foreground CAMs >= alpha)
+                up = F.interpolate(found, x.shape[-2:], mode="bilinear", align_corners=False)
+                keep = (up < self.cfg.alpha).to(x.dtype).detach()
+                if fuse_flip:  # the same region in the flipped copy
+                    keep = torch.stack([keep, keep.flip(-1)], 1).flatten(0, 1)
+                erase_masks.append(keep)
+                xin = x * keep
+            out = stage(xin, labels, valid, fuse_flip, seed_features)
+            stages.append(out)
+            fg = out["cam"][:, 1:].amax(1, keepdim=True).detach()
+            found = fg if found is None else torch.maximum(found, fg)
+        rs_cam = None
+        if self.cfg.method == "prototype":
+            rs_cam = stages[0]["is_cam"]
+            for out in stages[1:]:
+                rs_cam = torch.maximum(rs_cam, out["is_cam"])  # Eq. 8
+        return {"stages": stages, "rs_cam": rs_cam, "erase_masks": erase_masks}
+
+    def losses(self, out: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``L = L_cls + L_aug + L_GSC`` (Eq. 4); returns each term and ``total``."""
+        stages = out["stages"]
+        labels = labels.float()
+        l_cls = F.multilabel_soft_margin_loss(stages[0]["score"].float(), labels)
+        l_aug = sum(
+            (F.multilabel_soft_margin_loss(s["score"].float(), labels) for s in stages[1:]), l_cls.new_zeros(())
+        )
+        l_gsc = l_cls.new_zeros(())
+        if self.cfg.method == "prototype":
+            q = out["rs_cam"]
+            q = q / (q.amax(dim=(2, 3), keepdim=True) + 1e-5)
+            if self.cfg.gsc_target == "stage1" or len(stages) == 1:
+                target = stages[0]["cam"]
+            else:  # interpretation: general map = max of the stages' CAMs, background recomputed
+                lm = stages[0]["label_mask"]
+                fg = torch.stack([s["cam"][:, 1:] for s in stages]).amax(0)
+                target = torch.cat([(1 - fg.amax(1, keepdim=True)) * lm[:, :1], fg], 1)
+            l_gsc = (q - target).abs().mean()
+        return {"cls": l_cls, "aug": l_aug, "gsc": l_gsc, "total": l_cls + l_aug + l_gsc}
+
+    @torch.no_grad()
+    def maps(self, x_pairs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Inference on image/flip pairs ``(2N, 3, H, W)``: ``(final map (N, C+1, h, w), [per-stage maps])``.
+        Final = RS-CAM for the prototype method, the normalised CAM for ``cam``."""
+        out = self.forward(x_pairs, labels, None, fuse_flip=True)
+        key = "is_cam" if self.cfg.method == "prototype" else "cam"
+        per_stage = [s[key] for s in out["stages"]]
+        return (out["rs_cam"] if self.cfg.method == "prototype" else per_stage[0]), per_stage
+
+
+def config_to_dict(cfg: ModelConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["layers"] = list(cfg.layers)
+    return d
+
+
+__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_to_dict", "field"]

@@ -1,0 +1,156 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rpc.models.attention import FeatureFusion
+from rpc.models.backbone import FrozenBNResNet, layer_channels
+from rpc.models.prototypes import correlation_seeds, normalized_cam, prototypes, specific_map
+from rpc.models.rpc import RPCModel, make_config
+
+C = 4
+
+
+def _model(preset="rpc", **kw):
+    torch.manual_seed(0)
+    return RPCModel(make_config(preset, num_classes=C, depth=18, weights="none", **kw))
+
+
+def _batch(n=2, size=64):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=g)
+    y = torch.zeros(n, C)
+    y[0, 1] = 1
+    y[1, [0, 3]] = 1
+    return x, y, torch.ones(n, size, size)
+
+
+def test_sfa_parameter_count_resnet50_layers_2_to_4():
+    fusion = FeatureFusion(layer_channels(50), 50, (2, 3, 4), "sfa")
+    assert fusion.num_attention_weights() == 3584  # paper Table 5: 3.584K
+    assert FeatureFusion(layer_channels(50), 50, (2, 3, 4), "spatial").num_attention_weights() == 3584
+    assert FeatureFusion(layer_channels(50), 50, (2, 3, 4), "none").num_attention_weights() == 0
+
+
+def test_backbone_output_stride_16_and_frozen_parts():
+    net = FrozenBNResNet(18, "none")
+    feats = net(torch.randn(1, 3, 64, 96))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 24), (8, 12), (4, 6), (4, 6)]
+    net.train()
+    assert all(not m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not any(p.requires_grad for p in net.layer1.parameters())
+    assert any(p.requires_grad for p in net.layer4.parameters())
+
+
+def test_hand_computed_sipe_example():
+    # three pixels in a row: two share a feature, the third is orthogonal
+    feats = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).view(1, 2, 1, 3)
+    cam = torch.tensor([[0.0, 0.5, 1.0], [1.0, 0.5, 0.0]]).view(1, 2, 1, 3)  # (bg, class 1)
+    seeds = correlation_seeds(cam, feats, torch.ones(1, 2, 1, 3))
+    # class-1 IoU: pixels 0,1 -> 1.5/2 = 0.75, pixel 2 -> 0; background x0.5: 0.083, 0.083, 0.333
+    assert seeds.view(2, 3).tolist() == [[0, 0, 1], [1, 1, 0]]
+    protos = prototypes(seeds, feats)
+    torch.testing.assert_close(protos, torch.tensor([[[0.0, 1 / 3], [2 / 3, 0.0]]]))
+    is_cam = specific_map(protos, feats)
+    torch.testing.assert_close(is_cam.view(2, 3), torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]))
+    # label mask: an absent class gets no seed, hence a zero prototype and a zero map
+    masked = correlation_seeds(cam, feats, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 1, 3))
+    assert masked[0, 1].sum() == 0 and specific_map(prototypes(masked, feats), feats)[0, 1].abs().sum() == 0
+
+
+def test_normalized_cam_values():
+    logits = torch.tensor([[[[2.0, -1.0]], [[1.0, 4.0]]]])  # (1, 2 classes, 1, 2)
+    cam = normalized_cam(logits, torch.tensor([[1.0, 0.0]]))
+    torch.testing.assert_close(cam[0, 1, 0], torch.tensor([2 / (2 + 1e-5), 0.0]))
+    assert cam[0, 2].abs().sum() == 0  # absent class masked
+    torch.testing.assert_close(cam[0, 0], 1 - cam[0, 1:].amax(0))
+
+
+def test_correlation_matches_broadcast_reference():
+    g = torch.Generator().manual_seed(3)
+    cam = torch.rand(2, 3, 4, 5, generator=g)
+    feats = torch.randn(2, 6, 4, 5, generator=g)
+    f = F.normalize(feats.flatten(2), dim=1, eps=1e-5)
+    corr = F.relu(f.transpose(1, 2) @ f).unsqueeze(1)  # (N, 1, HW, HW)
+    m = cam.flatten(2).unsqueeze(2)  # (N, K, 1, HW)
+    inter = (corr * m).sum(-1)
+    iou = inter / (corr.sum(-1) + m.sum(-1) - inter)
+    iou[:, 0] *= 0.5
+    expected = F.one_hot(iou.argmax(1), 3).transpose(1, 2).reshape(2, 3, 4, 5).float()
+    torch.testing.assert_close(correlation_seeds(cam, feats, torch.ones(2, 3, 4, 5)), expected)
+
+
+def test_erasing_removes_exactly_pixels_above_alpha():
+    model = _model(alpha=0.5).train()
+    x, y, valid = _batch()
+    seen = {}
+    model.stages[1].backbone.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    out = model(x, y, valid)
+    fg = out["stages"][0]["cam"][:, 1:].amax(1, keepdim=True)
+    up = F.interpolate(fg, x.shape[-2:], mode="bilinear", align_corners=False)
+    erased = up >= 0.5
+    assert erased.any() and (~erased).any()
+    torch.testing.assert_close(seen["x"], x * (~erased))
+    assert torch.equal(out["erase_masks"][0].bool(), ~erased)
+
+
+def test_stages_share_no_parameters_and_both_get_gradients():
+    model = _model().train()
+    ptrs = [{p.data_ptr() for p in s.parameters()} for s in model.stages]
+    assert not ptrs[0] & ptrs[1]
+    x, y, valid = _batch()
+    model.losses(model(x, y, valid), y)["total"].backward()
+    for stage in model.stages:
+        for module in stage.new_modules():
+            for name, p in module.named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+        assert stage.backbone.layer4[0].conv1.weight.grad.abs().sum() > 0
+        assert stage.backbone.layer1[0].conv1.weight.grad is None
+
+
+def test_rs_cam_is_max_of_stage_maps_and_three_stages():
+    model = _model(num_stages=3).eval()
+    x, y, _ = _batch()
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    final, per_stage = model.maps(pairs, y)
+    assert len(per_stage) == 3
+    torch.testing.assert_close(final, torch.stack(per_stage).amax(0))
+
+
+def test_one_stage_no_sfa_is_sipe():
+    model = _model("sipe").train()
+    x, y, valid = _batch()
+    out = model(x, y, valid)
+    st = out["stages"][0]
+    # SIPE: seeds from layer-4 correlations in training, prototypes over the hierarchical features
+    feats = model.stages[0].backbone(x)
+    hie, _ = model.stages[0].fusion(feats)
+    seeds = correlation_seeds(st["cam"], feats[3], st["label_mask"])
+    torch.testing.assert_close(st["seeds"], seeds)
+    torch.testing.assert_close(out["rs_cam"], specific_map(prototypes(seeds, hie), hie))
+    losses = model.losses(out, y)
+    q = out["rs_cam"] / (out["rs_cam"].amax((2, 3), keepdim=True) + 1e-5)
+    torch.testing.assert_close(losses["gsc"], (q - st["cam"]).abs().mean())
+    assert losses["aug"] == 0 and hie.shape[1] == 32 + 32 + 64 + 64  # SIPE layers 1-4, R18 widths
+
+
+def test_cam_preset_has_no_prototypes():
+    model = _model("cam").eval()
+    x, y, _ = _batch()
+    final, per_stage = model.maps(torch.stack([x, x.flip(-1)], 1).flatten(0, 1), y)
+    assert final.shape[1] == C + 1 and model.stages[0].fusion is None
+    torch.testing.assert_close(final[:, 0], 1 - final[:, 1:].amax(1))
+
+
+@pytest.mark.parametrize("attention", ["none", "spatial", "self_attention", "sfa"])
+def test_attention_variants_run(attention):
+    model = _model(attention=attention, num_stages=1).train()
+    x, y, valid = _batch()
+    loss = model.losses(model(x, y, valid), y)["total"]
+    assert torch.isfinite(loss)
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="model.attention"):
+        make_config("rpc", attention="cbam")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_config("irn")
