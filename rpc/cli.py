@@ -45,6 +45,43 @@ def _eval_masks(a):
     print(f"mIoU {100 * result['miou']:.2f} on {result['images']} images ({a.split}, 255 as {a.uncertain})")
 
 
+def _train(a):
+    import json
+
+    from rpc.engine.config import build_configs
+    from rpc.engine.train import train_classifier
+
+    model_cfg, train_cfg = build_configs(a.preset, a.config, a.set or [])
+    result = train_classifier(a.dataset, a.work, a.out, model_cfg, train_cfg)
+    print(json.dumps(result))
+
+
+def _cams(a):
+    import json
+
+    from rpc.cams.generate import make_rs_cams
+
+    result = make_rs_cams(
+        a.model, a.dataset, a.split, a.out, a.shard, a.num_shards, tuple(a.scales), a.save_stages,
+        a.device, a.workers, a.bf16,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+def _eval_cams(a):
+    from rpc.cams.evaluate import evaluate_cams, markdown
+    from rpc.utils.io import write_json_atomic, write_text_atomic
+
+    result = evaluate_cams(a.dataset, a.split, a.cams)
+    write_json_atomic(a.json, result)
+    if a.md:
+        write_text_atomic(a.md, markdown(result, a.title or f"Local.Maps ({a.split})"))
+    print(
+        f"Local.Maps mIoU {100 * result['sipe']['miou']:.2f} (own background), "
+        f"{100 * result['irn']['best_miou']:.2f} (IRN t={result['irn']['best_threshold']:.2f})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rpc", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +127,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md")
     s.add_argument("--title")
     s.set_defaults(func=_eval_masks)
+    s = sub.add_parser("train", help="train the RPC classifier (resumes from --work)")
+    s.add_argument("--dataset", required=True, help="prepared dataset folder")
+    s.add_argument("--work", required=True, help="work folder for checkpoints and metrics (resume point)")
+    s.add_argument("--out", required=True, help="final model file")
+    s.add_argument("--preset", default="rpc", choices=["cam", "sipe", "rpc"])
+    s.add_argument("--config", help="YAML with model: and train: sections")
+    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.depth=18")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("cams", help="multi-scale + flip RS-CAMs for a split (one shard of it)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--out", required=True, help="folder of <name>.npz")
+    s.add_argument("--shard", type=int, default=0, help="0-based shard index")
+    s.add_argument("--num-shards", type=int, default=1)
+    s.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 1.5, 2.0])
+    s.add_argument("--save-stages", action="store_true", help="also store each stage's map")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    s.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    s.set_defaults(func=_cams)
+
+    s = sub.add_parser("eval-cams", help="Local.Maps mIoU (own background and IRN threshold sweep)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--cams", required=True)
+    s.add_argument("--json", required=True)
+    s.add_argument("--md")
+    s.add_argument("--title")
+    s.set_defaults(func=_eval_cams)
     return p
 
 

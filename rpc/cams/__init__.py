@@ -1,0 +1,1 @@
+"""RS-CAM generation (multi-scale + flip inference) and evaluation of localisation maps."""

@@ -1,0 +1,67 @@
+"""Local.Maps mIoU of stored maps against the ground truth, in the two conventions of METHOD.md.
+
+- ``sipe``: argmax over the map's own background channel (headline numbers).
+- ``irn``: foreground channels only, against a constant background score t swept over 0.00..0.60 (step 0.05);
+  the best t is reported with its mIoU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rpc.cams.generate import load_cams
+from rpc.data.index import DatasetIndex
+from rpc.evaluation.confusion import ConfusionMatrix
+from rpc.utils.io import DataError
+
+IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(13))
+
+
+def labels_from_cams(keys: np.ndarray, cams: np.ndarray, bg_threshold: float | None = None) -> np.ndarray:
+    """``(H, W)`` class ids: argmax over ``cams`` (own background) or, with ``bg_threshold``, over the
+    foreground channels padded with a constant background score."""
+    if bg_threshold is not None:
+        cams = np.concatenate([np.full_like(cams[:1], bg_threshold), cams[1:]], 0)
+    return keys[np.argmax(cams, axis=0)]
+
+
+def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dir: str | os.PathLike) -> dict:
+    index = DatasetIndex.load(dataset_dir)
+    cam_dir = Path(cam_dir)
+    k = index.num_classes
+    own = ConfusionMatrix(k)
+    swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
+    for name in tqdm(index.names(split), desc="eval maps", leave=False):
+        path = cam_dir / f"{name}.npz"
+        keys, cams = load_cams(path)
+        gt = index.read_mask(name)
+        expected = [0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]]
+        if keys.tolist() != expected:
+            raise DataError(f"{path}: keys {keys.tolist()} disagree with the image labels {expected}")
+        if cams.shape[1:] != gt.shape:
+            raise DataError(f"{path}: map size {cams.shape[1:]} differs from the mask size {gt.shape}")
+        own.update(labels_from_cams(keys, cams), gt)
+        for t, cm in swept.items():
+            cm.update(labels_from_cams(keys, cams, t), gt)
+    sweep = {f"{t:.2f}": cm.miou() for t, cm in swept.items()}
+    best = max(sweep, key=sweep.get)
+    return {
+        "split": split,
+        "images": len(index.names(split)),
+        "sipe": own.summary(index.classes),
+        "irn": {"best_threshold": float(best), "best_miou": sweep[best], "sweep": sweep,
+                "per_class_iou": swept[float(best)].summary(index.classes)["per_class_iou"]},
+    }  # fmt: skip
+
+
+def markdown(result: dict, title: str) -> str:
+    return (
+        f"### {title}\n\n| convention | mIoU (%) |\n|---|---:|\n"
+        f"| own background channel (SIPE) | {100 * result['sipe']['miou']:.1f} |\n"
+        f"| constant background t={result['irn']['best_threshold']:.2f} (IRN, best of sweep) | "
+        f"{100 * result['irn']['best_miou']:.1f} |\n"
+    )

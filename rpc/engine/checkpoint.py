@@ -1,0 +1,53 @@
+"""Checkpoints: atomic writes, weights-only loads, and the final model file read by later stages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from rpc.utils.io import DataError, atomic_path
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """Write with ``torch.save`` to a temporary file, then rename (an interrupted write leaves no file)."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated / foreign file
+        raise DataError(f"{path}: unreadable checkpoint ({exc})") from exc
+
+
+def save_model(path: str | os.PathLike, model, model_config: dict, classes: list[str], meta: dict) -> None:
+    """The final classifier: state dict + its configuration as JSON text (so a weights-only load suffices)."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    save_checkpoint(path, {"state_dict": state, "config": json.dumps(model_config), "classes": json.dumps(classes),
+                           "meta": json.dumps(meta)})  # fmt: skip
+
+
+def load_model(path: str | os.PathLike, map_location="cpu"):
+    """``(RPCModel in eval mode, ModelConfig, class names)`` from a file written by ``save_model``."""
+    from rpc.models.rpc import ModelConfig, RPCModel
+
+    ckpt = load_checkpoint(path, map_location)
+    try:
+        cfg = ModelConfig(**{**json.loads(ckpt["config"]), "weights": "none"})
+        classes = json.loads(ckpt["classes"])
+        model = RPCModel(cfg)
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise DataError(f"{path}: not an RPC model file ({exc})") from exc
+    return model.eval(), cfg, classes
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model

@@ -1,0 +1,206 @@
+"""Classifier training (METHOD.md "Training"): SGD + poly, 10x lr on new layers, gradient clipping, resumable.
+
+Runs on CPU or CUDA, single process or under ``torchrun`` (DDP): each of W processes takes ``batch_size / W``
+images of the same global batch, so the effective batch size and learning rate stay as configured.
+
+Work folder layout: ``last.pt`` (latest checkpoint, atomically replaced), ``metrics.jsonl`` (one JSON object per
+log interval). A rerun with the same work folder resumes from ``last.pt``; the final model goes to ``out`` only
+when training completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from rpc.data.datasets import ClassificationTrainSet
+from rpc.data.index import DatasetIndex
+from rpc.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
+from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
+
+
+@dataclass
+class TrainConfig:
+    """Defaults: the paper / SIPE recipe for VOC and COCO (the synthetic config shrinks sizes and epochs)."""
+
+    split: str = "train_aug"
+    batch_size: int = 16  # global batch (all processes together)
+    epochs: int = 5
+    lr: float = 0.1  # backbone; new layers get lr * new_layer_lr_mult
+    new_layer_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    clip_grad: float = 1.0
+    crop: int = 512
+    long_side: tuple[int, int] = (320, 640)
+    seed: int = 15
+    num_workers: int = 4
+    log_interval: int = 10
+    checkpoint_interval: int = 200  # steps
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | none
+    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    device: str = "auto"  # auto | cpu | cuda
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps: for tests and time limits
+
+    def __post_init__(self):
+        self.long_side = tuple(self.long_side)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return world, rank
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(cfg.device)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1 - step / total) ** power
+
+
+def epoch_batches(n: int, batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a permutation fixed by ``(seed, epoch)``, last partial batch dropped."""
+    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    return [order[i : i + batch].tolist() for i in range(0, n - batch + 1, batch)]
+
+
+def train_classifier(
+    dataset_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+) -> dict:
+    """Train; returns a summary dict (steps, images/s, final losses). Resumes from ``work_dir/last.pt``."""
+    world, rank = _dist()
+    device = _device(cfg)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+
+    index = DatasetIndex.load(dataset_dir)
+    if model_cfg.num_classes != index.num_classes - 1:
+        model_cfg = dataclasses.replace(model_cfg, num_classes=index.num_classes - 1)
+    data = ClassificationTrainSet(index, cfg.split, cfg.long_side, cfg.crop, cfg.seed)
+    steps_per_epoch = len(data) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"split {cfg.split} has {len(data)} images, fewer than one batch of {cfg.batch_size}")
+    total = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(cfg.seed)
+    model = RPCModel(model_cfg).to(device)
+    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    backbone, new = model.param_groups()
+    opt = torch.optim.SGD(
+        [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
+         {"params": new, "lr": cfg.lr * cfg.new_layer_lr_mult, "base_lr": cfg.lr * cfg.new_layer_lr_mult}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+    )  # fmt: skip
+
+    step = 0
+    last = work / "last.pt"
+    if last.is_file():
+        ckpt = load_checkpoint(last, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+        if rank == 0:
+            print(f"resumed from {last} at step {step}/{total}")
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def checkpoint():
+        if rank == 0:
+            save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step})
+
+    metrics_file = (work / "metrics.jsonl").open("a") if rank == 0 else None
+    stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    bar = tqdm(total=stop_at, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True)
+    model.train()
+    seen, t0, summary = 0, time.perf_counter(), {}
+    try:
+        while step < stop_at:
+            epoch, skip = divmod(step, steps_per_epoch)
+            data.set_epoch(epoch)
+            batches = [b[rank::world] for b in epoch_batches(len(data), cfg.batch_size, cfg.seed, epoch)[skip:]]
+            loader = DataLoader(data, batch_sampler=batches, num_workers=cfg.num_workers,
+                                pin_memory=device.type == "cuda")  # fmt: skip
+            for batch in loader:
+                if step >= stop_at:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = poly_lr(g["base_lr"], step, total, cfg.poly_power)
+                x = batch["image"].to(device, non_blocking=True)
+                if use_cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = batch["label"].to(device)
+                valid = batch["valid"].to(device)
+                ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+                with ctx:
+                    outputs = ddp_model(x, y, valid)
+                losses = model.losses(outputs, y)
+                if not torch.isfinite(losses["total"]):
+                    raise TrainingDiverged(
+                        f"non-finite loss at step {step} ({ {k: v.item() for k, v in losses.items()} }); "
+                        f"the last good checkpoint is kept in {last}; lower train.lr or check the data"
+                    )
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                opt.step()
+                step += 1
+                seen += x.shape[0] * world
+                bar.update(1)
+                if rank == 0 and (step % cfg.log_interval == 0 or step == stop_at):
+                    rate = seen / (time.perf_counter() - t0)
+                    summary = {"step": step, "epoch": epoch, **{k: round(v.item(), 5) for k, v in losses.items()},
+                               "images_per_s": round(rate, 2), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+                    metrics_file.write(json.dumps(summary) + "\n")
+                    metrics_file.flush()
+                    bar.write(" ".join(f"{k}={v}" for k, v in summary.items()))
+                if step % cfg.checkpoint_interval == 0:
+                    checkpoint()
+        checkpoint()
+        if step >= total and rank == 0:
+            meta = {"steps": step, "train": {k: (list(v) if isinstance(v, tuple) else v)
+                                             for k, v in dataclasses.asdict(cfg).items()}}  # fmt: skip
+            save_model(out, model, config_to_dict(model_cfg), list(index.classes), meta)
+    finally:
+        bar.close()
+        if metrics_file:
+            metrics_file.close()
+    elapsed = time.perf_counter() - t0
+    return {"step": step, "total": total, "images_per_s": seen / elapsed if elapsed else math.nan, **summary}
