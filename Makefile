@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 # The embedded default: the whole pipeline on the synthetic dataset, on CPU.
 run: $(STAMP)
-	$(BIN)/snakemake --cores all
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
 
 test: $(STAMP)
 	$(BIN)/ruff check rpc tests benchmarks

@@ -82,6 +82,12 @@ def _eval_cams(a):
     )
 
 
+def _summary(a):
+    from rpc.evaluation.summary import write_summary
+
+    write_summary(a.experiments, a.local_maps, a.md, a.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rpc", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,11 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval-cams", help="Local.Maps mIoU (own background and IRN threshold sweep)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--split", required=True)
-    s.add_argument("--cams", required=True)
+    s.add_argument("--cams", required=True, nargs="+", help="map folder(s), e.g. the shards of one run")
     s.add_argument("--json", required=True)
     s.add_argument("--md")
     s.add_argument("--title")
     s.set_defaults(func=_eval_cams)
+    s = sub.add_parser("summary", help="summary table of all experiments, next to the paper's numbers")
+    s.add_argument("--experiments", nargs="+", required=True)
+    s.add_argument("--local-maps", nargs="+", required=True, help="local_maps.json per experiment, same order")
+    s.add_argument("--md", required=True)
+    s.add_argument("--json", required=True)
+    s.set_defaults(func=_summary)
     return p
 
 

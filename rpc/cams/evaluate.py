@@ -29,14 +29,22 @@ def labels_from_cams(keys: np.ndarray, cams: np.ndarray, bg_threshold: float | N
     return keys[np.argmax(cams, axis=0)]
 
 
-def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dir: str | os.PathLike) -> dict:
+def _find(cam_dirs: list[Path], name: str) -> Path:
+    for d in cam_dirs:
+        if (d / f"{name}.npz").is_file():
+            return d / f"{name}.npz"
+    raise DataError(f"no map {name}.npz for a listed image in {', '.join(str(d) for d in cam_dirs)}")
+
+
+def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
+    """Score the maps of ``split`` found in ``cam_dirs`` (one folder, or the shard folders of one run)."""
     index = DatasetIndex.load(dataset_dir)
-    cam_dir = Path(cam_dir)
+    cam_dirs = [Path(cam_dirs)] if isinstance(cam_dirs, str | os.PathLike) else [Path(d) for d in cam_dirs]
     k = index.num_classes
     own = ConfusionMatrix(k)
     swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
     for name in tqdm(index.names(split), desc="eval maps", leave=False):
-        path = cam_dir / f"{name}.npz"
+        path = _find(cam_dirs, name)
         keys, cams = load_cams(path)
         gt = index.read_mask(name)
         expected = [0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]]

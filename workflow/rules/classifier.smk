@@ -1,0 +1,29 @@
+rule train_classifier:
+    input:
+        DATASET,
+    output:
+        "results/{experiment}/classifier.pt",
+    params:
+        # only the leaves this rule uses: a change here retrains, a CRF change does not
+        preset=lambda wc: experiment_settings(wc.experiment)[0],
+        model=lambda wc: experiment_settings(wc.experiment)[1],
+        train=lambda wc: experiment_settings(wc.experiment)[2],
+        # checkpoints live outside the declared outputs, so a killed job resumes
+        work="work/{experiment}/classifier",
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/train_classifier.log",
+    benchmark:
+        "benchmarks/out/{experiment}/train_classifier.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=600,
+        gpu=1,
+    run:
+        shell(
+            "OMP_NUM_THREADS={threads} python -m rpc train --dataset {input} --work {params.work} --out {output} --preset {params.preset}"
+            f" --set {overrides('model', params.model)} {overrides('train', params.train)}"
+            " > {log} 2>&1"
+        )
