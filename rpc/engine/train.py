@@ -133,6 +133,8 @@ def train_classifier(
         ckpt = load_checkpoint(last, map_location=device)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr * cfg.new_layer_lr_mult), strict=True):
+            g["base_lr"] = base  # the configured lr wins over the one stored in the checkpoint
         step = int(ckpt["step"])
         if rank == 0:
             print(f"resumed from {last} at step {step}/{total}")
