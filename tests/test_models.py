@@ -154,3 +154,14 @@ def test_bad_config_values_are_named():
         make_config("rpc", attention="cbam")
     with pytest.raises(ValueError, match="unknown preset"):
         make_config("irn")
+
+
+def test_bf16_autocast_maps_stay_close_to_fp32():
+    model = _model("rpc").eval()
+    x, y, _ = _batch(size=96)
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    ref, _ = model.maps(pairs, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = model.maps(pairs.contiguous(memory_format=torch.channels_last), y)
+    assert low.dtype == torch.float32  # the prototype math runs in float32
+    assert (low - ref).abs().max() < 0.1 and (low - ref).abs().mean() < 0.02
