@@ -53,8 +53,12 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
         if cams.shape[1:] != gt.shape:
             raise DataError(f"{path}: map size {cams.shape[1:]} differs from the mask size {gt.shape}")
         own.update(labels_from_cams(keys, cams), gt)
+        # IRN sweep: the foreground argmax is computed once; a pixel is background where its best
+        # foreground score does not exceed t (ties go to background, as in labels_from_cams)
+        fg_best = cams[1:].max(0) if len(keys) > 1 else np.zeros_like(cams[0])
+        fg_label = keys[1:][np.argmax(cams[1:], 0)] if len(keys) > 1 else np.zeros_like(gt)
         for t, cm in swept.items():
-            cm.update(labels_from_cams(keys, cams, t), gt)
+            cm.update(np.where(fg_best > t, fg_label, 0), gt)
     sweep = {f"{t:.2f}": cm.miou() for t, cm in swept.items()}
     best = max(sweep, key=sweep.get)
     return {

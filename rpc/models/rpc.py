@@ -12,7 +12,7 @@ Presets (``PRESETS``): ``cam`` (plain CAM, Table 4 row 1), ``sipe`` (1 stage, SI
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -202,4 +202,4 @@ def config_to_dict(cfg: ModelConfig) -> dict:
     return d
 
 
-__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_to_dict", "field"]
+__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_to_dict"]
