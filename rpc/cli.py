@@ -63,7 +63,7 @@ def _cams(a):
 
     result = make_rs_cams(
         a.model, a.dataset, a.split, a.out, a.shard, a.num_shards, tuple(a.scales), a.save_stages,
-        a.device, a.workers, a.bf16,
+        a.device, a.workers, a.bf16, a.batch_size,
     )  # fmt: skip
     print(json.dumps(result))
 
@@ -80,6 +80,29 @@ def _eval_cams(a):
         f"Local.Maps mIoU {100 * result['sipe']['miou']:.2f} (own background), "
         f"{100 * result['irn']['best_miou']:.2f} (IRN t={result['irn']['best_threshold']:.2f})"
     )
+
+
+def _crf(a):
+    import json
+
+    from rpc.crf.dense import PSEUDO_MASK_CRF, parse_params
+    from rpc.crf.pseudo import make_pseudo_masks
+
+    result = make_pseudo_masks(
+        a.dataset, a.split, a.cams, a.out, a.workers, a.shard, a.num_shards,
+        parse_params(a.param or [], PSEUDO_MASK_CRF), a.allow_extra_maps,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+def _figures(a):
+    from rpc.data.index import DatasetIndex
+    from rpc.evaluation.figures import make_figures
+
+    names = a.names or DatasetIndex.load(a.dataset).names(a.split)[: a.count]
+    masks = dict(item.split("=", 1) for item in a.masks or [])
+    paths = make_figures(a.dataset, names, a.out, a.cams, masks, ground_truth=not a.no_ground_truth)
+    print(f"{len(paths)} figures in {a.out}")
 
 
 def _summary(a):
@@ -154,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--workers", type=int, default=2, help="data-loading processes")
     s.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    s.add_argument("--batch-size", type=int, default=4, help="images of equal size per forward pass")
     s.set_defaults(func=_cams)
 
     s = sub.add_parser("eval-cams", help="Local.Maps mIoU (own background and IRN threshold sweep)")
@@ -164,6 +188,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md")
     s.add_argument("--title")
     s.set_defaults(func=_eval_cams)
+    s = sub.add_parser("crf", help="pseudo masks: two-pass confident dense-CRF labelling of the maps")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--cams", required=True, nargs="+", help="map folder(s), e.g. the shards of one run")
+    s.add_argument("--out", required=True, help="folder of <name>.png pseudo masks (0..C, 255 uncertain)")
+    s.add_argument("--workers", type=int, default=1, help="CRF processes")
+    s.add_argument("--shard", type=int, default=0, help="0-based shard index")
+    s.add_argument("--num-shards", type=int, default=1)
+    s.add_argument("--param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=50")
+    s.add_argument("--allow-extra-maps", action="store_true", help="maps may cover more images than the split")
+    s.set_defaults(func=_crf)
+
+    s = sub.add_parser("figures", help="one PNG row per image: image, stage maps, RS-CAM, masks, ground truth")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", default="train")
+    s.add_argument("--names", nargs="*", help="images to show (default: the first --count of the split)")
+    s.add_argument("--count", type=int, default=6)
+    s.add_argument("--cams", nargs="*", help="map folder(s)")
+    s.add_argument("--masks", nargs="*", metavar="TITLE=DIR", help="mask columns, e.g. pseudo=results/x/masks")
+    s.add_argument("--no-ground-truth", action="store_true")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_figures)
+
     s = sub.add_parser("summary", help="summary table of all experiments, next to the paper's numbers")
     s.add_argument("--experiments", nargs="+", required=True)
     s.add_argument("--local-maps", nargs="+", required=True, help="local_maps.json per experiment, same order")

@@ -8,15 +8,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from rpc.cams.generate import load_cams
+from rpc.cams.store import as_dirs, check_maps, find_map, load_cams
 from rpc.data.index import DatasetIndex
 from rpc.evaluation.confusion import ConfusionMatrix
-from rpc.utils.io import DataError
 
 IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(13))
 
@@ -29,29 +27,18 @@ def labels_from_cams(keys: np.ndarray, cams: np.ndarray, bg_threshold: float | N
     return keys[np.argmax(cams, axis=0)]
 
 
-def _find(cam_dirs: list[Path], name: str) -> Path:
-    for d in cam_dirs:
-        if (d / f"{name}.npz").is_file():
-            return d / f"{name}.npz"
-    raise DataError(f"no map {name}.npz for a listed image in {', '.join(str(d) for d in cam_dirs)}")
-
-
 def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     """Score the maps of ``split`` found in ``cam_dirs`` (one folder, or the shard folders of one run)."""
     index = DatasetIndex.load(dataset_dir)
-    cam_dirs = [Path(cam_dirs)] if isinstance(cam_dirs, str | os.PathLike) else [Path(d) for d in cam_dirs]
+    cam_dirs = as_dirs(cam_dirs)
     k = index.num_classes
     own = ConfusionMatrix(k)
     swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
     for name in tqdm(index.names(split), desc="eval maps", leave=False):
-        path = _find(cam_dirs, name)
+        path = find_map(cam_dirs, name)
         keys, cams = load_cams(path)
         gt = index.read_mask(name)
-        expected = [0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]]
-        if keys.tolist() != expected:
-            raise DataError(f"{path}: keys {keys.tolist()} disagree with the image labels {expected}")
-        if cams.shape[1:] != gt.shape:
-            raise DataError(f"{path}: map size {cams.shape[1:]} differs from the mask size {gt.shape}")
+        check_maps(path, keys, cams, index.label(name), gt.shape)
         own.update(labels_from_cams(keys, cams), gt)
         # IRN sweep: the foreground argmax is computed once; a pixel is background where its best
         # foreground score does not exceed t (ties go to background, as in labels_from_cams)

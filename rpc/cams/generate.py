@@ -10,60 +10,63 @@ from __future__ import annotations
 
 import os
 import time
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from rpc.cams.store import is_complete, save_cams, shard
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_model
-from rpc.utils.io import DataError, save_npz_atomic
+from rpc.utils.io import DataError
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
-
-
-def shard(names: list[str], i: int, n: int) -> list[str]:
-    """Shard ``i`` of ``n`` (0-based), interleaved so that shards get similar mixes of images."""
-    if not 0 <= i < n:
-        raise ValueError(f"shard index {i} outside 0..{n - 1}")
-    return names[i::n]
-
-
-def is_complete(path: Path) -> bool:
-    """A map file is complete if it opens and holds ``keys`` and ``cams`` of matching length."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return z["cams"].shape[0] == z["keys"].shape[0]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return False
-
-
-def load_cams(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(keys (K,) int, cams (K, H, W) float32)`` with a clear error for a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: map file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return z["keys"].astype(np.int64), z["cams"].astype(np.float32)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: unreadable map file ({exc})") from exc
-
-
-def _upsample_sum(maps: list[torch.Tensor], size) -> torch.Tensor:
-    return sum(F.interpolate(m, size, mode="bilinear", align_corners=False) for m in maps)
 
 
 def _max_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / (x.amax(dim=(-2, -1), keepdim=True) + 1e-5)
 
 
+def _same_size_batches(items, batch_size: int):
+    """Group consecutive loader items of equal image size into lists of at most ``batch_size``."""
+    batch = []
+    for item in items:
+        if batch and (len(batch) == batch_size or tuple(item["size"]) != tuple(batch[0]["size"])):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
 @torch.inference_mode()
+def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, channels_last: bool) -> None:
+    """Maps for images of one size: per scale one forward of ``(2B, 3, h, w)`` (each image with its flip)."""
+    labels = torch.stack([item["label"] for item in batch]).to(dev)
+    size = tuple(batch[0]["size"])
+    final_sum = stage_sum = None
+    for s in range(len(batch[0]["scales"])):
+        x = torch.cat([item["scales"][s] for item in batch]).to(dev, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            final, per_stage = model.maps(x, labels)  # (B, C+1, h, w), [(B, C+1, h, w)] * K
+        up = F.interpolate(final.float(), size, mode="bilinear", align_corners=False)
+        final_sum = up if final_sum is None else final_sum + up
+        if save_stages:
+            st = torch.stack(per_stage, 1).float().flatten(0, 1)  # (B*K, C+1, h, w)
+            up = F.interpolate(st, size, mode="bilinear", align_corners=False).unflatten(0, (len(batch), -1))
+            stage_sum = up if stage_sum is None else stage_sum + up
+    for b, item in enumerate(batch):
+        keys = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(item["label"])[:, 0] + 1]).to(dev)
+        cams = _max_normalise(final_sum[b, keys]).cpu().numpy()
+        stages = _max_normalise(stage_sum[b][:, keys]).cpu().numpy() if save_stages else None
+        save_cams(item["out"], keys.cpu().numpy(), cams, stages)
+
+
 def make_rs_cams(
     model_path: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -76,13 +79,18 @@ def make_rs_cams(
     device: str = "auto",
     num_workers: int = 2,
     amp: bool = False,
+    batch_size: int = 4,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    images_per_s}``. Complete outputs are skipped; truncated ones are redone."""
+    images_per_s}``. Consecutive images of equal size share a batch (``batch_size`` images, each with its
+    flip). Complete outputs are skipped; truncated ones are redone."""
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
     model, cfg, classes = load_model(model_path, map_location=dev)
+    channels_last = amp or dev.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     index = DatasetIndex.load(dataset_dir)
     if tuple(classes) != index.classes:
         raise DataError(f"{model_path}: trained on classes {classes}, dataset {dataset_dir} has {list(index.classes)}")
@@ -92,22 +100,13 @@ def make_rs_cams(
     todo = [n for n in names if not is_complete(out_dir / f"{n}.npz")]
     loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None, num_workers=num_workers)
     t0 = time.perf_counter()
-    for item in tqdm(loader, total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True):
-        labels = item["label"][None].to(dev)
-        finals, stages = [], []
-        for x in item["scales"]:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                final, per_stage = model.maps(x.to(dev), labels)
-            finals.append(final.float())
-            stages.append(torch.stack(per_stage, 0).float())  # (K_stages, 1, C+1, h, w)
-        size = tuple(item["size"])
-        keys = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(item["label"])[:, 0] + 1]).to(dev)
-        cams = _max_normalise(_upsample_sum(finals, size)[0, keys])
-        arrays = {"keys": keys.cpu().numpy().astype(np.int16), "cams": cams.cpu().numpy().astype(np.float16)}
-        if save_stages:
-            st = _upsample_sum([s[:, 0] for s in stages], size)[:, keys]
-            arrays["stage_cams"] = _max_normalise(st).cpu().numpy().astype(np.float16)
-        save_npz_atomic(out_dir / f"{item['name']}.npz", **arrays)
+    bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)
+    for batch in _same_size_batches(loader, batch_size):
+        for item in batch:
+            item["out"] = out_dir / f"{item['name']}.npz"
+        _infer_batch(model, batch, dev, amp, save_stages, channels_last)
+        bar.update(len(batch))
+    bar.close()
     elapsed = time.perf_counter() - t0
     return {"images": len(todo), "skipped": len(names) - len(todo),
             "images_per_s": len(todo) / elapsed if todo else float("nan")}  # fmt: skip

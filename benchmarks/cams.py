@@ -1,0 +1,74 @@
+"""RS-CAM inference speed: ResNet-50 RPC (2 stages + SFA), 4 scales + flip, VOC-sized images, on this machine,
+fp32 and bf16 autocast + channels-last; achieved GFLOP/s next to a large matrix multiply's GFLOP/s.
+
+    python -m benchmarks.cams [--images 4] [--repeats 2] [--depth 50]   ->  benchmarks/out/cams.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.common import median_time, voc_sized_dataset, write_result
+from rpc.cams.generate import DEFAULT_SCALES, make_rs_cams
+from rpc.data.datasets import MultiScaleInferenceSet
+from rpc.engine.checkpoint import save_model
+from rpc.models.rpc import RPCModel, config_to_dict, make_config
+
+
+def matmul_gflops(n: int = 4096, dtype=torch.float32, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t, _ = median_time(lambda: a @ b, repeats)
+    return 2 * n**3 / t / 1e9
+
+
+@torch.inference_mode()
+def flops_per_image(model, index, name: str) -> float:
+    """FLOPs of the model's forward passes for one image at every scale (image + flip), counted by torch."""
+    item = MultiScaleInferenceSet(index, [name], DEFAULT_SCALES)[0]
+    with FlopCounterMode(display=False) as counter:
+        for x in item["scales"]:
+            model.maps(x, item["label"][None])
+    return float(counter.get_total_flops())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--depth", type=int, default=50)
+    a = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="rpc_bench_cams_"))
+    try:
+        index = voc_sized_dataset(work, 1, limit=a.images)
+        names = index.names("train")
+        cfg = make_config("rpc", depth=a.depth, weights="none", num_classes=index.num_classes - 1)
+        torch.manual_seed(0)
+        model = RPCModel(cfg).eval()
+        save_model(work / "model.pt", model, config_to_dict(cfg), list(index.classes), {})
+        flops = sum(flops_per_image(model, index, n) for n in names) / len(names)
+        result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
+                  "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
+        for mode, amp in (("fp32", False), ("bf16_channels_last", True)):
+
+            def run(amp=amp):
+                shutil.rmtree(work / "maps", ignore_errors=True)
+                make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=1)
+
+            t, runs = median_time(run, a.repeats)
+            result["modes"][mode] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
+                                     "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
+        result["matmul_gflop_s"] = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
+        write_result(f"cams_r{a.depth}", result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Map files on disk: one ``<name>.npz`` per image (no pickle), read by every stage after inference.
+
+Keys: ``keys`` (int16: 0 and the present classes), ``cams`` (float16 ``(len(keys), H, W)``) and optionally
+``stage_cams`` (float16 ``(K_stages, len(keys), H, W)``). This module imports no torch, so CRF worker processes
+stay light.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from rpc.utils.io import DataError, save_npz_atomic
+
+_BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
+
+
+def shard(names: list[str], i: int, n: int) -> list[str]:
+    """Shard ``i`` of ``n`` (0-based), interleaved so that shards get similar mixes of images."""
+    if not 0 <= i < n:
+        raise ValueError(f"shard index {i} outside 0..{n - 1}")
+    return names[i::n]
+
+
+def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
+    arrays = {"keys": np.asarray(keys, np.int16), "cams": np.asarray(cams, np.float16)}
+    if stage_cams is not None:
+        arrays["stage_cams"] = np.asarray(stage_cams, np.float16)
+    save_npz_atomic(path, **arrays)
+
+
+def is_complete(path: Path) -> bool:
+    """A map file is complete if it opens and holds ``keys`` and ``cams`` of matching length."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["cams"].shape[0] == z["keys"].shape[0]
+    except _BAD_FILE:
+        return False
+
+
+def load_cams(path: str | os.PathLike, stages: bool = False):
+    """``(keys (K,) int64, cams (K, H, W) float32)`` (plus ``stage_cams`` or None with ``stages=True``),
+    with a clear error for a missing or broken file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: map file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys, cams = z["keys"].astype(np.int64), z["cams"].astype(np.float32)
+            if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
+                raise ValueError(f"cams {cams.shape} do not match keys {keys.shape}")
+            if not stages:
+                return keys, cams
+            return keys, cams, (z["stage_cams"].astype(np.float32) if "stage_cams" in z.files else None)
+    except _BAD_FILE as exc:
+        raise DataError(f"{path}: unreadable map file ({exc})") from exc
+
+
+def find_map(cam_dirs: list[Path], name: str) -> Path:
+    """The map of ``name`` in the first of ``cam_dirs`` that holds it (the shard folders of one run)."""
+    for d in cam_dirs:
+        if (d / f"{name}.npz").is_file():
+            return d / f"{name}.npz"
+    raise DataError(f"no map {name}.npz for a listed image in {', '.join(str(d) for d in cam_dirs)}")
+
+
+def as_dirs(cam_dirs) -> list[Path]:
+    return [Path(cam_dirs)] if isinstance(cam_dirs, str | os.PathLike) else [Path(d) for d in cam_dirs]
+
+
+def check_maps(path: Path, keys: np.ndarray, cams: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> None:
+    """Clear errors for maps that do not belong to the image: keys vs its labels ``(C,)``, size vs ``(H, W)``."""
+    expected = [0] + [int(i) + 1 for i in np.nonzero(label)[0]]
+    if keys.tolist() != expected:
+        raise DataError(f"{path}: keys {keys.tolist()} disagree with the image labels {expected}")
+    if cams.shape[1:] != tuple(size):
+        raise DataError(f"{path}: map size {cams.shape[1:]} differs from the image size {tuple(size)}")
+
+
+def check_no_strays(cam_dirs: list[Path], listed: set[str], split: str) -> None:
+    """A map for an image that is not in the list means maps and list disagree: say which file."""
+    for d in cam_dirs:
+        if not d.is_dir():
+            raise DataError(f"{d}: map folder not found")
+        for f in sorted(d.glob("*.npz")):
+            if f.stem not in listed:
+                raise DataError(
+                    f"{f}: map for an image that is not in split {split!r} (pass --allow-extra-maps if the maps "
+                    f"cover a larger split on purpose)"
+                )

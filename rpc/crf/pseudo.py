@@ -1,0 +1,117 @@
+"""Pseudo masks: localisation maps -> two-pass confident dense-CRF labelling (METHOD.md; SIPE ``cam2ir``).
+
+Per image, over its own labels only (``keys`` = 0 and the present classes):
+
+1. ``fg_conf`` = CRF of argmax(maps) (the maps as they are);
+2. ``bg_conf`` = CRF of argmax(maps with the background channel x0.5) (background shrinks, foreground grows);
+3. label = ``fg_conf`` where it is foreground; 0 where both passes say background; 255 (uncertain) elsewhere.
+
+:func:`make_pseudo_masks` runs this over a split in a process pool, skips images whose PNG exists (resume) and
+writes each PNG atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from rpc.cams.store import as_dirs, check_maps, check_no_strays, find_map, load_cams, shard
+from rpc.crf.dense import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
+from rpc.data.index import DatasetIndex
+from rpc.data.palette import IGNORE_INDEX, read_mask, write_mask
+from rpc.utils.io import DataError
+
+BG_SCALE = 0.5
+
+
+def confident_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, p: CRFParams = PSEUDO_MASK_CRF):
+    """``image (H, W, 3)`` uint8, ``keys (K,)`` class ids (keys[0] == 0), ``cams (K, H, W)`` -> ``(H, W)`` uint8
+    pseudo mask with class ids and 255 for uncertain pixels."""
+    fg_pass = crf_from_labels(image, np.argmax(cams, 0), len(keys), p)
+    shrunk = cams.copy()
+    shrunk[0] *= BG_SCALE
+    bg_pass = crf_from_labels(image, np.argmax(shrunk, 0), len(keys), p)
+    fg_conf, bg_conf = keys[fg_pass], keys[bg_pass]
+    mask = np.where(fg_conf > 0, fg_conf, IGNORE_INDEX)
+    mask[(fg_conf == 0) & (bg_conf == 0)] = 0
+    return mask.astype(np.uint8)
+
+
+def _is_complete(path: Path, num_classes: int) -> bool:
+    try:
+        read_mask(path, num_classes)
+        return True
+    except (DataError, OSError):
+        return False
+
+
+# Worker state, set once per process by the pool initialiser (the index is not pickled per task).
+_STATE: dict = {}
+
+
+def _init_worker(dataset_dir: str, cam_dirs: list[Path], out_dir: Path, params: CRFParams) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _STATE.update(index=DatasetIndex.load(dataset_dir), cam_dirs=cam_dirs, out_dir=out_dir, params=params)
+
+
+def _process(name: str) -> tuple[str, float]:
+    """One image, end to end; returns ``(name, seconds spent in the two CRF passes)``."""
+    index: DatasetIndex = _STATE["index"]
+    path = find_map(_STATE["cam_dirs"], name)
+    keys, cams = load_cams(path)
+    image = index.read_image(name)
+    check_maps(path, keys, cams, index.label(name), image.shape[:2])
+    t0 = time.perf_counter()
+    mask = confident_labels(image, keys, cams, _STATE["params"])
+    crf_s = time.perf_counter() - t0
+    write_mask(_STATE["out_dir"] / f"{name}.png", mask)
+    return name, crf_s
+
+
+def make_pseudo_masks(
+    dataset_dir: str | os.PathLike,
+    split: str,
+    cam_dirs,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    params: CRFParams = PSEUDO_MASK_CRF,
+    allow_extra_maps: bool = False,
+) -> dict:
+    """Pseudo masks ``out_dir/<name>.png`` for shard ``shard_index`` of ``num_shards`` of ``split``, with maps
+    read from ``cam_dirs`` (one folder or the shard folders of one run). Returns timings:
+    ``{images, skipped, wall_s, crf_s, images_per_s}`` (``crf_s``: total time inside the CRF passes)."""
+    index = DatasetIndex.load(dataset_dir)
+    cam_dirs = as_dirs(cam_dirs)
+    if not allow_extra_maps:
+        check_no_strays(cam_dirs, set(index.names(split)), split)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = shard(index.names(split), shard_index, num_shards)
+    todo = [n for n in names if not _is_complete(out_dir / f"{n}.png", index.num_classes)]
+    for n in todo:  # fail before any work if a map is missing
+        find_map(cam_dirs, n)
+    init = (str(index.root), cam_dirs, out_dir, params)
+    t0 = time.perf_counter()
+    crf_s = 0.0
+    bar = tqdm(total=len(todo), desc=f"crf {shard_index}/{num_shards}", dynamic_ncols=True)
+    if workers <= 1:
+        _init_worker(*init)
+        for name in todo:
+            crf_s += _process(name)[1]
+            bar.update()
+    else:
+        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init) as pool:
+            for _, s in pool.imap_unordered(_process, todo, chunksize=1):
+                crf_s += s
+                bar.update()
+    bar.close()
+    wall = time.perf_counter() - t0
+    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s,
+            "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip

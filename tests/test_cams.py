@@ -1,0 +1,118 @@
+"""RS-CAM inference (batching, resume, stage maps), Local.Maps evaluation and figures."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rpc.cams.evaluate import evaluate_cams
+from rpc.cams.generate import make_rs_cams
+from rpc.cams.store import load_cams, save_cams
+from rpc.engine.checkpoint import save_model
+from rpc.evaluation.figures import TITLE_HEIGHT, make_figures, mask_panel
+from rpc.models.rpc import RPCModel, config_to_dict, make_config
+from rpc.utils.io import DataError
+
+
+@pytest.fixture(scope="module")
+def model_file(tiny_synthetic, tmp_path_factory):
+    """An untrained 2-stage RPC model (ResNet-18) with non-trivial classifier weights."""
+    _, _, index = tiny_synthetic
+    cfg = make_config("rpc", depth=18, weights="none", num_classes=index.num_classes - 1)
+    torch.manual_seed(0)
+    model = RPCModel(cfg)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(path, model, config_to_dict(cfg), list(index.classes), {})
+    return path
+
+
+def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_path):
+    _, _, index = tiny_synthetic
+    kw = dict(scales=(1.0, 0.5), save_stages=True, num_workers=0)
+    one = make_rs_cams(model_file, index.root, "val", tmp_path / "b1", batch_size=1, **kw)
+    four = make_rs_cams(model_file, index.root, "val", tmp_path / "b4", batch_size=4, **kw)
+    assert one["images"] == four["images"] == 8
+    for name in index.names("val"):
+        k1, c1, s1 = load_cams(tmp_path / "b1" / f"{name}.npz", stages=True)
+        k4, c4, s4 = load_cams(tmp_path / "b4" / f"{name}.npz", stages=True)
+        assert k1.tolist() == k4.tolist() == [0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]]
+        np.testing.assert_allclose(c1, c4, atol=2e-3)  # float16 storage
+        assert c1.shape == (len(k1), 96, 96) and s1.shape == (2, len(k1), 96, 96)
+        peaks = c1.max((1, 2))  # each channel max-normalised (an all-zero channel stays zero)
+        assert peaks[1:].max() == pytest.approx(1.0, abs=2e-3)
+        np.testing.assert_allclose(peaks[peaks > 1e-3], 1.0, atol=2e-3)
+
+
+def test_maps_resume_skips_complete_and_redoes_truncated(tiny_synthetic, model_file, tmp_path):
+    _, _, index = tiny_synthetic
+    out = tmp_path / "maps"
+    make_rs_cams(model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0)
+    names = index.names("val")[1::2]
+    assert sorted(p.stem for p in out.glob("*.npz")) == sorted(names)
+    victim = out / f"{names[0]}.npz"
+    reference = load_cams(victim)[1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    again = make_rs_cams(model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0)
+    assert again["images"] == 1 and again["skipped"] == len(names) - 1
+    np.testing.assert_allclose(load_cams(victim)[1], reference, atol=2e-3)  # batch of 1 vs batch of 4
+
+
+def test_maps_refuse_a_model_for_other_classes(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    cfg = make_config("cam", depth=18, weights="none", num_classes=3)
+    save_model(tmp_path / "m.pt", RPCModel(cfg), config_to_dict(cfg), ["background", "a", "b", "c"], {})
+    with pytest.raises(DataError, match="trained on classes"):
+        make_rs_cams(tmp_path / "m.pt", index.root, "val", tmp_path / "o", num_workers=0)
+
+
+def _gt_cams(index, split, out):
+    for name in index.names(split):
+        gt = index.read_mask(name)
+        keys = np.array([0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]])
+        save_cams(out / f"{name}.npz", keys, np.stack([(gt == k).astype(np.float32) for k in keys]))
+
+
+def test_local_maps_of_ground_truth_maps_score_one(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    _gt_cams(index, "val", tmp_path)
+    result = evaluate_cams(index.root, "val", [tmp_path])
+    assert result["sipe"]["miou"] == pytest.approx(1.0)
+    # one-hot maps: every threshold below 1 separates foreground exactly
+    assert list(result["irn"]["sweep"].values()) == pytest.approx([1.0] * 13)
+
+
+def test_local_maps_irn_sweep_finds_the_right_threshold(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    for name in index.names("val"):  # foreground maps at 0.32 on the object, 0 elsewhere; no background channel
+        gt = index.read_mask(name)
+        keys = np.array([0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]])
+        cams = np.stack([np.zeros(gt.shape, np.float32)] + [0.32 * (gt == k) for k in keys[1:]])
+        save_cams(tmp_path / f"{name}.npz", keys, cams)
+    result = evaluate_cams(index.root, "val", tmp_path)
+    assert result["irn"]["best_miou"] == pytest.approx(1.0)
+    assert result["irn"]["sweep"]["0.35"] < 0.5 and result["irn"]["sweep"]["0.30"] == pytest.approx(1.0)
+
+
+def test_local_maps_errors_name_the_file(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    _gt_cams(index, "val", tmp_path)
+    name = index.names("val")[0]
+    keys, cams = load_cams(tmp_path / f"{name}.npz")
+    save_cams(tmp_path / f"{name}.npz", keys, cams[:, :, :-2])
+    with pytest.raises(DataError, match=f"{name}.npz: map size"):
+        evaluate_cams(index.root, "val", tmp_path)
+    (tmp_path / f"{name}.npz").unlink()
+    with pytest.raises(DataError, match=f"no map {name}.npz"):
+        evaluate_cams(index.root, "val", tmp_path)
+
+
+def test_figures_show_each_panel(tiny_synthetic, model_file, tmp_path):
+    _, _, index = tiny_synthetic
+    names = index.names("val")[:2]
+    make_rs_cams(model_file, index.root, "val", tmp_path / "maps", scales=(1.0,), save_stages=True, num_workers=0)
+    paths = make_figures(index.root, names, tmp_path / "fig", [tmp_path / "maps"], {})
+    fig = np.asarray(Image.open(paths[0]).convert("RGB"))
+    # image | stage 1 | stage 2 | RS-CAM | ground truth, 96 px each, under a title strip
+    assert fig.shape == (96 + TITLE_HEIGHT, 5 * 96, 3)
+    np.testing.assert_array_equal(fig[TITLE_HEIGHT:, 4 * 96 :], mask_panel(index.read_mask(names[0])))
+    np.testing.assert_array_equal(fig[TITLE_HEIGHT:, :96], index.read_image(names[0]))
