@@ -105,6 +105,29 @@ def _figures(a):
     print(f"{len(paths)} figures in {a.out}")
 
 
+def _seg_train(a):
+    import json
+
+    from rpc.segmentation.train import train_segmentation
+
+    mask_dir = None if a.masks == "ground-truth" else a.masks
+    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher)
+    print(json.dumps(result))
+
+
+def _seg_predict(a):
+    import json
+
+    from rpc.crf.dense import SEGMENTATION_CRF, parse_params
+    from rpc.segmentation.predict import predict_segmentation
+
+    result = predict_segmentation(
+        a.model, a.dataset, a.split, a.out, a.crf_out, tuple(a.scales), a.flip, a.device, a.shard, a.num_shards,
+        parse_params(a.crf_param or [], SEGMENTATION_CRF),
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
 def _summary(a):
     from rpc.evaluation.summary import write_summary
 
@@ -210,6 +233,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ground-truth", action="store_true")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_figures)
+
+    s = sub.add_parser("seg-train", help="train DeepLabv2 (mmseg) on pseudo masks; resumes from --work")
+    s.add_argument("--config", required=True, help="mmseg config, e.g. config/mmseg/deeplabv2_r101-d8_...py")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True, help="training list, e.g. train_aug")
+    s.add_argument("--masks", required=True, help="pseudo-mask folder, or 'ground-truth' (upper bound)")
+    s.add_argument("--work", required=True, help="mmengine work folder (periodic checkpoints, logs)")
+    s.add_argument("--out", required=True, help="final weights + resolved config")
+    s.add_argument("--cfg-options", nargs="*", metavar="KEY=VALUE", help="mmengine config overrides")
+    s.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"], help="'pytorch' under torchrun")
+    s.set_defaults(func=_seg_train)
+
+    s = sub.add_parser("seg-predict", help="DeepLabv2 predictions for a split (optionally + CRF)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--out", required=True, help="folder of <name>.png predictions")
+    s.add_argument("--crf-out", help="also write CRF-refined predictions here")
+    s.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    s.add_argument("--flip", action="store_true")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--shard", type=int, default=0)
+    s.add_argument("--num-shards", type=int, default=1)
+    s.add_argument("--crf-param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=67")
+    s.set_defaults(func=_seg_predict)
 
     s = sub.add_parser("summary", help="summary table of all experiments, next to the paper's numbers")
     s.add_argument("--experiments", nargs="+", required=True)

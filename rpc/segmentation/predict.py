@@ -1,0 +1,119 @@
+"""``predict_segmentation``: DeepLabv2 inference on a split, optional multi-scale + flip and CRF post-processing.
+
+Per image: the whole image (no sliding window) at each scale and, optionally, flipped; softmax scores resized to
+the image size and averaged; ``argmax`` -> ``out_dir/<name>.png``. With ``crf_dir``, the averaged scores are also
+refined by the softmax-unary dense CRF (METHOD.md post-processing parameters) -> ``crf_dir/<name>.png``.
+Images whose outputs exist and read back are skipped (resume).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rpc.segmentation.compat import ensure_mmseg
+
+ensure_mmseg()
+
+from mmengine.config import Config  # noqa: E402
+from mmseg.registry import MODELS  # noqa: E402
+from mmseg.utils import register_all_modules  # noqa: E402
+
+import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
+from rpc.cams.store import shard  # noqa: E402
+from rpc.crf.dense import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
+from rpc.data.index import DatasetIndex  # noqa: E402
+from rpc.data.palette import read_mask, write_mask  # noqa: E402
+from rpc.engine.checkpoint import load_checkpoint  # noqa: E402
+from rpc.utils.io import DataError  # noqa: E402
+
+
+def load_segmenter(path: str | os.PathLike, device="cpu"):
+    """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation``."""
+    ckpt = load_checkpoint(path, "cpu")
+    try:
+        cfg = Config.fromstring(ckpt["config"], ".py")
+        classes = json.loads(ckpt["classes"])
+    except KeyError as exc:
+        raise DataError(f"{path}: not a segmentation model file (missing {exc})") from exc
+    cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), cfg, classes
+
+
+@torch.inference_mode()
+def class_probabilities(model, cfg, image: np.ndarray, scales=(1.0,), flip: bool = False) -> torch.Tensor:
+    """``image (H, W, 3)`` uint8 RGB -> softmax scores ``(K, H, W)`` averaged over scales (and flips)."""
+    pre = cfg.model.data_preprocessor
+    dev = next(model.parameters()).device
+    mean = torch.tensor(pre.mean, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, device=dev).view(1, 3, 1, 1)
+    x = (torch.from_numpy(np.ascontiguousarray(image)).to(dev).permute(2, 0, 1)[None].float() - mean) / std
+    h, w = image.shape[:2]
+    total = 0
+    for s in scales:
+        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
+        meta = [dict(img_shape=tuple(xs.shape[-2:]), ori_shape=(h, w))] * len(batch)
+        logits = model.encode_decode(batch, meta)
+        if flip:
+            logits = torch.stack([logits[0], logits[1].flip(-1)])
+        probs = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False).softmax(1)
+        total = total + probs.sum(0)
+    return total / (len(scales) * (2 if flip else 1))
+
+
+def _done(paths: list[Path], num_classes: int) -> bool:
+    try:
+        for p in paths:
+            read_mask(p, num_classes)
+        return True
+    except (DataError, OSError):
+        return False
+
+
+def predict_segmentation(
+    model_file: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    split: str,
+    out_dir: str | os.PathLike,
+    crf_dir: str | os.PathLike | None = None,
+    scales=(1.0,),
+    flip: bool = False,
+    device: str = "auto",
+    shard_index: int = 0,
+    num_shards: int = 1,
+    crf_params: CRFParams = SEGMENTATION_CRF,
+) -> dict:
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    model, cfg, classes = load_segmenter(model_file, dev)
+    index = DatasetIndex.load(dataset_dir)
+    if tuple(classes) != index.classes:
+        raise DataError(f"{model_file}: trained on classes {classes}, dataset {dataset_dir} has {list(index.classes)}")
+    dirs = [Path(out_dir)] + ([Path(crf_dir)] if crf_dir else [])
+    names = shard(index.names(split), shard_index, num_shards)
+    todo = [n for n in names if not _done([d / f"{n}.png" for d in dirs], index.num_classes)]
+    t0, crf_s = time.perf_counter(), 0.0
+    for name in tqdm(todo, desc=f"predict {split}", dynamic_ncols=True):
+        image = index.read_image(name)
+        probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
+        write_mask(dirs[0] / f"{name}.png", probs.argmax(0).astype(np.uint8))
+        if crf_dir:
+            t1 = time.perf_counter()
+            refined = crf_from_probs(image, probs, crf_params)
+            crf_s += time.perf_counter() - t1
+            write_mask(dirs[1] / f"{name}.png", refined.argmax(0).astype(np.uint8))
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter() - t0
+    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s,
+            "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip

@@ -1,0 +1,85 @@
+"""``train_segmentation``: DeepLabv2 with mmseg's Runner on a prepared dataset + a mask folder.
+
+Checks before training: the config's class count equals the dataset's, every listed image has a mask, and mask
+values lie in 0..C or 255. Periodic checkpoints go to ``work_dir`` (mmengine's ``last_checkpoint``); a rerun
+resumes from there. The declared result is ``out``: the final weights and the resolved config (as text), loadable
+with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rpc.segmentation.compat import ensure_mmseg
+
+ensure_mmseg()
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import rpc.segmentation.dataset  # noqa: E402, F401  (registers PreparedSegDataset)
+import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
+from rpc.data.index import DatasetIndex  # noqa: E402
+from rpc.engine.checkpoint import save_checkpoint  # noqa: E402
+from rpc.segmentation.dataset import check_masks  # noqa: E402
+from rpc.utils.io import DataError  # noqa: E402
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["train_cfg.max_iters=100", ...]`` -> a dict for ``Config.merge_from_dict`` (mmengine's syntax)."""
+    action = DictAction(option_strings=["--cfg-options"], dest="cfg_options")
+    ns = type("NS", (), {})()
+    action(None, ns, items)
+    return ns.cfg_options
+
+
+def load_config(path: str | os.PathLike, num_classes: int, options: list[str] | None = None) -> Config:
+    """Load an mmseg config, apply ``options`` and check its class count against the dataset's."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: mmseg config not found")
+    cfg = Config.fromfile(str(path))
+    if options:
+        cfg.merge_from_dict(parse_options(options))
+    head_classes = cfg.model.decode_head.num_classes
+    if head_classes != num_classes:
+        raise DataError(
+            f"{path}: model.decode_head.num_classes={head_classes}, but the dataset has {num_classes} classes "
+            f"(background included); set it with --cfg-options model.decode_head.num_classes={num_classes}"
+        )
+    return cfg
+
+
+def train_segmentation(
+    config: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    split: str,
+    mask_dir: str | os.PathLike | None,
+    work_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    options: list[str] | None = None,
+    launcher: str = "none",
+) -> dict:
+    """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``."""
+    index = DatasetIndex.load(dataset_dir)
+    cfg = load_config(config, index.num_classes, options)
+    names = index.names(split)
+    if mask_dir is not None:
+        check_masks(index, names, mask_dir)
+    cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
+                                        mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
+    work_dir = Path(work_dir)
+    cfg.work_dir = str(work_dir)
+    cfg.resume = (work_dir / "last_checkpoint").is_file()
+    cfg.launcher = launcher
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    if runner.rank == 0:
+        meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir)}
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_checkpoint(out, {"state_dict": state, "config": cfg.pretty_text,
+                              "classes": json.dumps(list(index.classes)), "meta": json.dumps(meta)})  # fmt: skip
+    return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names)}
