@@ -57,7 +57,7 @@ def class_probabilities(model, cfg, image: np.ndarray, scales=(1.0,), flip: bool
     dev = next(model.parameters()).device
     mean = torch.tensor(pre.mean, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(pre.std, device=dev).view(1, 3, 1, 1)
-    x = (torch.from_numpy(np.ascontiguousarray(image)).to(dev).permute(2, 0, 1)[None].float() - mean) / std
+    x = (torch.from_numpy(np.array(image)).to(dev).permute(2, 0, 1)[None].float() - mean) / std
     h, w = image.shape[:2]
     total = 0
     for s in scales:
