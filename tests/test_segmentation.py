@@ -11,7 +11,7 @@ from rpc.segmentation.compat import ensure_mmseg
 
 ensure_mmseg()
 
-from rpc.data.palette import write_mask  # noqa: E402
+from rpc.data.palette import read_mask, write_mask  # noqa: E402
 from rpc.evaluation.masks import evaluate_mask_dir  # noqa: E402
 from rpc.segmentation.deeplabv2 import DeepLabV2Head  # noqa: E402
 from rpc.segmentation.predict import load_segmenter, predict_segmentation  # noqa: E402
@@ -63,7 +63,7 @@ def test_deeplabv2_head_is_the_sum_of_four_dilated_convs():
     assert sum(p.numel() for p in head.parameters()) == 4 * (8 * 5 * 9 + 5)
     x = torch.randn(2, 8, 30, 30)
     out = head((x,))
-    ref = sum(F.conv2d(x, c.weight, c.bias, padding=d, dilation=d) for c, d in zip(head.aspp, (6, 12, 18, 24)))
+    ref = sum(F.conv2d(x, c.weight, c.bias, padding=d, dilation=d) for c, d in zip(head.aspp, (6, 12, 18, 24), strict=True))
     assert out.shape == (2, 5, 30, 30)
     torch.testing.assert_close(out, ref)
     assert 0.005 < head.aspp[0].weight.std() < 0.015 and head.aspp[0].bias.abs().max() == 0
@@ -110,9 +110,9 @@ def test_bad_training_input_fails_before_training(tiny_synthetic, tmp_path):
 
 
 def test_predictions_and_miou_agree_with_mmseg(trained):
+    from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
 
     index, tmp, _, _ = trained
     result = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", tmp / "crf", scales=(1.0, 0.75),
@@ -123,12 +123,11 @@ def test_predictions_and_miou_agree_with_mmseg(trained):
     ours = evaluate_mask_dir(index, "val", tmp / "pred", uncertain="ignore")
     metric = IoUMetric(iou_metrics=["mIoU"])
     metric.dataset_meta = {"classes": index.classes}
-    from rpc.data.palette import read_mask
-
     samples = []
     for name in index.names("val"):
         s = SegDataSample()
-        s.pred_sem_seg = PixelData(data=torch.from_numpy(read_mask(tmp / "pred" / f"{name}.png").astype(np.int64))[None])
+        pred = read_mask(tmp / "pred" / f"{name}.png").astype(np.int64)
+        s.pred_sem_seg = PixelData(data=torch.from_numpy(pred)[None])
         s.gt_sem_seg = PixelData(data=torch.from_numpy(index.read_mask(name).astype(np.int64))[None])
         samples.append(s.to_dict())
     metric.process([], samples)
