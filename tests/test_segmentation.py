@@ -63,7 +63,8 @@ def test_deeplabv2_head_is_the_sum_of_four_dilated_convs():
     assert sum(p.numel() for p in head.parameters()) == 4 * (8 * 5 * 9 + 5)
     x = torch.randn(2, 8, 30, 30)
     out = head((x,))
-    ref = sum(F.conv2d(x, c.weight, c.bias, padding=d, dilation=d) for c, d in zip(head.aspp, (6, 12, 18, 24), strict=True))
+    dilations = (6, 12, 18, 24)
+    ref = sum(F.conv2d(x, c.weight, c.bias, padding=d, dilation=d) for c, d in zip(head.aspp, dilations, strict=True))
     assert out.shape == (2, 5, 30, 30)
     torch.testing.assert_close(out, ref)
     assert 0.005 < head.aspp[0].weight.std() < 0.015 and head.aspp[0].bias.abs().max() == 0
