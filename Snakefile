@@ -1,5 +1,6 @@
 # RPC weakly supervised semantic segmentation: the workflow entry point.
 # `snakemake --cores all` runs the embedded default (config/config.yaml: synthetic data, CPU).
+# Real data: --configfile config/voc.yaml (or coco.yaml) with dataset.root set.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,15 +16,22 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
+include: "workflow/rules/crf.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         "results/summary.md",
+        expand("results/{experiment}/summary.md", experiment=SEG_EXPERIMENTS),
+        expand("results/{experiment}/figures/maps", experiment=EXPERIMENTS),
+        expand("results/{experiment}/figures/predictions", experiment=SEG_EXPERIMENTS),
     default_target: True
 
 
+# Named targets for partial runs (each also runs what it needs).
 rule classifier:
     input:
         expand("results/{experiment}/classifier.pt", experiment=EXPERIMENTS),
@@ -32,3 +40,18 @@ rule classifier:
 rule cams:
     input:
         expand("results/{experiment}/local_maps.json", experiment=EXPERIMENTS),
+
+
+rule pseudo_masks:
+    input:
+        expand("results/{experiment}/pseudo_masks.json", experiment=EXPERIMENTS),
+
+
+rule segmentation:
+    input:
+        expand("results/{experiment}/segmentation/val.json", experiment=SEG_EXPERIMENTS),
+
+
+rule report:
+    input:
+        rules.all.input,

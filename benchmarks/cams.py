@@ -55,7 +55,7 @@ def main(argv=None):
         flops = sum(flops_per_image(model, index, n) for n in names) / len(names)
         result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
                   "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
-        for mode, amp in (("fp32", False), ("bf16_channels_last", True)):
+        for mode, amp in (("fp32", "none"), ("bf16_channels_last", "bf16")):
 
             def run(amp=amp):
                 shutil.rmtree(work / "maps", ignore_errors=True)

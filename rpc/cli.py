@@ -63,7 +63,7 @@ def _cams(a):
 
     result = make_rs_cams(
         a.model, a.dataset, a.split, a.out, a.shard, a.num_shards, tuple(a.scales), a.save_stages,
-        a.device, a.workers, a.bf16, a.batch_size,
+        a.device, a.workers, a.amp, a.batch_size,
     )  # fmt: skip
     print(json.dumps(result))
 
@@ -128,10 +128,17 @@ def _seg_predict(a):
     print(json.dumps(result))
 
 
+def _merge_dirs(a):
+    from rpc.utils.io import merge_dirs
+
+    n = merge_dirs(a.inputs, a.out)
+    print(f"{n} files in {a.out}")
+
+
 def _summary(a):
     from rpc.evaluation.summary import write_summary
 
-    write_summary(a.experiments, a.local_maps, a.md, a.json)
+    write_summary(a.experiments, a.results, a.dataset_kind, a.md, a.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,7 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-stages", action="store_true", help="also store each stage's map")
     s.add_argument("--device", default="auto")
     s.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    s.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    s.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "none"],
+        help="bf16 autocast + channels-last; auto = where the hardware has native bf16",
+    )
     s.add_argument("--batch-size", type=int, default=4, help="images of equal size per forward pass")
     s.set_defaults(func=_cams)
 
@@ -259,9 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crf-param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=67")
     s.set_defaults(func=_seg_predict)
 
+    s = sub.add_parser("merge-dirs", help="gather shard folders into one (hard links; copies across devices)")
+    s.add_argument("--inputs", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_merge_dirs)
+
     s = sub.add_parser("summary", help="summary table of all experiments, next to the paper's numbers")
     s.add_argument("--experiments", nargs="+", required=True)
-    s.add_argument("--local-maps", nargs="+", required=True, help="local_maps.json per experiment, same order")
+    s.add_argument("--results", default="results", help="folder holding <experiment>/ result folders")
+    s.add_argument("--dataset-kind", default="synthetic", help="voc | coco | synthetic (picks the paper's values)")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
     s.set_defaults(func=_summary)

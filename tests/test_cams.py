@@ -28,7 +28,7 @@ def model_file(tiny_synthetic, tmp_path_factory):
 
 def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_path):
     _, _, index = tiny_synthetic
-    kw = dict(scales=(1.0, 0.5), save_stages=True, num_workers=0)
+    kw = dict(scales=(1.0, 0.5), save_stages=True, num_workers=0, amp="none")
     one = make_rs_cams(model_file, index.root, "val", tmp_path / "b1", batch_size=1, **kw)
     four = make_rs_cams(model_file, index.root, "val", tmp_path / "b4", batch_size=4, **kw)
     assert one["images"] == four["images"] == 8
@@ -46,13 +46,17 @@ def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_pa
 def test_maps_resume_skips_complete_and_redoes_truncated(tiny_synthetic, model_file, tmp_path):
     _, _, index = tiny_synthetic
     out = tmp_path / "maps"
-    make_rs_cams(model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0)
+    make_rs_cams(
+        model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0, amp="none"
+    )
     names = index.names("val")[1::2]
     assert sorted(p.stem for p in out.glob("*.npz")) == sorted(names)
     victim = out / f"{names[0]}.npz"
     reference = load_cams(victim)[1]
     victim.write_bytes(victim.read_bytes()[:100])
-    again = make_rs_cams(model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0)
+    again = make_rs_cams(
+        model_file, index.root, "val", out, shard_index=1, num_shards=2, scales=(1.0,), num_workers=0, amp="none"
+    )
     assert again["images"] == 1 and again["skipped"] == len(names) - 1
     np.testing.assert_allclose(load_cams(victim)[1], reference, atol=2e-3)  # batch of 1 vs batch of 4
 

@@ -11,7 +11,7 @@ from rpc.models.rpc import make_config
 
 def _cfg(**kw):
     base = dict(batch_size=4, epochs=1, crop=64, long_side=(64, 96), num_workers=0, log_interval=1,
-                checkpoint_interval=100, lr=0.01)  # fmt: skip
+                checkpoint_interval=100, lr=0.01, amp="none")  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
 

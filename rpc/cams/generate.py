@@ -21,6 +21,7 @@ from rpc.cams.store import is_complete, save_cams, shard
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_model
+from rpc.utils.device import pick_device, use_bf16
 from rpc.utils.io import DataError
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
@@ -78,16 +79,16 @@ def make_rs_cams(
     save_stages: bool = False,
     device: str = "auto",
     num_workers: int = 2,
-    amp: bool = False,
+    amp: str = "auto",
     batch_size: int = 4,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    images_per_s}``. Consecutive images of equal size share a batch (``batch_size`` images, each with its
+    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.device``). Consecutive images of equal
+    size share a batch (``batch_size`` images, each with its
     flip). Complete outputs are skipped; truncated ones are redone."""
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)
+    amp = use_bf16(amp, dev)
     channels_last = amp or dev.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -108,5 +109,5 @@ def make_rs_cams(
         bar.update(len(batch))
     bar.close()
     elapsed = time.perf_counter() - t0
-    return {"images": len(todo), "skipped": len(names) - len(todo),
+    return {"images": len(todo), "skipped": len(names) - len(todo), "bf16": amp,
             "images_per_s": len(todo) / elapsed if todo else float("nan")}  # fmt: skip

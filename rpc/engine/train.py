@@ -28,6 +28,7 @@ from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
+from rpc.utils.device import use_bf16
 
 
 @dataclass
@@ -49,8 +50,8 @@ class TrainConfig:
     num_workers: int = 4
     log_interval: int = 10
     checkpoint_interval: int = 200  # steps
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | none
-    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    amp: str = "auto"  # auto (bf16 where native: CUDA, AVX-512 BF16/AMX CPUs) | bf16 | none
+    channels_last: str = "auto"  # auto (with bf16, or on CUDA) | on | off
     device: str = "auto"  # auto | cpu | cuda
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps: for tests and time limits
 
@@ -116,10 +117,10 @@ def train_classifier(
 
     torch.manual_seed(cfg.seed)
     model = RPCModel(model_cfg).to(device)
-    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    amp = use_bf16(cfg.amp, device)
+    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
-    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     backbone, new = model.param_groups()
     opt = torch.optim.SGD(
         [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},

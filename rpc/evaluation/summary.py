@@ -1,44 +1,87 @@
-"""The summary table: measured numbers next to the paper's, with the evaluation convention of each."""
+"""The summary table: measured numbers next to the paper's, with the evaluation convention of each.
+
+One row per experiment, read from the experiment's result files (each optional, shown as "-" when absent):
+``local_maps.json`` (eval-cams), ``pseudo_masks.json`` / ``pseudo_masks_ignore.json`` (eval-masks with 255 as
+background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of predictions).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from rpc.utils.io import write_json_atomic, write_text_atomic
 
-# Paper Table 1 / Table 4 (ResNet-50, VOC 2012 train, Local.Maps mIoU %)
-PAPER_LOCAL_MAPS = {"cam": 50.1, "sipe": 58.6, "rpc": 60.5}
+# The paper's numbers (mIoU %). VOC: Tables 1, 2 (ResNet-101 DeepLabv2) and 4 (the CAM row); COCO: Table 3.
+PAPER = {
+    "voc": {
+        "cam": {"local_maps": 50.1},
+        "sipe": {"local_maps": 58.6, "crf": 64.7, "seg_val": 68.8},
+        "rpc": {"local_maps": 60.5, "crf": 70.5, "seg_val": 70.7},
+    },
+    "coco": {"sipe": {"seg_val": 40.6}, "rpc": {"seg_val": 44.5}},
+}
+COLUMNS = (  # key, header, file, how to read the number
+    ("local_maps", "Local.Maps (own bg)", "local_maps.json", lambda r: r["sipe"]["miou"]),
+    ("local_maps_irn", "Local.Maps (IRN best t)", "local_maps.json", lambda r: r["irn"]["best_miou"]),
+    ("crf", "+denseCRF (255 = bg)", "pseudo_masks.json", lambda r: r["miou"]),
+    ("crf_ignore", "+denseCRF (255 ignored)", "pseudo_masks_ignore.json", lambda r: r["miou"]),
+    ("seg_val", "DeepLab val", "segmentation/val.json", lambda r: r["miou"]),
+    ("seg_val_crf", "DeepLab val + CRF", "segmentation/val_crf.json", lambda r: r["miou"]),
+)
 
 
-def write_summary(experiments: list[str], local_maps: list[str | os.PathLike], md_path, json_path) -> dict:
-    rows = {}
-    for name, path in zip(experiments, local_maps, strict=True):
-        with open(path) as f:
-            res = json.load(f)
-        rows[name] = {
-            "local_maps_sipe": 100 * res["sipe"]["miou"],
-            "local_maps_irn": 100 * res["irn"]["best_miou"],
-            "irn_threshold": res["irn"]["best_threshold"],
-            "split": res["split"],
-            "images": res["images"],
-        }
+def experiment_row(result_dir: str | os.PathLike) -> dict:
+    """``{column key: mIoU % or None}`` plus ``uncertain_fraction`` and ``irn_threshold`` where known."""
+    result_dir = Path(result_dir)
+    row: dict = {}
+    for key, _, file, read in COLUMNS:
+        path = result_dir / file
+        if path.is_file():
+            res = json.loads(path.read_text())
+            row[key] = 100 * read(res)
+            if key == "crf":
+                row["uncertain_fraction"] = res["uncertain_fraction"]
+            if key == "local_maps":
+                row["irn_threshold"] = res["irn"]["best_threshold"]
+                row["local_maps_split"] = f"{res['split']} ({res['images']})"
+        else:
+            row[key] = None
+    return row
+
+
+def _cell(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def write_summary(experiments: list[str], results_root, dataset_kind: str, md_path, json_path) -> dict:
+    """Write the Markdown + JSON summary of ``results_root/<experiment>/`` for every experiment."""
+    rows = {name: experiment_row(Path(results_root) / name) for name in experiments}
+    paper = PAPER.get(dataset_kind, {})
+    header = "| experiment | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
     lines = [
         "# Summary",
         "",
-        "Local.Maps: mIoU (%) of the localisation maps on the listed split; own background channel (SIPE",
-        "convention, headline) and constant background threshold (IRN convention, best of 0.00-0.60).",
-        "Paper: ResNet-50 on VOC 2012 train (Tables 1, 4); ours: the configured dataset and backbone.",
+        f"Dataset: {dataset_kind}. mIoU (%); paper values (VOC: Tables 1, 2, 4; COCO: Table 3) in parentheses.",
         "",
-        "| experiment | split (images) | Local.Maps (own bg) | Local.Maps (IRN, t) | paper Local.Maps |",
-        "|---|---|---:|---:|---:|",
+        header,
+        "|---|" + "---:|" * len(COLUMNS),
     ]
-    for name, r in rows.items():
-        paper = PAPER_LOCAL_MAPS.get(name)
-        lines.append(
-            f"| {name} | {r['split']} ({r['images']}) | {r['local_maps_sipe']:.1f} | "
-            f"{r['local_maps_irn']:.1f} (t={r['irn_threshold']:.2f}) | {'' if paper is None else paper} |"
-        )
+    for name, row in rows.items():
+        ref = paper.get(name, {})
+        cells = [_cell(row[k]) + (f" ({ref[k]})" if k in ref else "") for k, _, _, _ in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Conventions. Local.Maps: localisation maps on the split "
+        + ", ".join(sorted({r["local_maps_split"] for r in rows.values() if "local_maps_split" in r}) or ["-"])
+        + "; own background channel = argmax including the map's background (SIPE, the paper's headline); IRN =",
+        "constant background score, best threshold of 0.00-0.60. +denseCRF: pseudo masks after the two-pass CRF,",
+        "uncertain (255) pixels counted as background (SIPE) or left out. DeepLab val: predictions on the",
+        "validation split, whole image, without / with CRF post-processing. `ground_truth` = DeepLab trained on",
+        "the ground-truth masks (upper bound).",
+    ]
     write_text_atomic(md_path, "\n".join(lines) + "\n")
-    write_json_atomic(json_path, {"experiments": rows, "paper_local_maps": PAPER_LOCAL_MAPS})
+    write_json_atomic(json_path, {"dataset": dataset_kind, "experiments": rows, "paper": paper})
     return rows

@@ -81,3 +81,36 @@ def read_list(path: str | os.PathLike) -> list[str]:
 
 def write_list(path: str | os.PathLike, names: list[str]) -> None:
     write_text_atomic(path, "".join(f"{n}\n" for n in names))
+
+
+def merge_dirs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Gather the files of several folders (shards) into ``out``: hard links where possible, else copies.
+    Built in a temporary folder and renamed into place; the same file name in two inputs is an error."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        count = 0
+        for d in map(Path, inputs):
+            if not d.is_dir():
+                raise DataError(f"{d}: folder to merge not found")
+            for f in sorted(d.iterdir()):
+                if f.name.startswith(".") or not f.is_file():
+                    continue
+                target = tmp / f.name
+                if target.exists():
+                    raise DataError(f"{f}: the same file name is in another input folder")
+                try:
+                    os.link(f, target)
+                except OSError:
+                    shutil.copy2(f, target)
+                count += 1
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        return count
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

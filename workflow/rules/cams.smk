@@ -1,3 +1,4 @@
+# RS-CAMs, scattered in shards of the training split (independent jobs; one GPU each when present).
 rule rs_cams:
     input:
         model="results/{experiment}/classifier.pt",
@@ -5,9 +6,10 @@ rule rs_cams:
     output:
         directory("results/{experiment}/cams/shard_{shard}"),
     params:
-        split=config["cams"]["split"],
+        split=SPLITS["train"],
         shards=config["cams"]["shards"],
         scales=" ".join(str(s) for s in config["cams"]["scales"]),
+        batch_size=config["cams"]["batch_size"],
     conda:
         "../../envs/torch.yaml"
     log:
@@ -16,31 +18,10 @@ rule rs_cams:
         "benchmarks/out/{experiment}/rs_cams_{shard}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model} --dataset {input.dataset} --split {params.split}"
-        " --out {output} --shard {wildcards.shard} --num-shards {params.shards} --scales {params.scales}"
-        " --save-stages --workers 0 > {log} 2>&1"
-
-
-rule eval_cams:
-    input:
-        dataset=DATASET,
-        cams=expand("results/{{experiment}}/cams/shard_{shard}", shard=SHARDS),
-    output:
-        json="results/{experiment}/local_maps.json",
-        md="results/{experiment}/local_maps.md",
-    params:
-        split=config["cams"]["split"],
-    conda:
-        "../../envs/torch.yaml"
-    log:
-        "logs/{experiment}/eval_cams.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    shell:
-        "python -m rpc eval-cams --dataset {input.dataset} --split {params.split} --cams {input.cams}"
-        " --json {output.json} --md {output.md} --title 'Local.Maps: {wildcards.experiment}' > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model} --dataset {input.dataset}"
+        " --split {params.split} --out {output} --shard {wildcards.shard} --num-shards {params.shards}"
+        " --scales {params.scales} --batch-size {params.batch_size} --save-stages --workers 0 > {log} 2>&1"

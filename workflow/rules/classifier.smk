@@ -1,3 +1,4 @@
+# RPC classifier training (GPU). Checkpoints live in work/, outside the declared output, so a killed job resumes.
 rule train_classifier:
     input:
         DATASET,
@@ -8,8 +9,9 @@ rule train_classifier:
         preset=lambda wc: experiment_settings(wc.experiment)[0],
         model=lambda wc: experiment_settings(wc.experiment)[1],
         train=lambda wc: experiment_settings(wc.experiment)[2],
-        # checkpoints live outside the declared outputs, so a killed job resumes
+        split=SPLITS["train"],
         work="work/{experiment}/classifier",
+        python=python_launcher,
     conda:
         "../../envs/torch.yaml"
     log:
@@ -18,12 +20,13 @@ rule train_classifier:
         "benchmarks/out/{experiment}/train_classifier.tsv"
     threads: workflow.cores
     resources:
-        mem_mb=8000,
-        runtime=600,
+        mem_mb=16000,
+        runtime=720,
         gpu=1,
     run:
         shell(
-            "OMP_NUM_THREADS={threads} python -m rpc train --dataset {input} --work {params.work} --out {output} --preset {params.preset}"
-            f" --set {overrides('model', params.model)} {overrides('train', params.train)}"
+            "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input} --work {params.work}"
+            " --out {output} --preset {params.preset}"
+            f" --set 'train.split=\"{params.split}\"' {overrides('model', params.model)} {overrides('train', params.train)}"
             " > {log} 2>&1"
         )

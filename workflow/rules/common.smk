@@ -1,9 +1,39 @@
-# Helpers shared by the rules (only here).
+# Helpers shared by the rules (only here): experiment lists, the dataset root check, per-rule config leaves.
 import json
+from pathlib import Path
 
 EXPERIMENTS = list(config["experiments"])
+# DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
+SEG_EXPERIMENTS = EXPERIMENTS + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
 SHARDS = list(range(config["cams"]["shards"]))
+SPLITS = config["splits"]
 DATASET = "results/data/prepared"
+KIND = config["dataset"]["kind"]
+
+
+wildcard_constraints:
+    experiment="[A-Za-z0-9_-]+",
+    shard=r"\d+",
+
+
+def dataset_root():
+    """The configured dataset root, checked for the expected layout (a clear error instead of a late failure)."""
+    root = config["dataset"].get("root")
+    if KIND == "synthetic":
+        return None
+    if not root:
+        raise ValueError(f"dataset.root is required for dataset.kind={KIND} (set it in the config or with --config)")
+    path = Path(root)
+    if KIND == "voc":
+        candidates = [path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"]
+        if not any((c / "JPEGImages").is_dir() for c in candidates):
+            raise ValueError(f"dataset.root={root}: no JPEGImages/ found; expected VOCdevkit/VOC2012 (or a parent)")
+    else:
+        needed = ["annotations/instances_train2014.json", "annotations/instances_val2014.json", "train2014", "val2014"]
+        missing = [n for n in needed if not (path / n).exists()]
+        if missing:
+            raise ValueError(f"dataset.root={root}: not a COCO 2014 folder, missing {', '.join(missing)}")
+    return str(path)
 
 
 def experiment_settings(experiment):
@@ -17,3 +47,27 @@ def experiment_settings(experiment):
 def overrides(section, settings_json):
     """`section.key=value` arguments for `python -m rpc train --set`."""
     return " ".join(f"'{section}.{k}={json.dumps(v)}'" for k, v in json.loads(settings_json).items())
+
+
+def key_values(mapping):
+    """`key=value` arguments (CRF parameters)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+
+
+def python_launcher(wildcards, resources):
+    """`python` on one device; `torchrun` over the job's GPUs when it has more than one."""
+    gpus = int(getattr(resources, "gpu", 0) or 0)
+    if gpus > 1:
+        return f"torchrun --nproc-per-node {gpus} --rdzv-backend c10d --rdzv-endpoint localhost:0"
+    return "python"
+
+
+def cam_shards(wildcards):
+    return expand("results/{experiment}/cams/shard_{shard}", experiment=wildcards.experiment, shard=SHARDS)
+
+
+def training_masks(wildcards):
+    """Pseudo masks of the experiment; nothing for the ground-truth upper bound (the dataset has them)."""
+    if wildcards.experiment == "ground_truth":
+        return []
+    return f"results/{wildcards.experiment}/pseudo_masks/merged"

@@ -1,19 +1,61 @@
-rule prepare_synthetic:
-    output:
-        raw=directory("results/data/raw"),
-        prepared=directory(DATASET),
-    params:
-        synthetic=lambda wc: config["dataset"]["synthetic"],
-    conda:
-        "../../envs/torch.yaml"
-    log:
-        "logs/data/prepare.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    shell:
-        "python -m rpc synth --out {output.raw} --prepared {output.prepared}"
-        " --size {params.synthetic[size]} --n-train {params.synthetic[n_train]}"
-        " --n-train-eval {params.synthetic[n_train_eval]} --n-val {params.synthetic[n_val]}"
-        " --seed {params.synthetic[seed]} > {log} 2>&1"
+# Dataset preparation: one rule, chosen by dataset.kind, writes the prepared description every stage reads.
+if KIND == "synthetic":
+
+    rule prepare_dataset:
+        output:
+            raw=directory("results/data/raw"),
+            prepared=directory(DATASET),
+        params:
+            synthetic=config["dataset"]["synthetic"],
+        conda:
+            "../../envs/torch.yaml"
+        log:
+            "logs/data/prepare.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        shell:
+            "python -m rpc synth --out {output.raw} --prepared {output.prepared}"
+            " --size {params.synthetic[size]} --n-train {params.synthetic[n_train]}"
+            " --n-train-eval {params.synthetic[n_train_eval]} --n-val {params.synthetic[n_val]}"
+            " --seed {params.synthetic[seed]} > {log} 2>&1"
+
+elif KIND == "voc":
+
+    rule prepare_dataset:
+        output:
+            directory(DATASET),
+        params:
+            root=dataset_root(),
+            splits=" ".join(dict.fromkeys(SPLITS.values())),
+        conda:
+            "../../envs/torch.yaml"
+        log:
+            "logs/data/prepare.log",
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        shell:
+            "python -m rpc prepare-voc --root {params.root} --out {output} --splits {params.splits} > {log} 2>&1"
+
+else:
+
+    rule prepare_dataset:
+        output:
+            directory(DATASET),
+        params:
+            root=dataset_root(),
+        conda:
+            "../../envs/torch.yaml"
+        log:
+            "logs/data/prepare.log",
+        threads: config["dataset"]["prepare_workers"]
+        resources:
+            mem_mb=16000,
+            runtime=240,
+        shell:
+            "python -m rpc prepare-coco --instances train2014={params.root}/annotations/instances_train2014.json"
+            " val2014={params.root}/annotations/instances_val2014.json"
+            " --images {params.root}/train2014 {params.root}/val2014 --out {output} --workers {threads} > {log} 2>&1"

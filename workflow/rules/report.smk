@@ -1,11 +1,101 @@
+# Figures and summaries; `snakemake --report report.html` collects the outputs marked with report().
+def experiment_results(experiment):
+    """Every score file the summary reads for one experiment."""
+    seg = [f"results/{experiment}/segmentation/val.json", f"results/{experiment}/segmentation/val_crf.json"]
+    if experiment == "ground_truth":
+        return seg
+    return [f"results/{experiment}/local_maps.json", f"results/{experiment}/pseudo_masks.json",
+            f"results/{experiment}/pseudo_masks_ignore.json"] + seg  # fmt: skip
+
+
+rule figures_maps:
+    input:
+        dataset=DATASET,
+        cams=cam_shards,
+        masks="results/{experiment}/pseudo_masks/merged",
+    output:
+        report(
+            directory("results/{experiment}/figures/maps"),
+            patterns=["{name}.png"],
+            caption="../report/maps.rst",
+            category="Maps and pseudo masks",
+            subcategory="{experiment}",
+        ),
+    params:
+        split=SPLITS["local_maps"],
+        images=config["figures"]["count"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/figures_maps.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m rpc figures --dataset {input.dataset} --split {params.split} --count {params.images}"
+        " --cams {input.cams} --masks 'pseudo mask={input.masks}' --out {output} > {log} 2>&1"
+
+
+rule figures_predictions:
+    input:
+        dataset=DATASET,
+        pred="results/{experiment}/segmentation/pred",
+        crf="results/{experiment}/segmentation/pred_crf",
+    output:
+        report(
+            directory("results/{experiment}/figures/predictions"),
+            patterns=["{name}.png"],
+            caption="../report/predictions.rst",
+            category="DeepLab predictions",
+            subcategory="{experiment}",
+        ),
+    params:
+        split=SPLITS["val"],
+        images=config["figures"]["count"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/figures_predictions.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m rpc figures --dataset {input.dataset} --split {params.split} --count {params.images}"
+        " --masks 'DeepLab={input.pred}' 'DeepLab + CRF={input.crf}' --out {output} > {log} 2>&1"
+
+
+rule experiment_summary:
+    input:
+        lambda wc: experiment_results(wc.experiment),
+    output:
+        md=report("results/{experiment}/summary.md", caption="../report/summary.rst", category="Summary"),
+        json="results/{experiment}/summary.json",
+    params:
+        kind=KIND,
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/summary.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m rpc summary --experiments {wildcards.experiment} --results results --dataset-kind {params.kind}"
+        " --md {output.md} --json {output.json} > {log} 2>&1"
+
+
 rule summary:
     input:
-        expand("results/{experiment}/local_maps.json", experiment=EXPERIMENTS),
+        [f for e in SEG_EXPERIMENTS for f in experiment_results(e)],
     output:
-        md="results/summary.md",
+        md=report("results/summary.md", caption="../report/summary.rst", category="Summary"),
         json="results/summary.json",
     params:
-        experiments=EXPERIMENTS,
+        experiments=SEG_EXPERIMENTS,
+        kind=KIND,
     conda:
         "../../envs/torch.yaml"
     log:
@@ -15,5 +105,5 @@ rule summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --experiments {params.experiments} --local-maps {input}"
+        "python -m rpc summary --experiments {params.experiments} --results results --dataset-kind {params.kind}"
         " --md {output.md} --json {output.json} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # The embedded default's DeepLabv2: ResNet-18, random init (nothing can be downloaded in the demo), 128 px
-# crops, 300 iterations, so it trains on a CPU in minutes. Same head, data path and schedule shape as the
+# crops, 150 iterations, so it trains on a CPU in minutes. Same head, data path and schedule shape as the
 # real configs; only the sizes differ.
 _base_ = [
     "./_base_/models/deeplabv2_r101-d8.py",
@@ -8,7 +8,7 @@ _base_ = [
     "./_base_/default_runtime.py",
 ]
 crop_size = (128, 128)
-max_iters = 300
+max_iters = 150
 base_lr = 0.01  # random init needs a larger step than fine-tuning ImageNet weights
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -27,4 +27,4 @@ train_dataloader = dict(batch_size=8, num_workers=1, dataset=dict(pipeline=train
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 param_scheduler = [dict(type="PolyLR", power=0.9, eta_min=0.0, begin=0, end=max_iters, by_epoch=False)]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=100))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=50))

@@ -1,0 +1,34 @@
+"""Device and precision choices shared by the torch stages.
+
+``auto`` precision means bf16 autocast + channels-last where the hardware runs bf16 natively: a CUDA GPU with
+bf16 support, or a CPU with AVX-512 BF16 / AMX (measured here: a ResNet-50 about 3x faster than fp32). Elsewhere
+(most laptops) bf16 on CPU is emulated and slower, so ``auto`` stays fp32 there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    """``setting``: ``auto`` (native bf16 only) | ``bf16`` | ``none``."""
+    if setting not in ("auto", "bf16", "none"):
+        raise ValueError(f"precision must be auto, bf16 or none, got {setting!r}")
+    return setting == "bf16" or (setting == "auto" and native_bf16(device))

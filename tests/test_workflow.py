@@ -1,0 +1,146 @@
+"""The Snakemake workflow: lint, dry runs of the shipped configs, a tiny end-to-end run, params-only reruns."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+ALL_RULES = {
+    "prepare_dataset", "train_classifier", "rs_cams", "eval_cams", "pseudo_masks_shard", "merge_pseudo_masks",
+    "eval_pseudo_masks", "train_segmentation", "predict_segmentation", "eval_segmentation", "figures_maps",
+    "figures_predictions", "experiment_summary", "summary", "all",
+}  # fmt: skip
+
+
+def _run(args, cwd, check=True, timeout=900):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _planned(args, cwd) -> dict[str, int]:
+    """Jobs per rule of a dry run (the job-stats table)."""
+    out = _run(["-n", "--quiet", "rules", *args], cwd).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"}
+
+
+def _workdir(tmp_path: Path) -> Path:
+    """A working folder that sees the repository's Snakefile, workflow/ and config/ (results land here)."""
+    for name in ("Snakefile", "workflow", "config", "envs"):
+        (tmp_path / name).symlink_to(REPO / name)
+    return tmp_path
+
+
+def test_lint_is_clean(tmp_path):
+    proc = _run(["--lint"], _workdir(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_of_default_config_shows_the_whole_dag(tmp_path):
+    jobs = _planned([], _workdir(tmp_path))
+    assert set(jobs) == ALL_RULES
+    # 3 experiments x 2 shards of maps and pseudo masks; DeepLab also on the ground truth
+    assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 6 and jobs["train_classifier"] == 3
+    assert jobs["train_segmentation"] == 4 and jobs["prepare_dataset"] == 1
+
+
+def _fake_voc(root: Path) -> Path:
+    voc = root / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "SegmentationClass", "Annotations"):
+        (voc / d).mkdir(parents=True)
+    return voc
+
+
+def _fake_coco(root: Path) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train2014", "val2014"):
+        (root / split).mkdir()
+        (root / "annotations" / f"instances_{split}.json").write_text("{}")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_dry_run_of_real_data_configs(tmp_path, kind):
+    work = _workdir(tmp_path / "w")
+    root = _fake_voc(tmp_path / "data") if kind == "voc" else _fake_coco(tmp_path / "data")
+    jobs = _planned(
+        ["--configfile", f"config/{kind}.yaml", "--config", f"dataset={{kind: {kind}, root: {root}}}"], work
+    )
+    assert set(jobs) == ALL_RULES
+    shards = yaml.safe_load((REPO / "config" / f"{kind}.yaml").read_text())["cams"]["shards"]
+    n_exp = 3 if kind == "voc" else 2
+    assert jobs["rs_cams"] == shards * n_exp and jobs["train_segmentation"] == n_exp
+
+
+@pytest.mark.parametrize(("kind", "root", "message"), [
+    ("voc", None, "dataset.root is required for dataset.kind=voc"),
+    ("voc", "/nonexistent/VOC", "no JPEGImages/ found"),
+    ("coco", "/nonexistent/coco", "not a COCO 2014 folder, missing annotations/instances_train2014.json"),
+])  # fmt: skip
+def test_missing_or_malformed_root_is_a_clear_error(tmp_path, kind, root, message):
+    work = _workdir(tmp_path)
+    override = f"dataset={{kind: {kind}, root: {root or 'null'}}}"
+    proc = _run(["-n", "--configfile", f"config/{kind}.yaml", "--config", override], work, check=False)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+TINY = {
+    "dataset": {"kind": "synthetic", "synthetic": {"size": 64, "n_train": 32, "n_train_eval": 16, "n_val": 8}},
+    "experiments": {"rpc": {"preset": "rpc"}},
+    "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
+    "cams": {"scales": [1.0, 0.5], "shards": 2},
+    "segmentation": {"upper_bound": True, "options": [
+        "train_cfg.max_iters=4", "param_scheduler.0.end=4", "train_dataloader.batch_size=2",
+        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]},
+    "figures": {"count": 2},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = _workdir(tmp_path_factory.mktemp("tiny"))
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    _run(["--cores", "2", "--configfile", "tiny.yaml"], work)
+    return work
+
+
+def test_tiny_end_to_end_run(tiny_run):
+    res = tiny_run / "results"
+    summary = json.loads((res / "summary.json").read_text())
+    assert set(summary["experiments"]) == {"rpc", "ground_truth"}
+    row = summary["experiments"]["rpc"]
+    for key in ("local_maps", "local_maps_irn", "crf", "crf_ignore", "seg_val", "seg_val_crf"):
+        assert 0 < row[key] <= 100, (key, row)
+    assert 0 <= row["uncertain_fraction"] < 1
+    gt = summary["experiments"]["ground_truth"]
+    assert gt["local_maps"] is None and 0 < gt["seg_val"] <= 100
+    assert len(list((res / "rpc" / "pseudo_masks" / "merged").glob("*.png"))) == 32
+    assert len(list((res / "rpc" / "figures" / "maps").glob("*.png"))) == 2
+    assert "| rpc |" in (res / "summary.md").read_text()
+    # the training checkpoints stay in work/ (the resume point), not among the results
+    assert (tiny_run / "work" / "rpc" / "classifier" / "last.pt").is_file()
+
+
+def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
+    assert _planned(["--configfile", "tiny.yaml"], tiny_run) == {}  # up to date
+    jobs = _planned(["--configfile", "tiny.yaml", "--config", "crf={bilateral_sxy: 40}"], tiny_run)
+    assert {"pseudo_masks_shard", "merge_pseudo_masks", "eval_pseudo_masks", "train_segmentation"} <= set(jobs)
+    assert not {"train_classifier", "rs_cams", "eval_cams", "prepare_dataset"} & set(jobs)
+    assert jobs["train_segmentation"] == 1  # the rpc experiment; the ground-truth upper bound is unaffected
+
+
+def test_report_html(tiny_run):
+    _run(["--configfile", "tiny.yaml", "--report", "report.html"], tiny_run)
+    html = (tiny_run / "report.html").read_text(errors="ignore")
+    assert "summary.md" in html and "figures" in html
+    shutil.rmtree(tiny_run / ".snakemake" / "log", ignore_errors=True)

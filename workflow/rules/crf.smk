@@ -1,0 +1,41 @@
+# Dense-CRF pseudo masks: shard i of the maps -> shard i of the masks (scatter), then one merged folder (gather).
+rule pseudo_masks_shard:
+    input:
+        dataset=DATASET,
+        cams="results/{experiment}/cams/shard_{shard}",
+    output:
+        directory("results/{experiment}/pseudo_masks/shard_{shard}"),
+    params:
+        split=SPLITS["train"],
+        shards=config["cams"]["shards"],
+        crf=key_values(config["crf"]),
+    conda:
+        "../../envs/crf.yaml"
+    log:
+        "logs/{experiment}/pseudo_masks_{shard}.log",
+    benchmark:
+        "benchmarks/out/{experiment}/pseudo_masks_{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "python -m rpc crf --dataset {input.dataset} --split {params.split} --cams {input.cams} --out {output}"
+        " --shard {wildcards.shard} --num-shards {params.shards} --workers {threads} --param {params.crf} > {log} 2>&1"
+
+
+rule merge_pseudo_masks:
+    input:
+        expand("results/{{experiment}}/pseudo_masks/shard_{shard}", shard=SHARDS),
+    output:
+        directory("results/{experiment}/pseudo_masks/merged"),
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/merge_pseudo_masks.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python -m rpc merge-dirs --inputs {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,72 @@
+# Scores: Local.Maps (maps), +denseCRF (pseudo masks, both conventions for 255), DeepLab val (with/without CRF).
+rule eval_cams:
+    input:
+        dataset=DATASET,
+        cams=cam_shards,
+    output:
+        json="results/{experiment}/local_maps.json",
+        md="results/{experiment}/local_maps.md",
+    params:
+        split=SPLITS["local_maps"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/eval_cams.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "python -m rpc eval-cams --dataset {input.dataset} --split {params.split} --cams {input.cams}"
+        " --json {output.json} --md {output.md} --title 'Local.Maps: {wildcards.experiment}' > {log} 2>&1"
+
+
+rule eval_pseudo_masks:
+    input:
+        dataset=DATASET,
+        masks="results/{experiment}/pseudo_masks/merged",
+    output:
+        bg="results/{experiment}/pseudo_masks.json",
+        ignore="results/{experiment}/pseudo_masks_ignore.json",
+        md="results/{experiment}/pseudo_masks.md",
+    params:
+        split=SPLITS["local_maps"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/eval_pseudo_masks.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "(python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.masks}"
+        " --uncertain background --json {output.bg} --md {output.md} --title 'Pseudo masks: {wildcards.experiment}'"
+        " && python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.masks}"
+        " --uncertain ignore --json {output.ignore}) > {log} 2>&1"
+
+
+rule eval_segmentation:
+    input:
+        dataset=DATASET,
+        pred="results/{experiment}/segmentation/pred",
+        crf="results/{experiment}/segmentation/pred_crf",
+    output:
+        raw="results/{experiment}/segmentation/val.json",
+        crf="results/{experiment}/segmentation/val_crf.json",
+        md="results/{experiment}/segmentation/val.md",
+    params:
+        split=SPLITS["val"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/eval_segmentation.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "(python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.pred}"
+        " --json {output.raw} --md {output.md} --title 'DeepLab {params.split}: {wildcards.experiment}'"
+        " && python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.crf}"
+        " --json {output.crf}) > {log} 2>&1"

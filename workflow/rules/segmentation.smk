@@ -1,0 +1,58 @@
+# DeepLabv2 (mmseg) on the pseudo masks (or the ground truth for the upper bound), then val predictions.
+rule train_segmentation:
+    input:
+        dataset=DATASET,
+        masks=training_masks,
+    output:
+        "results/{experiment}/segmentation/model.pt",
+    params:
+        config=config["segmentation"]["config"],
+        options=" ".join(f"'{o}'" for o in config["segmentation"]["options"]),
+        split=SPLITS["train"],
+        masks=lambda wc, input: input.masks or "ground-truth",
+        work="work/{experiment}/segmentation",
+        python=python_launcher,
+        launcher=lambda wc, resources: "pytorch" if int(getattr(resources, "gpu", 0) or 0) > 1 else "none",
+    conda:
+        "../../envs/mmseg.yaml"
+    log:
+        "logs/{experiment}/train_segmentation.log",
+    benchmark:
+        "benchmarks/out/{experiment}/train_segmentation.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=16000,
+        runtime=1440,
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {params.config} --dataset {input.dataset}"
+        " --split {params.split} --masks {params.masks} --work {params.work} --out {output}"
+        " --launcher {params.launcher} --cfg-options {params.options} > {log} 2>&1"
+
+
+rule predict_segmentation:
+    input:
+        model="results/{experiment}/segmentation/model.pt",
+        dataset=DATASET,
+    output:
+        pred=directory("results/{experiment}/segmentation/pred"),
+        crf=directory("results/{experiment}/segmentation/pred_crf"),
+    params:
+        split=SPLITS["val"],
+        scales=" ".join(str(s) for s in config["segmentation"]["scales"]),
+        flip="--flip" if config["segmentation"]["flip"] else "",
+    conda:
+        "../../envs/mmseg.yaml"
+    log:
+        "logs/{experiment}/predict_segmentation.log",
+    benchmark:
+        "benchmarks/out/{experiment}/predict_segmentation.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model} --dataset {input.dataset}"
+        " --split {params.split} --out {output.pred} --crf-out {output.crf} --scales {params.scales} {params.flip}"
+        " > {log} 2>&1"
