@@ -6,7 +6,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless config files are given on the command line: `--configfile config/voc.yaml`
+# then REPLACES it (merging would leak the demo's training sizes into a real run); `--config k=v` still
+# updates whichever file is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -36,6 +36,7 @@ def _planned(args, cwd) -> dict[str, int]:
 
 def _workdir(tmp_path: Path) -> Path:
     """A working folder that sees the repository's Snakefile, workflow/ and config/ (results land here)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "envs"):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
@@ -97,9 +98,11 @@ def test_missing_or_malformed_root_is_a_clear_error(tmp_path, kind, root, messag
 TINY = {
     "dataset": {"kind": "synthetic", "synthetic": {"size": 64, "n_train": 32, "n_train_eval": 16, "n_val": 8}},
     "experiments": {"rpc": {"preset": "rpc"}},
+    "model": {"depth": 18, "weights": "none"},
     "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
     "cams": {"scales": [1.0, 0.5], "shards": 2},
-    "segmentation": {"upper_bound": True, "options": [
+    "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py",
+                     "options": [
         "train_cfg.max_iters=4", "param_scheduler.0.end=4", "train_dataloader.batch_size=2",
         "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]},
     "figures": {"count": 2},
@@ -133,14 +136,15 @@ def test_tiny_end_to_end_run(tiny_run):
 
 def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
     assert _planned(["--configfile", "tiny.yaml"], tiny_run) == {}  # up to date
-    jobs = _planned(["--configfile", "tiny.yaml", "--config", "crf={bilateral_sxy: 40}"], tiny_run)
+    (tiny_run / "crf40.yaml").write_text(yaml.safe_dump({"crf": {"bilateral_sxy": 40}}))
+    jobs = _planned(["--configfile", "tiny.yaml", "crf40.yaml"], tiny_run)
     assert {"pseudo_masks_shard", "merge_pseudo_masks", "eval_pseudo_masks", "train_segmentation"} <= set(jobs)
     assert not {"train_classifier", "rs_cams", "eval_cams", "prepare_dataset"} & set(jobs)
     assert jobs["train_segmentation"] == 1  # the rpc experiment; the ground-truth upper bound is unaffected
 
 
 def test_report_html(tiny_run):
-    _run(["--configfile", "tiny.yaml", "--report", "report.html"], tiny_run)
+    _run(["--cores", "1", "--configfile", "tiny.yaml", "--report", "report.html"], tiny_run)
     html = (tiny_run / "report.html").read_text(errors="ignore")
     assert "summary.md" in html and "figures" in html
     shutil.rmtree(tiny_run / ".snakemake" / "log", ignore_errors=True)

@@ -21,7 +21,7 @@ def dataset_root():
     root = config["dataset"].get("root")
     if KIND == "synthetic":
         return None
-    if not root:
+    if not root or str(root).lower() in ("null", "none"):  # `--config` passes null as text
         raise ValueError(f"dataset.root is required for dataset.kind={KIND} (set it in the config or with --config)")
     path = Path(root)
     if KIND == "voc":
@@ -71,3 +71,12 @@ def training_masks(wildcards):
     if wildcards.experiment == "ground_truth":
         return []
     return f"results/{wildcards.experiment}/pseudo_masks/merged"
+
+
+def experiment_results(experiment):
+    """Every score file the summary reads for one experiment."""
+    seg = [f"results/{experiment}/segmentation/val.json", f"results/{experiment}/segmentation/val_crf.json"]
+    if experiment == "ground_truth":
+        return seg
+    return [f"results/{experiment}/local_maps.json", f"results/{experiment}/pseudo_masks.json",
+            f"results/{experiment}/pseudo_masks_ignore.json"] + seg  # fmt: skip

@@ -1,13 +1,4 @@
 # Figures and summaries; `snakemake --report report.html` collects the outputs marked with report().
-def experiment_results(experiment):
-    """Every score file the summary reads for one experiment."""
-    seg = [f"results/{experiment}/segmentation/val.json", f"results/{experiment}/segmentation/val_crf.json"]
-    if experiment == "ground_truth":
-        return seg
-    return [f"results/{experiment}/local_maps.json", f"results/{experiment}/pseudo_masks.json",
-            f"results/{experiment}/pseudo_masks_ignore.json"] + seg  # fmt: skip
-
-
 rule figures_maps:
     input:
         dataset=DATASET,
