@@ -9,6 +9,7 @@ SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
 KIND = config["dataset"]["kind"]
+MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 
 wildcard_constraints:

@@ -3,10 +3,12 @@ rule train_segmentation:
     input:
         dataset=DATASET,
         masks=training_masks,
+        # the mmseg config and its bases are inputs: editing them retrains
+        config=config["segmentation"]["config"],
+        bases=MMSEG_BASES,
     output:
         "results/{experiment}/segmentation/model.pt",
     params:
-        config=config["segmentation"]["config"],
         options=" ".join(f"'{o}'" for o in config["segmentation"]["options"]),
         split=SPLITS["train"],
         masks=lambda wc, input: input.masks or "ground-truth",
@@ -25,7 +27,7 @@ rule train_segmentation:
         runtime=1440,
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {params.config} --dataset {input.dataset}"
+        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config} --dataset {input.dataset}"
         " --split {params.split} --masks {params.masks} --work {params.work} --out {output}"
         " --launcher {params.launcher} --cfg-options {params.options} > {log} 2>&1"
 
