@@ -76,6 +76,7 @@ def trained(tiny_synthetic, tmp_path_factory):
     _, _, index = tiny_synthetic
     tmp = tmp_path_factory.mktemp("seg")
     first = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "a.pt", _opts(2, 4))
+    (tmp / "work" / "COMPLETE").unlink()  # as if killed after the checkpoint at iteration 2
     second = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
     return index, tmp, first, second
 
@@ -141,3 +142,10 @@ def test_segmenter_file_rebuilds_the_model(trained):
     model, cfg, classes = load_segmenter(tmp / "model.pt")
     assert cfg.model.decode_head.type == "DeepLabV2Head" and len(classes) == 7
     assert not model.training
+
+
+def test_finished_segmentation_run_is_retrained_not_resumed(trained):
+    index, tmp, _, _ = trained
+    assert (tmp / "work" / "COMPLETE").is_file()
+    result = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "again.pt", _opts(2))
+    assert result == {"iterations": 2, "resumed": False, "images": 24}

@@ -69,3 +69,16 @@ def test_config_precedence_and_errors(tmp_path):
         build_configs("rpc", None, ["train.epoch=3"])
     with pytest.raises(ValueError, match="must look like"):
         build_configs("rpc", None, ["depth=3"])
+
+
+def test_a_finished_run_is_not_resumed_by_a_new_training(tiny_synthetic, tmp_path):
+    # Snakemake reruns a training only when its inputs or parameters changed: that must train afresh,
+    # not "resume" the finished run (whose last.pt is already at the final step)
+    _, _, index = tiny_synthetic
+    first = train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg())
+    assert (tmp_path / "w" / "COMPLETE").is_file()
+    again = train_classifier(index.root, tmp_path / "w", tmp_path / "m2.pt", _model_cfg(), _cfg(lr=0.02))
+    assert again["step"] == first["step"] == 6
+    lines = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]  # a full second run, logged from step 1
+    assert lines[0]["lr"] == pytest.approx(0.02)

@@ -4,7 +4,8 @@ Runs on CPU or CUDA, single process or under ``torchrun`` (DDP): each of W proce
 images of the same global batch, so the effective batch size and learning rate stay as configured.
 
 Work folder layout: ``last.pt`` (latest checkpoint, atomically replaced), ``metrics.jsonl`` (one JSON object per
-log interval). A rerun with the same work folder resumes from ``last.pt``; the final model goes to ``out`` only
+log interval). A rerun with the same work folder resumes from ``last.pt`` unless that run had finished
+(``rpc.engine.workdir``: then it starts afresh); the final model goes to ``out`` only
 when training completes.
 """
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
+from rpc.engine.workdir import mark_complete, start_work_dir
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
 from rpc.utils.device import use_bf16
 
@@ -103,8 +105,9 @@ def train_classifier(
         torch.cuda.set_device(device)
     if cfg.batch_size % world:
         raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = start_work_dir(work_dir) if rank == 0 else Path(work_dir)
+    if world > 1:
+        torch.distributed.barrier()
 
     index = DatasetIndex.load(dataset_dir)
     if model_cfg.num_classes != index.num_classes - 1:
@@ -201,6 +204,7 @@ def train_classifier(
             meta = {"steps": step, "train": {k: (list(v) if isinstance(v, tuple) else v)
                                              for k, v in dataclasses.asdict(cfg).items()}}  # fmt: skip
             save_model(out, model, config_to_dict(model_cfg), list(index.classes), meta)
+            mark_complete(work, {"out": str(out), "steps": step})
     finally:
         bar.close()
         if metrics_file:

@@ -2,8 +2,8 @@
 
 Checks before training: the config's class count equals the dataset's, every listed image has a mask, and mask
 values lie in 0..C or 255. Periodic checkpoints go to ``work_dir`` (mmengine's ``last_checkpoint``); a rerun
-resumes from there. The declared result is ``out``: the final weights and the resolved config (as text), loadable
-with ``weights_only=True``.
+resumes from there, unless that run had finished (then it starts afresh, ``rpc.engine.workdir``). The declared
+result is ``out``: the final weights and the resolved config (as text), loadable with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import rpc.segmentation.dataset  # noqa: E402, F401  (registers PreparedSegDatas
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.engine.checkpoint import save_checkpoint  # noqa: E402
+from rpc.engine.workdir import mark_complete, start_work_dir  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
@@ -70,7 +71,7 @@ def train_segmentation(
         check_masks(index, names, mask_dir)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
-    work_dir = Path(work_dir)
+    work_dir = start_work_dir(work_dir) if int(os.environ.get("RANK", "0")) == 0 else Path(work_dir)
     cfg.work_dir = str(work_dir)
     cfg.resume = (work_dir / "last_checkpoint").is_file()
     cfg.launcher = launcher
@@ -82,4 +83,5 @@ def train_segmentation(
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_checkpoint(out, {"state_dict": state, "config": cfg.pretty_text,
                               "classes": json.dumps(list(index.classes)), "meta": json.dumps(meta)})  # fmt: skip
+        mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
     return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names)}
