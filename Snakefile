@@ -57,6 +57,11 @@ rule segmentation:
         expand("results/{experiment}/segmentation/val.json", experiment=SEG_EXPERIMENTS),
 
 
+rule ablations:
+    input:
+        "results/ablations.md",
+
+
 rule report:
     input:
         rules.all.input,

@@ -128,6 +128,26 @@ def _seg_predict(a):
     print(json.dumps(result))
 
 
+def _ablation_tables(a):
+    from rpc.evaluation.ablations import write_ablation_tables
+
+    for t in write_ablation_tables(a.spec, a.results, a.md, a.json):
+        print(f"{t['title']}: best ours {t['ours_best']!r}, paper {t['paper_best']!r}")
+
+
+def _export_backbone(a):
+    import torch
+
+    from rpc.engine.checkpoint import load_model
+    from rpc.models.backbone import torchvision_state_dict
+    from rpc.utils.io import atomic_path
+
+    model, _, _ = load_model(a.model)
+    with atomic_path(a.out) as tmp:
+        torch.save(torchvision_state_dict(model.stages[a.stage].backbone), tmp)
+    print(f"stage {a.stage} backbone of {a.model} -> {a.out}")
+
+
 def _merge_dirs(a):
     from rpc.utils.io import merge_dirs
 
@@ -270,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-shards", type=int, default=1)
     s.add_argument("--crf-param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=67")
     s.set_defaults(func=_seg_predict)
+
+    s = sub.add_parser("ablation-tables", help="the paper's ablation tables from the cells' local_maps.json")
+    s.add_argument("--spec", default="config/ablations.yaml")
+    s.add_argument("--results", default="results")
+    s.add_argument("--md", required=True)
+    s.add_argument("--json", required=True)
+    s.set_defaults(func=_ablation_tables)
+
+    s = sub.add_parser("export-backbone", help="a trained classifier's backbone as a torchvision state dict")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True, help=".pth file usable as model.weights")
+    s.add_argument("--stage", type=int, default=0)
+    s.set_defaults(func=_export_backbone)
 
     s = sub.add_parser("merge-dirs", help="gather shard folders into one (hard links; copies across devices)")
     s.add_argument("--inputs", nargs="+", required=True)

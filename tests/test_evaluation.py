@@ -99,3 +99,26 @@ def test_uncertain_conventions(tiny_synthetic, tmp_path):
     ignored = evaluate_mask_dir(index, "val", tmp_path, uncertain="ignore")
     assert as_bg["per_class_iou"]["background"] < 1.0 and as_bg["miou"] < 0.5
     assert ignored["miou"] == 1.0 and ignored["uncertain_fraction"] > 0
+
+
+def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
+
+    import yaml
+
+    from rpc.evaluation.ablations import write_ablation_tables
+
+    spec = {"cells": {"a": {}, "a2": {}, "b": {}},
+            "tables": [{"title": "T", "rows": [{"label": "A", "cells": ["a", "a2"], "paper": 50.0},
+                                                {"label": "B", "cells": ["b"], "paper": 60.0}]}]}  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    for cell, miou in {"a": 0.40, "a2": 0.50, "b": 0.30}.items():
+        (tmp_path / cell).mkdir()
+        res = {"sipe": {"miou": miou}, "irn": {"best_miou": miou + 0.1}}
+        (tmp_path / cell / "local_maps.json").write_text(json.dumps(res))
+    tables = write_ablation_tables(tmp_path / "spec.yaml", tmp_path, tmp_path / "t.md", tmp_path / "t.json")
+    rows = tables[0]["rows"]
+    assert rows[0]["mean"] == pytest.approx(45.0) and rows[0]["spread"] == pytest.approx(10.0)
+    assert rows[0]["irn_mean"] == pytest.approx(55.0) and rows[1]["spread"] is None
+    assert tables[0]["ours_best"] == "A" and tables[0]["paper_best"] == "B"
+    md = (tmp_path / "t.md").read_text()
+    assert "| A | 45.0 | 40.0, 50.0 | 55.0 | 50.0 |" in md and "(differs)" in md

@@ -165,3 +165,16 @@ def test_bf16_autocast_maps_stay_close_to_fp32():
         low, _ = model.maps(pairs.contiguous(memory_format=torch.channels_last), y)
     assert low.dtype == torch.float32  # the prototype math runs in float32
     assert (low - ref).abs().max() < 0.1 and (low - ref).abs().mean() < 0.02
+
+
+def test_exported_backbone_initialises_another_model(tmp_path):
+    from rpc.models.backbone import FrozenBNResNet, torchvision_state_dict
+
+    torch.manual_seed(0)
+    trained = FrozenBNResNet(18, "none")
+    torch.save(torchvision_state_dict(trained), tmp_path / "b.pth")
+    again = FrozenBNResNet(18, tmp_path / "b.pth")
+    for (k, a), b in zip(trained.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(trained.eval()(x)[3], again.eval()(x)[3])

@@ -98,3 +98,16 @@ class FrozenBNResNet(nn.Module):
         f3 = self.layer3(f2)
         f4 = self.layer4(f3)
         return [f1, f2, f3, f4]
+
+
+def torchvision_state_dict(backbone: FrozenBNResNet) -> dict[str, torch.Tensor]:
+    """The trunk's weights under torchvision's key names (``conv1``, ``bn1``, ``layerN``), so a trained
+    backbone can initialise another model through ``weights=<path>``."""
+    rename = {"stem.0.": "conv1.", "stem.1.": "bn1."}
+    state = {}
+    for key, value in backbone.state_dict().items():
+        for old, new in rename.items():
+            if key.startswith(old):
+                key = new + key.removeprefix(old)
+        state[key] = value.detach().cpu().clone()
+    return state

@@ -6,7 +6,7 @@ rule rs_cams:
     output:
         directory("results/{experiment}/cams/shard_{shard}"),
     params:
-        split=SPLITS["train"],
+        split=maps_split,
         shards=config["cams"]["shards"],
         scales=" ".join(str(s) for s in config["cams"]["scales"]),
         batch_size=config["cams"]["batch_size"],

@@ -1,7 +1,7 @@
 # RPC classifier training (GPU). Checkpoints live in work/, outside the declared output, so a killed job resumes.
 rule train_classifier:
     input:
-        DATASET,
+        classifier_inputs,
     output:
         "results/{experiment}/classifier.pt",
     params:
@@ -30,3 +30,20 @@ rule train_classifier:
             f" --set 'train.split=\"{params.split}\"' {overrides('model', params.model)} {overrides('train', params.train)}"
             " > {log} 2>&1"
         )
+
+
+rule export_backbone:
+    input:
+        "results/{experiment}/classifier.pt",
+    output:
+        "results/{experiment}/backbone.pth",
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/export_backbone.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    shell:
+        "python -m rpc export-backbone --model {input} --out {output} > {log} 2>&1"

@@ -2,7 +2,14 @@
 import json
 from pathlib import Path
 
+import yaml
+
 EXPERIMENTS = list(config["experiments"])
+# Ablation cells (config/ablations.yaml) are classifiers like the experiments; a main experiment of the same
+# name wins, so e.g. the `rpc` cell reuses results/rpc/.
+ABLATIONS = yaml.safe_load(Path(config["ablations"]).read_text())
+CLASSIFIERS = {**ABLATIONS["cells"], **config["experiments"]}
+ABLATION_CELLS = list(ABLATIONS["cells"])
 # DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
 SEG_EXPERIMENTS = EXPERIMENTS + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
 SHARDS = list(range(config["cams"]["shards"]))
@@ -39,7 +46,7 @@ def dataset_root():
 
 def experiment_settings(experiment):
     """The config leaves the classifier uses: preset and merged model/train overrides, as JSON strings."""
-    exp = config["experiments"][experiment]
+    exp = CLASSIFIERS[experiment]
     model = {**config.get("model", {}), **exp.get("model", {})}
     train = {**config.get("train", {}), **exp.get("train", {})}
     return exp["preset"], json.dumps(model, sort_keys=True), json.dumps(train, sort_keys=True)
@@ -61,6 +68,17 @@ def python_launcher(wildcards, resources):
     if gpus > 1:
         return f"torchrun --nproc-per-node {gpus} --rdzv-backend c10d --rdzv-endpoint localhost:0"
     return "python"
+
+
+def classifier_inputs(wildcards):
+    """The dataset, plus initial backbone weights when they are a file made by this workflow."""
+    weights = json.loads(experiment_settings(wildcards.experiment)[1]).get("weights", "none")
+    return [DATASET] + ([weights] if str(weights).startswith("results/") else [])
+
+
+def maps_split(wildcards):
+    """Experiments need maps for the whole training split (pseudo masks); ablation cells only for scoring."""
+    return SPLITS["train"] if wildcards.experiment in EXPERIMENTS else SPLITS["local_maps"]
 
 
 def cam_shards(wildcards):

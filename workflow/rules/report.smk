@@ -98,3 +98,23 @@ rule summary:
     shell:
         "python -m rpc summary --experiments {params.experiments} --results results --dataset-kind {params.kind}"
         " --md {output.md} --json {output.json} > {log} 2>&1"
+
+
+rule ablation_tables:
+    input:
+        spec=config["ablations"],
+        maps=expand("results/{experiment}/local_maps.json", experiment=ABLATION_CELLS),
+    output:
+        md=report("results/ablations.md", caption="../report/ablations.rst", category="Ablations"),
+        json="results/ablations.json",
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/ablation_tables.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m rpc ablation-tables --spec {input.spec} --results results --md {output.md} --json {output.json}"
+        " > {log} 2>&1"
