@@ -1,0 +1,55 @@
+"""DeepLabv2 training speed with mmseg: seconds per iteration from the wall time of two runs of different
+length (the difference removes start-up), on the synthetic data or VOC-sized images.
+
+    python -m benchmarks.segmentation [--config ...] [--iters 10 30] [--dataset voc]
+        ->  benchmarks/out/segmentation_<config name>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import voc_sized_dataset, write_result
+from rpc.data.synthetic import SyntheticSpec, generate_dataset
+from rpc.data.voc import prepare_voc
+from rpc.segmentation.train import train_segmentation
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py")
+    ap.add_argument("--iters", type=int, nargs=2, default=[10, 30])
+    ap.add_argument("--dataset", choices=["synthetic", "voc"], default="synthetic")
+    ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")
+    a = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="rpc_bench_seg_"))
+    try:
+        if a.dataset == "voc":
+            index, split = voc_sized_dataset(work, 4), "train"
+        else:
+            raw = generate_dataset(SyntheticSpec(n_train=64, n_train_eval=8, n_val=8), work / "raw")
+            index, split = prepare_voc(raw, work / "prepared", name="synthetic"), "train_aug"
+        opts = [f"model.decode_head.num_classes={index.num_classes}", "train_dataloader.persistent_workers=False",
+                *a.options]  # fmt: skip
+        walls = []
+        for n in a.iters:
+            shutil.rmtree(work / "w", ignore_errors=True)
+            t0 = time.perf_counter()
+            train_segmentation(a.config, index.root, split, None, work / "w", work / "m.pt",
+                               [*opts, f"train_cfg.max_iters={n}", f"param_scheduler.0.end={n}"])  # fmt: skip
+            walls.append(time.perf_counter() - t0)
+        s_per_iter = (walls[1] - walls[0]) / (a.iters[1] - a.iters[0])
+        write_result(f"segmentation_{Path(a.config).stem}", {
+            "config": a.config, "dataset": a.dataset, "iters": a.iters, "wall_s": walls,
+            "s_per_iteration": s_per_iter, "iterations_per_s": 1 / s_per_iter,
+        })  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
