@@ -148,3 +148,11 @@ def test_report_html(tiny_run):
     html = (tiny_run / "report.html").read_text(errors="ignore")
     assert "summary.md" in html and "figures" in html
     shutil.rmtree(tiny_run / ".snakemake" / "log", ignore_errors=True)
+
+
+def test_profiles_dry_run(tmp_path):
+    work = _workdir(tmp_path)
+    (work / "profiles").symlink_to(REPO / "profiles")
+    for profile in ("default", "slurm"):
+        jobs = _planned(["--profile", f"profiles/{profile}"], work)
+        assert set(jobs) == ALL_RULES, profile
