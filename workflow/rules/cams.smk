@@ -16,7 +16,7 @@ rule rs_cams:
         "logs/{experiment}/rs_cams_{shard}.log",
     benchmark:
         "benchmarks/out/{experiment}/rs_cams_{shard}.tsv"
-    threads: 1
+    threads: workflow.cores  # one GPU job at a time (profiles/default); on a CPU it uses every core
     resources:
         mem_mb=8000,
         runtime=240,
