@@ -1,7 +1,8 @@
 # RPC classifier training (GPU). Checkpoints live in work/, outside the declared output, so a killed job resumes.
 rule train_classifier:
     input:
-        classifier_inputs,
+        dataset=DATASET,
+        weights=initial_weights,
     output:
         "results/{experiment}/classifier.pt",
     params:
@@ -25,7 +26,7 @@ rule train_classifier:
         gpu=1,
     run:
         shell(
-            "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input} --work {params.work}"
+            "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset} --work {params.work}"
             " --out {output} --preset {params.preset}"
             f" --set 'train.split=\"{params.split}\"' {overrides('model', params.model)} {overrides('train', params.train)}"
             " > {log} 2>&1"

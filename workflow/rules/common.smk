@@ -70,10 +70,10 @@ def python_launcher(wildcards, resources):
     return "python"
 
 
-def classifier_inputs(wildcards):
-    """The dataset, plus initial backbone weights when they are a file made by this workflow."""
+def initial_weights(wildcards):
+    """Initial backbone weights when they are a file made by this workflow (e.g. results/cam/backbone.pth)."""
     weights = json.loads(experiment_settings(wildcards.experiment)[1]).get("weights", "none")
-    return [DATASET] + ([weights] if str(weights).startswith("results/") else [])
+    return [weights] if str(weights).startswith("results/") else []
 
 
 def maps_split(wildcards):
