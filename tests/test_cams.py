@@ -81,6 +81,7 @@ def test_local_maps_of_ground_truth_maps_score_one(tiny_synthetic, tmp_path):
     _gt_cams(index, "val", tmp_path)
     result = evaluate_cams(index.root, "val", [tmp_path])
     assert result["sipe"]["miou"] == pytest.approx(1.0)
+    assert result["empty_foreground_maps"] == {"final": 0.0, "stages": None}
     # one-hot maps: every threshold below 1 separates foreground exactly
     assert list(result["irn"]["sweep"].values()) == pytest.approx([1.0] * 13)
 
@@ -95,6 +96,18 @@ def test_local_maps_irn_sweep_finds_the_right_threshold(tiny_synthetic, tmp_path
     result = evaluate_cams(index.root, "val", tmp_path)
     assert result["irn"]["best_miou"] == pytest.approx(1.0)
     assert result["irn"]["sweep"]["0.35"] < 0.5 and result["irn"]["sweep"]["0.30"] == pytest.approx(1.0)
+
+
+def test_empty_foreground_maps_are_counted(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    _gt_cams(index, "val", tmp_path)
+    name = index.names("val")[0]  # one present class of one image gets an all-zero map (no seeds)
+    keys, cams = load_cams(tmp_path / f"{name}.npz")
+    cams[1] = 0
+    save_cams(tmp_path / f"{name}.npz", keys, cams)
+    total = sum(int(index.label(n).sum()) for n in index.names("val"))
+    result = evaluate_cams(index.root, "val", tmp_path)
+    assert result["empty_foreground_maps"]["final"] == pytest.approx(1 / total)
 
 
 def test_local_maps_errors_name_the_file(tiny_synthetic, tmp_path):

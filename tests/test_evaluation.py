@@ -121,4 +121,4 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     assert rows[0]["irn_mean"] == pytest.approx(55.0) and rows[1]["spread"] is None
     assert tables[0]["ours_best"] == "A" and tables[0]["paper_best"] == "B"
     md = (tmp_path / "t.md").read_text()
-    assert "| A | 45.0 | 40.0, 50.0 | 55.0 | 50.0 |" in md and "(differs)" in md
+    assert "| A | 45.0 | 40.0, 50.0 | 55.0 | nan | 50.0 |" in md and "(differs)" in md

@@ -27,17 +27,32 @@ def labels_from_cams(keys: np.ndarray, cams: np.ndarray, bg_threshold: float | N
     return keys[np.argmax(cams, axis=0)]
 
 
+def _count_empty(acc: dict, cams: np.ndarray, stage_cams: np.ndarray | None, eps: float = 1e-3) -> None:
+    """Accumulate (empty, total) counts of foreground channels whose map never exceeds ``eps``."""
+    acc["final"][0] += int((cams[1:].max(axis=(1, 2)) < eps).sum())
+    acc["final"][1] += len(cams) - 1
+    if stage_cams is not None:
+        if acc["stages"] is None:
+            acc["stages"] = [[0, 0] for _ in stage_cams]
+        for counts, st in zip(acc["stages"], stage_cams, strict=False):
+            counts[0] += int((st[1:].max(axis=(1, 2)) < eps).sum())
+            counts[1] += len(st) - 1
+
+
 def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     """Score the maps of ``split`` found in ``cam_dirs`` (one folder, or the shard folders of one run)."""
     index = DatasetIndex.load(dataset_dir)
     cam_dirs = as_dirs(cam_dirs)
     k = index.num_classes
     own = ConfusionMatrix(k)
+    # diagnostic: a present class whose map is zero everywhere got no seeds (an empty prototype)
+    empty = {"final": [0, 0], "stages": None}
     swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
     for name in tqdm(index.names(split), desc="eval maps", leave=False):
         path = find_map(cam_dirs, name)
-        keys, cams = load_cams(path)
+        keys, cams, stage_cams = load_cams(path, stages=True)
         gt = index.read_mask(name)
+        _count_empty(empty, cams, stage_cams)
         check_maps(path, keys, cams, index.label(name), gt.shape)
         own.update(labels_from_cams(keys, cams), gt)
         # IRN sweep: the foreground argmax is computed once; a pixel is background where its best
@@ -51,6 +66,10 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     return {
         "split": split,
         "images": len(index.names(split)),
+        "empty_foreground_maps": {
+            "final": empty["final"][0] / max(empty["final"][1], 1),
+            "stages": None if empty["stages"] is None else [e / max(t, 1) for e, t in empty["stages"]],
+        },
         "sipe": own.summary(index.classes),
         "irn": {"best_threshold": float(best), "best_miou": sweep[best], "sweep": sweep,
                 "per_class_iou": swept[float(best)].summary(index.classes)["per_class_iou"]},
@@ -63,4 +82,6 @@ def markdown(result: dict, title: str) -> str:
         f"| own background channel (SIPE) | {100 * result['sipe']['miou']:.1f} |\n"
         f"| constant background t={result['irn']['best_threshold']:.2f} (IRN, best of sweep) | "
         f"{100 * result['irn']['best_miou']:.1f} |\n"
+        f"\nForeground maps that are zero everywhere (an empty prototype): "
+        f"{100 * result['empty_foreground_maps']['final']:.1f}%\n"
     )

@@ -33,12 +33,14 @@ def load_spec(path: str | os.PathLike) -> dict:
 
 
 def _row_result(results_root: Path, cells: list[str]) -> dict:
-    own, irn = [], []
+    own, irn, empty = [], [], []
     for cell in cells:
         res = json.loads((results_root / cell / "local_maps.json").read_text())
         own.append(100 * res["sipe"]["miou"])
         irn.append(100 * res["irn"]["best_miou"])
+        empty.append(100 * res.get("empty_foreground_maps", {}).get("final", float("nan")))
     return {"values": own, "mean": statistics.mean(own), "irn_mean": statistics.mean(irn),
+            "empty_mean": statistics.mean(empty),
             "spread": max(own) - min(own) if len(own) > 1 else None}  # fmt: skip
 
 
@@ -55,7 +57,8 @@ def write_ablation_tables(spec_path, results_root, md_path, json_path) -> list[d
         "# Ablations on the synthetic benchmark",
         "",
         "Local.Maps mIoU (%) with the own background channel (SIPE convention); IRN convention (best",
-        "constant threshold) in the next column; the paper's value (ResNet-50, VOC train) last.",
+        "constant threshold) in the next column; then the share of present classes whose final map is zero",
+        "everywhere (no seeds, so an empty prototype); the paper's value (ResNet-50, VOC train) last.",
         "",
     ]
     for table in spec["tables"]:
@@ -68,11 +71,13 @@ def write_ablation_tables(spec_path, results_root, md_path, json_path) -> list[d
         lines += [f"## {table['title']}", ""]
         if table.get("note"):
             lines += [table["note"], ""]
-        lines += ["| | ours (own bg) | per seed | ours (IRN) | paper |", "|---|---:|---|---:|---:|"]
+        lines += ["| | ours (own bg) | per seed | ours (IRN) | empty fg maps (%) | paper |",
+                  "|---|---:|---|---:|---:|---:|"]  # fmt: skip
         for r in rows:
             seeds = ", ".join(f"{v:.1f}" for v in r["values"]) if len(r["values"]) > 1 else ""
             paper = "" if r["paper"] is None else f"{r['paper']:.1f}"
-            lines.append(f"| {r['label']} | {r['mean']:.1f} | {seeds} | {r['irn_mean']:.1f} | {paper} |")
+            lines.append(f"| {r['label']} | {r['mean']:.1f} | {seeds} | {r['irn_mean']:.1f} | {r['empty_mean']:.1f} "
+                         f"| {paper} |")  # fmt: skip
         if paper_best:
             verdict = "agrees" if ours_best == paper_best else "differs"
             lines += ["", f"Best row: ours {ours_best!r}, paper {paper_best!r} ({verdict})."]
