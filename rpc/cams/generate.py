@@ -1,9 +1,10 @@
 """``make_rs_cams``: multi-scale + flip inference of the trained classifier (METHOD.md, "Localisation maps").
 
-Per image: for each scale, the image and its flip go through the model as one batch (flips fused inside the
-model); each scale's map is upsampled bilinearly to the image size; scales are summed; each channel is
-max-normalised. Stored as ``<name>.npz`` (no pickle): ``keys`` (int16: 0 and the present classes), ``cams``
-(float16 ``(len(keys), H, W)``) and, optionally, ``stage_cams`` (float16 ``(K, len(keys), H, W)``).
+Per image: for each scale, the image and its flip go through the model together (flips fused inside the model;
+consecutive images of equal size share the batch); each scale's map is upsampled bilinearly to the image size;
+scales are summed; each channel is max-normalised. Stored as ``<name>.npz`` (no pickle, see ``rpc.cams.store``):
+``keys`` (int16: 0 and the present classes), ``cams`` (float16 ``(len(keys), H, W)``) and, optionally,
+``stage_cams`` (float16 ``(K, len(keys), H, W)``).
 """
 
 from __future__ import annotations
