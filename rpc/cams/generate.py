@@ -18,12 +18,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rpc.cams.store import is_complete, save_cams, shard
+from rpc.cams.store import is_complete, label_keys, save_cams, shard
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_model
 from rpc.utils.device import pick_device, use_bf16
-from rpc.utils.io import DataError
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
 
@@ -63,10 +62,11 @@ def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, ch
             up = F.interpolate(st, size, mode="bilinear", align_corners=False).unflatten(0, (len(batch), -1))
             stage_sum = up if stage_sum is None else stage_sum + up
     for b, item in enumerate(batch):
-        keys = torch.cat([torch.zeros(1, dtype=torch.long), torch.nonzero(item["label"])[:, 0] + 1]).to(dev)
-        cams = _max_normalise(final_sum[b, keys]).cpu().numpy()
-        stages = _max_normalise(stage_sum[b][:, keys]).cpu().numpy() if save_stages else None
-        save_cams(item["out"], keys.cpu().numpy(), cams, stages)
+        keys = label_keys(item["label"].numpy())
+        idx = torch.from_numpy(keys).to(dev)
+        cams = _max_normalise(final_sum[b, idx]).cpu().numpy()
+        stages = _max_normalise(stage_sum[b][:, idx]).cpu().numpy() if save_stages else None
+        save_cams(item["out"], keys, cams, stages)
 
 
 def make_rs_cams(
@@ -85,8 +85,8 @@ def make_rs_cams(
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
     images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.device``). Consecutive images of equal
-    size share a batch (``batch_size`` images, each with its
-    flip). Complete outputs are skipped; truncated ones are redone."""
+    size share a batch (``batch_size`` images, each with its flip). Complete outputs are skipped; truncated ones
+    are redone."""
     dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)
     amp = use_bf16(amp, dev)
@@ -94,8 +94,7 @@ def make_rs_cams(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     index = DatasetIndex.load(dataset_dir)
-    if tuple(classes) != index.classes:
-        raise DataError(f"{model_path}: trained on classes {classes}, dataset {dataset_dir} has {list(index.classes)}")
+    index.require_classes(classes, model_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = shard(index.names(split), shard_index, num_shards)

@@ -71,9 +71,14 @@ def as_dirs(cam_dirs) -> list[Path]:
     return [Path(cam_dirs)] if isinstance(cam_dirs, str | os.PathLike) else [Path(d) for d in cam_dirs]
 
 
+def label_keys(label: np.ndarray) -> np.ndarray:
+    """The keys a map file holds for an image: 0 (background) and its present classes, from ``(C,)`` multi-hot."""
+    return np.concatenate([[0], np.flatnonzero(label) + 1]).astype(np.int64)
+
+
 def check_maps(path: Path, keys: np.ndarray, cams: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> None:
     """Clear errors for maps that do not belong to the image: keys vs its labels ``(C,)``, size vs ``(H, W)``."""
-    expected = [0] + [int(i) + 1 for i in np.nonzero(label)[0]]
+    expected = label_keys(label).tolist()
     if keys.tolist() != expected:
         raise DataError(f"{path}: keys {keys.tolist()} disagree with the image labels {expected}")
     if cams.shape[1:] != tuple(size):

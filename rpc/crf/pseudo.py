@@ -23,8 +23,7 @@ from tqdm import tqdm
 from rpc.cams.store import as_dirs, check_maps, check_no_strays, find_map, load_cams, shard
 from rpc.crf.dense import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
 from rpc.data.index import DatasetIndex
-from rpc.data.palette import IGNORE_INDEX, read_mask, write_mask
-from rpc.utils.io import DataError
+from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
 
 BG_SCALE = 0.5
 
@@ -42,14 +41,6 @@ def confident_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, p: C
     return mask.astype(np.uint8)
 
 
-def _is_complete(path: Path, num_classes: int) -> bool:
-    try:
-        read_mask(path, num_classes)
-        return True
-    except (DataError, OSError):
-        return False
-
-
 # Worker state, set once per process by the pool initialiser (the index is not pickled per task).
 _STATE: dict = {}
 
@@ -59,8 +50,8 @@ def _init_worker(dataset_dir: str, cam_dirs: list[Path], out_dir: Path, params: 
     _STATE.update(index=DatasetIndex.load(dataset_dir), cam_dirs=cam_dirs, out_dir=out_dir, params=params)
 
 
-def _process(name: str) -> tuple[str, float]:
-    """One image, end to end; returns ``(name, seconds spent in the two CRF passes)``."""
+def _process(name: str) -> float:
+    """One image, end to end; returns the seconds spent in the two CRF passes."""
     index: DatasetIndex = _STATE["index"]
     path = find_map(_STATE["cam_dirs"], name)
     keys, cams = load_cams(path)
@@ -70,7 +61,7 @@ def _process(name: str) -> tuple[str, float]:
     mask = confident_labels(image, keys, cams, _STATE["params"])
     crf_s = time.perf_counter() - t0
     write_mask(_STATE["out_dir"] / f"{name}.png", mask)
-    return name, crf_s
+    return crf_s
 
 
 def make_pseudo_masks(
@@ -89,12 +80,13 @@ def make_pseudo_masks(
     ``{images, skipped, wall_s, crf_s, images_per_s}`` (``crf_s``: total time inside the CRF passes)."""
     index = DatasetIndex.load(dataset_dir)
     cam_dirs = as_dirs(cam_dirs)
+    listed = index.names(split)
     if not allow_extra_maps:
-        check_no_strays(cam_dirs, set(index.names(split)), split)
+        check_no_strays(cam_dirs, set(listed), split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = shard(index.names(split), shard_index, num_shards)
-    todo = [n for n in names if not _is_complete(out_dir / f"{n}.png", index.num_classes)]
+    names = shard(listed, shard_index, num_shards)
+    todo = [n for n in names if not is_valid_mask(out_dir / f"{n}.png", index.num_classes)]
     for n in todo:  # fail before any work if a map is missing
         find_map(cam_dirs, n)
     init = (str(index.root), cam_dirs, out_dir, params)
@@ -104,11 +96,11 @@ def make_pseudo_masks(
     if workers <= 1:
         _init_worker(*init)
         for name in todo:
-            crf_s += _process(name)[1]
+            crf_s += _process(name)
             bar.update()
     else:
         with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init) as pool:
-            for _, s in pool.imap_unordered(_process, todo, chunksize=1):
+            for s in pool.imap_unordered(_process, todo, chunksize=1):
                 crf_s += s
                 bar.update()
     bar.close()

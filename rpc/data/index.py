@@ -160,6 +160,13 @@ class DatasetIndex:
         )
 
     # -- queries ------------------------------------------------------------------------------------------
+    def require_classes(self, classes, source) -> None:
+        """A model trained on other classes than this dataset's is an error naming the model file."""
+        if tuple(classes) != self.classes:
+            raise DataError(
+                f"{source}: trained on classes {list(classes)}, dataset {self.root} has {list(self.classes)}"
+            )
+
     def names(self, split: str) -> list[str]:
         if split not in self.splits:
             raise DataError(f"{self.root / DATASET_FILE}: unknown split {split!r}; known: {sorted(self.splits)}")

@@ -63,3 +63,12 @@ def read_mask(path: str | os.PathLike, num_classes: int | None = None) -> np.nda
             values = sorted(set(np.unique(mask[bad]).tolist()))
             raise DataError(f"{path}: mask values {values} outside {{0..{num_classes - 1}, 255}}")
     return mask
+
+
+def is_valid_mask(path: str | os.PathLike, num_classes: int) -> bool:
+    """Whether ``path`` is a readable mask with valid values (a finished output, for resuming)."""
+    try:
+        read_mask(path, num_classes)
+        return True
+    except DataError:
+        return False

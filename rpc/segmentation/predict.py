@@ -30,8 +30,9 @@ import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 from rpc.cams.store import shard  # noqa: E402
 from rpc.crf.dense import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
 from rpc.data.index import DatasetIndex  # noqa: E402
-from rpc.data.palette import read_mask, write_mask  # noqa: E402
+from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.engine.checkpoint import load_checkpoint  # noqa: E402
+from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
 
@@ -72,15 +73,6 @@ def class_probabilities(model, cfg, image: np.ndarray, scales=(1.0,), flip: bool
     return total / (len(scales) * (2 if flip else 1))
 
 
-def _done(paths: list[Path], num_classes: int) -> bool:
-    try:
-        for p in paths:
-            read_mask(p, num_classes)
-        return True
-    except (DataError, OSError):
-        return False
-
-
 def predict_segmentation(
     model_file: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -94,14 +86,12 @@ def predict_segmentation(
     num_shards: int = 1,
     crf_params: CRFParams = SEGMENTATION_CRF,
 ) -> dict:
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    model, cfg, classes = load_segmenter(model_file, dev)
+    model, cfg, classes = load_segmenter(model_file, pick_device(device))
     index = DatasetIndex.load(dataset_dir)
-    if tuple(classes) != index.classes:
-        raise DataError(f"{model_file}: trained on classes {classes}, dataset {dataset_dir} has {list(index.classes)}")
+    index.require_classes(classes, model_file)
     dirs = [Path(out_dir)] + ([Path(crf_dir)] if crf_dir else [])
     names = shard(index.names(split), shard_index, num_shards)
-    todo = [n for n in names if not _done([d / f"{n}.png" for d in dirs], index.num_classes)]
+    todo = [n for n in names if not all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs)]
     t0, crf_s = time.perf_counter(), 0.0
     for name in tqdm(todo, desc=f"predict {split}", dynamic_ncols=True):
         image = index.read_image(name)

@@ -62,9 +62,13 @@ def key_values(mapping):
     return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
 
 
+def gpu_count(resources):
+    return int(getattr(resources, "gpu", 0) or 0)
+
+
 def python_launcher(wildcards, resources):
     """`python` on one device; `torchrun` over the job's GPUs when it has more than one."""
-    gpus = int(getattr(resources, "gpu", 0) or 0)
+    gpus = gpu_count(resources)
     if gpus > 1:
         return f"torchrun --nproc-per-node {gpus} --rdzv-backend c10d --rdzv-endpoint localhost:0"
     return "python"

@@ -14,7 +14,7 @@ rule train_segmentation:
         masks=lambda wc, input: input.masks or "ground-truth",
         work="work/{experiment}/segmentation",
         python=python_launcher,
-        launcher=lambda wc, resources: "pytorch" if int(getattr(resources, "gpu", 0) or 0) > 1 else "none",
+        launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
     conda:
         "../../envs/mmseg.yaml"
     log:
