@@ -31,14 +31,93 @@ def test_sfa_parameter_count_resnet50_layers_2_to_4():
     assert FeatureFusion(layer_channels(50), 50, (2, 3, 4), "none").num_attention_weights() == 0
 
 
-def test_backbone_output_stride_16_and_frozen_parts():
+def test_backbone_output_stride_16_and_sipe_regime():
     net = FrozenBNResNet(18, "none")
     feats = net(torch.randn(1, 3, 64, 96))
     assert [tuple(f.shape[-2:]) for f in feats] == [(16, 24), (8, 12), (4, 6), (4, 6)]
     net.train()
     assert all(not m.training for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert not any(p.requires_grad for p in net.layer1.parameters())
-    assert any(p.requires_grad for p in net.layer4.parameters())
+    frozen = list(net.stem.parameters()) + list(net.layer1.parameters()) + list(net.layer2.parameters())
+    assert not any(p.requires_grad for p in frozen)
+    # SIPE's FixedBatchNorm: running statistics always, but the affine weight/bias of layers 3-4 train
+    assert net.layer3[0].bn1.weight.requires_grad and net.layer4[1].bn2.bias.requires_grad
+    assert not net.stem[1].weight.requires_grad
+
+
+def test_gradient_reaches_layer3_bn_affine_and_never_layer2():
+    model = _model("rpc").train()
+    x, y, valid = _batch()
+    model.losses(model(x, y, valid), y)["total"].backward()
+    for stage in model.stages:
+        bb = stage.backbone
+        assert bb.layer3[0].bn1.weight.grad.abs().sum() > 0 and bb.layer3[0].bn1.bias.grad.abs().sum() > 0
+        assert bb.layer4[0].bn2.weight.grad.abs().sum() > 0
+        assert all(p.grad is None for p in bb.layer2.parameters())
+        assert all(p.grad is None for p in bb.stem.parameters())
+    # BN statistics are not updated by a training step (running statistics only)
+    before = model.stages[0].backbone.layer3[0].bn1.running_mean.clone()
+    model(x, y, valid)
+    torch.testing.assert_close(model.stages[0].backbone.layer3[0].bn1.running_mean, before)
+    backbone_params, _ = model.param_groups()
+    ids = {id(p) for p in backbone_params}
+    assert id(model.stages[0].backbone.layer3[0].bn1.weight) in ids
+    assert id(model.stages[0].backbone.layer2[0].conv1.weight) not in ids
+
+
+def test_background_rule_all_classes_before_label_mask():
+    # 1 image, 2 classes, 3 pixels; class 1 present, class 2 absent but strong on pixel 2
+    logits = torch.tensor([[[[4.0, 2.0, 0.0]], [[0.0, 1.0, 8.0]]]])
+    labels = torch.tensor([[1.0, 0.0]])
+    sipe = normalized_cam(logits, labels, "all")
+    present = normalized_cam(logits, labels, "present")
+    m1 = torch.tensor([1.0, 0.5, 0.0]) * (4 / (4 + 1e-5))
+    m2 = torch.tensor([0.0, 1 / 8, 1.0]) * (8 / (8 + 1e-5))
+    torch.testing.assert_close(sipe[0, 0, 0], 1 - torch.maximum(m1, m2))  # [~0, 0.5, ~0]
+    torch.testing.assert_close(present[0, 0, 0], 1 - m1)  # [~0, 0.5, ~1]
+    for cam in (sipe, present):  # the absent class is zeroed either way
+        torch.testing.assert_close(cam[0, 1, 0], m1)
+        assert cam[0, 2].abs().sum() == 0
+    with pytest.raises(ValueError, match="background"):
+        normalized_cam(logits, labels, "mean")
+
+
+def test_model_background_switch_reaches_the_stage_cam():
+    x, y, valid = _batch()
+    outs = {}
+    for rule in ("all", "present"):
+        torch.manual_seed(0)
+        outs[rule] = _model("cam", background=rule).train()(x, y, valid)["stages"][0]["cam"]
+    torch.testing.assert_close(outs["all"][:, 1:], outs["present"][:, 1:])
+    assert (outs["all"][:, 0] <= outs["present"][:, 0] + 1e-6).all()
+    assert (outs["all"][:, 0] < outs["present"][:, 0] - 1e-3).any()
+
+
+def test_rs_background_from_stage1_only():
+    x, y, _ = _batch()
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    res = {}
+    for rule in ("max", "stage1"):
+        model = _model("rpc", rs_background=rule).eval()
+        res[rule] = model.maps(pairs, y)
+    (final_max, stages), (final_s1, stages_s1) = res["max"], res["stage1"]
+    torch.testing.assert_close(final_max[:, 0], torch.maximum(stages[0][:, 0], stages[1][:, 0]))
+    torch.testing.assert_close(final_s1[:, 0], stages_s1[0][:, 0])
+    torch.testing.assert_close(final_s1[:, 1:], final_max[:, 1:])
+
+
+@pytest.mark.parametrize("attention_grad", [False, True])
+def test_attention_gradient_switch(attention_grad):
+    torch.manual_seed(0)
+    net = FrozenBNResNet(18, "none").train()
+    fusion = FeatureFusion(net.channels, 18, (2, 3, 4), "sfa", attention_grad)
+    fs, s_map = fusion(net(torch.randn(2, 3, 64, 64)))
+    (fs.sum() + s_map.sum()).backward()
+    grad = net.layer4[1].conv2.weight.grad
+    if attention_grad:
+        assert grad is not None and grad.abs().sum() > 0
+    else:
+        assert grad is None  # side projections and attention both see detached features (SIPE)
+    assert fusion.att_conv["3"].weight.grad.abs().sum() > 0
 
 
 def test_hand_computed_sipe_example():
@@ -59,7 +138,7 @@ def test_hand_computed_sipe_example():
 
 def test_normalized_cam_values():
     logits = torch.tensor([[[[2.0, -1.0]], [[1.0, 4.0]]]])  # (1, 2 classes, 1, 2)
-    cam = normalized_cam(logits, torch.tensor([[1.0, 0.0]]))
+    cam = normalized_cam(logits, torch.tensor([[1.0, 0.0]]), background="present")
     torch.testing.assert_close(cam[0, 1, 0], torch.tensor([2 / (2 + 1e-5), 0.0]))
     assert cam[0, 2].abs().sum() == 0  # absent class masked
     torch.testing.assert_close(cam[0, 0], 1 - cam[0, 1:].amax(0))
@@ -105,6 +184,7 @@ def test_stages_share_no_parameters_and_both_get_gradients():
                 assert p.grad is not None and p.grad.abs().sum() > 0, name
         assert stage.backbone.layer4[0].conv1.weight.grad.abs().sum() > 0
         assert stage.backbone.layer1[0].conv1.weight.grad is None
+        assert stage.backbone.layer2[0].conv1.weight.grad is None
 
 
 def test_rs_cam_is_max_of_stage_maps_and_three_stages():

@@ -82,3 +82,32 @@ def test_a_finished_run_is_not_resumed_by_a_new_training(tiny_synthetic, tmp_pat
     lines = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]  # a full second run, logged from step 1
     assert lines[0]["lr"] == pytest.approx(0.02)
+
+
+def _finite_worker(rank, world, port, results):
+    import os
+
+    from rpc.engine.train import finite_on_all_ranks
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        loss = torch.tensor(float("nan") if rank == 1 else 1.0)  # only rank 1 diverges
+        results[rank] = finite_on_all_ranks(loss, world)
+        results[rank + 10] = finite_on_all_ranks(torch.tensor(2.0), world)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_non_finite_loss_is_agreed_across_ranks():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_finite_worker, args=(2, port, results), nprocs=2, join=True)
+    assert results[0] is False and results[1] is False  # rank 0 saw a finite loss but stops too
+    assert results[10] is True and results[11] is True

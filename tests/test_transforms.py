@@ -8,6 +8,7 @@ from rpc.data.transforms import (
     multiscale_flip,
     normalize,
     random_crop,
+    resize,
     train_transform,
 )
 
@@ -59,3 +60,17 @@ def test_datasets_on_synthetic(tiny_synthetic):
     inf = MultiScaleInferenceSet(index, index.names("val"), scales=(1.0, 0.5))
     it = inf[0]
     assert it["size"] == (96, 96) and [s.shape for s in it["scales"]] == [(2, 3, 96, 96), (2, 3, 48, 48)]
+
+
+def test_resize_is_bicubic_as_sipe():
+    # a step edge 50 | 200 upscaled 4x: bicubic overshoots on both sides of the edge (ringing), bilinear cannot
+    img = np.zeros((4, 8, 3), np.uint8)
+    img[:, :4], img[:, 4:] = 50, 200
+    out = resize(img, (16, 32)).astype(int)
+    row = out[8, :, 0]
+    assert row.min() < 50 and row.max() > 200
+    assert row[0] == 50 and row[-1] == 200
+    from PIL import Image
+
+    np.testing.assert_array_equal(out, np.asarray(Image.fromarray(img).resize((32, 16), Image.BICUBIC)))
+    assert resize(img, (4, 8)) is img  # same size: untouched

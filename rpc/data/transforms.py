@@ -19,11 +19,12 @@ def normalize(image: np.ndarray) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a uint8 ``(H, W, 3)`` image to ``(h, w)``."""
+    """Bicubic resize of a uint8 ``(H, W, 3)`` image to ``(h, w)``, as SIPE's ``pil_rescale(img, s, order=3)``
+    (PIL's bicubic, clipped to uint8). Masks are never resized here (they use nearest where needed)."""
     h, w = size_hw
     if image.shape[:2] == (h, w):
         return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BICUBIC))
 
 
 def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:

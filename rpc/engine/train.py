@@ -79,6 +79,16 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
+def finite_on_all_ranks(loss: torch.Tensor, world: int) -> bool:
+    """Whether ``loss`` is finite on every process. Under DDP all ranks must agree before one of them stops:
+    a rank that raised alone would leave the others waiting in the next gradient all-reduce until the
+    timeout. One all-reduce of a 0/1 flag per step."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=loss.device)
+    if world > 1:
+        torch.distributed.all_reduce(bad)
+    return bad.item() == 0
+
+
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
     return base * (1 - step / total) ** power
 
@@ -178,9 +188,10 @@ def train_classifier(
                 with ctx:
                     outputs = ddp_model(x, y, valid)
                 losses = model.losses(outputs, y)
-                if not torch.isfinite(losses["total"]):
+                if not finite_on_all_ranks(losses["total"].detach(), world):
                     raise TrainingDiverged(
-                        f"non-finite loss at step {step} ({ {k: v.item() for k, v in losses.items()} }); "
+                        f"non-finite loss at step {step} on at least one of {world} process(es) (this one, rank "
+                        f"{rank}: { {k: v.item() for k, v in losses.items()} }); "
                         f"the last good checkpoint is kept in {last}; lower train.lr or check the data"
                     )
                 opt.zero_grad(set_to_none=True)

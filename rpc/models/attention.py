@@ -12,6 +12,12 @@ All variants take the per-layer backbone features ``F_k`` and return the fused f
 - ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product).
 - ``self_attention``: a non-local block over ``concat_k n_k`` (Table 5's self-attention).
 
+Gradients: the side projections see detached backbone features, exactly as SIPE's side branches
+(``side_k(x_k.detach())``). The attention branch does too by default (``attention_grad=False``). The paper
+argues (Sec. 4.3) that the multiplicative fusion "co-optimizes the parameters of each layer"; with
+``attention_grad=True`` the gradient of ``S`` reaches the trainable backbone layers (3-4; layers 1-2 are
+detached in the backbone regardless). Which reading the authors ran is not known: a switch, in the ablations.
+
 Interpretation: the BN of each attention branch starts at weight 0.5, bias 1, so that ``a_k`` starts mostly
 positive and ``S`` does not switch off most pixels at initialisation (a product of three ReLU maps with a zero
 bias would be zero on about 7/8 of the pixels).
@@ -58,12 +64,21 @@ class NonLocalBlock(nn.Module):
 class FeatureFusion(nn.Module):
     """Side projections + attention variant -> ``F_s``.
 
-    ``forward(features)``: ``features`` is ``[F1, F2, F3, F4]`` from the backbone (detached here, as SIPE's
-    side branches are); returns ``(F_s (N, D, h, w), S (N, 1, h, w) or None)``.
+    ``forward(features)``: ``features`` is ``[F1, F2, F3, F4]`` from the backbone (detached for the side
+    projections, as SIPE's side branches are; for the attention branch only without ``attention_grad``);
+    returns ``(F_s (N, D, h, w), S (N, 1, h, w) or None)``.
     """
 
-    def __init__(self, in_channels: tuple[int, ...], depth: int, layers=(2, 3, 4), attention: str = "sfa"):
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        depth: int,
+        layers=(2, 3, 4),
+        attention: str = "sfa",
+        attention_grad: bool = False,
+    ):
         super().__init__()
+        self.attention_grad = attention_grad
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if not layers or any(k not in (1, 2, 3, 4) for k in layers):
@@ -92,6 +107,7 @@ class FeatureFusion(nn.Module):
         return maps
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_feats = feats if self.attention_grad else [f.detach() for f in feats]
         feats = [f.detach() for f in feats]
         size = feats[-1].shape[-2:]
         normed = []
@@ -103,7 +119,7 @@ class FeatureFusion(nn.Module):
             return torch.cat(normed, 1), None
         if self.attention == "self_attention":
             return self.non_local(torch.cat(normed, 1)), None
-        maps = self.attention_maps(feats, size)
+        maps = self.attention_maps(attention_feats, size)
         if self.attention == "spatial":
             return torch.cat([a * n for a, n in zip(maps, normed, strict=True)], 1), None
         s_map = maps[0]

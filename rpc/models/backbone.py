@@ -1,8 +1,13 @@
-"""torchvision ResNet trunk at output stride 16, frozen as in SIPE (METHOD.md, "Stage network").
+"""torchvision ResNet trunk at output stride 16, trained as in SIPE (METHOD.md, "Stage network").
+
+SIPE (``network/resnet50_SIPE.py``, RPC's base) computes ``x2 = self.stage2(x1).detach()`` and uses a
+``FixedBatchNorm`` that always normalises with the running statistics but keeps its affine weight and bias as
+parameters. So here:
 
 - strides (2, 2, 2, 1): layer4 keeps stride 1 (no dilation), so layer3 and layer4 share stride 16;
-- BatchNorm frozen everywhere (running statistics are used in training too, affine parameters fixed);
-- conv1/bn1 and layer1 get no gradient (their output is detached).
+- stem, layer1 and layer2 get no gradient: they run without autograd and their parameters are frozen;
+- BatchNorm always uses its running statistics (eval mode, also in training); the BN affine weight and bias of
+  layers 3-4 train with the convolutions, those of conv1/bn1 and layers 1-2 stay fixed.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def load_resnet(depth: int, weights: str | os.PathLike = "imagenet") -> torchvis
 
 
 class FrozenBNResNet(nn.Module):
-    """ResNet trunk returning ``[F1, F2, F3, F4]`` with strides 4, 8, 16, 16.
+    """ResNet trunk (SIPE's regime, see the module docstring) returning ``[F1, F2, F3, F4]`` with strides 4, 8, 16, 16.
 
     Input ``(N, 3, H, W)``; ``F_k`` has ``layer_channels(depth)[k-1]`` channels.
     """
@@ -77,12 +82,9 @@ class FrozenBNResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.depth = depth
         self.channels = layer_channels(depth)
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.requires_grad_(False)
-                m.bias.requires_grad_(False)
-        for p in list(self.stem.parameters()) + list(self.layer1.parameters()):
-            p.requires_grad_(False)
+        for part in (self.stem, self.layer1, self.layer2):  # no gradient reaches them (detached after layer2)
+            for p in part.parameters():
+                p.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -92,9 +94,9 @@ class FrozenBNResNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        with torch.no_grad():
+        with torch.no_grad():  # SIPE: x2 = stage2(x1).detach()
             f1 = self.layer1(self.stem(x))
-        f2 = self.layer2(f1)
+            f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         f4 = self.layer4(f3)
         return [f1, f2, f3, f4]

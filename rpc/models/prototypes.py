@@ -8,15 +8,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+BACKGROUNDS = ("all", "present")
 
-def normalized_cam(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """CAM logits ``(N, C, h, w)`` -> ``(N, C+1, h, w)``: ``M_c = ReLU(A_c) / (max_hw + 1e-5)`` masked by the
-    image labels ``(N, C)`` (if given), and the background ``M_0 = 1 - max_c M_c``."""
+
+def normalized_cam(logits: torch.Tensor, labels: torch.Tensor | None, background: str = "all") -> torch.Tensor:
+    """CAM logits ``(N, C, h, w)`` -> ``(N, C+1, h, w)``: ``M_c = ReLU(A_c) / (max_hw + 1e-5)``, background
+    ``M_0 = 1 - max_c M_c``, absent classes zeroed by the image labels ``(N, C)`` (if given).
+
+    ``background`` says which classes ``M_0`` looks at: ``all`` (SIPE: the max over all C maps, taken *before*
+    the label mask, so a strong response of an absent class still lowers the background) or ``present`` (the
+    max over the image's own classes only, i.e. after the label mask).
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
     cam = F.relu(logits)
     cam = cam / (cam.amax(dim=(2, 3), keepdim=True) + 1e-5)
+    if background == "all":
+        bkg = 1.0 - cam.amax(dim=1, keepdim=True)
     if labels is not None:
         cam = cam * labels[:, :, None, None]
-    bkg = 1.0 - cam.amax(dim=1, keepdim=True)
+    if background == "present":
+        bkg = 1.0 - cam.amax(dim=1, keepdim=True)
     return torch.cat([bkg, cam], 1)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from rpc.models.attention import ATTENTIONS, FeatureFusion
 from rpc.models.backbone import FrozenBNResNet
-from rpc.models.prototypes import correlation_seeds, label_mask, normalized_cam, prototypes, specific_map
+from rpc.models.prototypes import BACKGROUNDS, correlation_seeds, label_mask, normalized_cam, prototypes, specific_map
 
 
 @dataclass
@@ -39,6 +39,9 @@ class ModelConfig:
     gsc_target: str = "general"  # general: max of the stages' CAMs | stage1: stage 1's CAM
     seed_features: str = "auto"  # auto: layer4 in training, fused F_s at inference (SIPE) | layer4 | fused
     bg_scale: float = 0.5  # background score factor in the seed IoU (SIPE)
+    background: str = "all"  # M_0 from all C maps before the label mask (SIPE) | present: image's classes only
+    attention_grad: bool = False  # SFA attention inputs detached as SIPE's side branches | True: reach layers 3-4
+    rs_background: str = "max"  # RS-CAM background: max over stages (Eq. 8 literally) | stage1: stage 1's only
 
     def __post_init__(self):
         self.layers = tuple(self.layers)
@@ -48,6 +51,8 @@ class ModelConfig:
             "prototype_weights": ("seeds", "cam"),
             "gsc_target": ("general", "stage1"),
             "seed_features": ("auto", "layer4", "fused"),
+            "background": BACKGROUNDS,
+            "rs_background": ("max", "stage1"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
@@ -90,7 +95,7 @@ class StageNet(nn.Module):
         self.backbone = FrozenBNResNet(cfg.depth, cfg.weights)
         self.classifier = nn.Conv2d(self.backbone.channels[3], cfg.num_classes, 1, bias=False)
         self.fusion = (
-            FeatureFusion(self.backbone.channels, cfg.depth, cfg.layers, cfg.attention)
+            FeatureFusion(self.backbone.channels, cfg.depth, cfg.layers, cfg.attention, cfg.attention_grad)
             if cfg.method == "prototype"
             else None
         )
@@ -113,7 +118,7 @@ class StageNet(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # seeds/argmax in float32
             logits = logits.float()
             lm = label_mask(labels.float(), valid, logits.shape[-2:])
-            cam = normalized_cam(logits, labels.float()) * lm
+            cam = normalized_cam(logits, labels.float(), self.cfg.background) * lm
             out.update(cam=cam, label_mask=lm)
             if self.fusion is None:
                 return out
@@ -163,6 +168,9 @@ class RPCModel(nn.Module):
             rs_cam = stages[0]["is_cam"]
             for out in stages[1:]:
                 rs_cam = torch.maximum(rs_cam, out["is_cam"])  # Eq. 8
+            if self.cfg.rs_background == "stage1" and len(stages) > 1:
+                # the erased pixels look like background to stage 2: keep stage 1's background only
+                rs_cam = torch.cat([stages[0]["is_cam"][:, :1], rs_cam[:, 1:]], 1)
         return {"stages": stages, "rs_cam": rs_cam, "erase_masks": erase_masks}
 
     def losses(self, out: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -179,21 +187,25 @@ class RPCModel(nn.Module):
             q = q / (q.amax(dim=(2, 3), keepdim=True) + 1e-5)
             if self.cfg.gsc_target == "stage1" or len(stages) == 1:
                 target = stages[0]["cam"]
-            else:  # interpretation: general map = max of the stages' CAMs, background recomputed
-                lm = stages[0]["label_mask"]
+            else:  # interpretation: general map = max of the stages' CAMs; its background 1 - max over stages
+                # and classes = the min of the stages' backgrounds (each under model.background's rule)
                 fg = torch.stack([s["cam"][:, 1:] for s in stages]).amax(0)
-                target = torch.cat([(1 - fg.amax(1, keepdim=True)) * lm[:, :1], fg], 1)
+                bg = torch.stack([s["cam"][:, :1] for s in stages]).amin(0)
+                target = torch.cat([bg, fg], 1)
             l_gsc = (q - target).abs().mean()
         return {"cls": l_cls, "aug": l_aug, "gsc": l_gsc, "total": l_cls + l_aug + l_gsc}
 
     @torch.no_grad()
     def maps(self, x_pairs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Inference on image/flip pairs ``(2N, 3, H, W)``: ``(final map (N, C+1, h, w), [per-stage maps])``.
-        Final = RS-CAM for the prototype method, the normalised CAM for ``cam``."""
+        Final = RS-CAM for the prototype method, the normalised CAM for ``cam``. A CAM map's background is
+        ``1 - max`` over the image's own classes (the maps hold only those), whatever ``model.background`` says:
+        that switch concerns the seeds and the GSC target."""
         out = self.forward(x_pairs, labels, None, fuse_flip=True)
-        key = "is_cam" if self.cfg.method == "prototype" else "cam"
-        per_stage = [s[key] for s in out["stages"]]
-        return (out["rs_cam"] if self.cfg.method == "prototype" else per_stage[0]), per_stage
+        if self.cfg.method == "prototype":
+            return out["rs_cam"], [s["is_cam"] for s in out["stages"]]
+        per_stage = [torch.cat([1 - s["cam"][:, 1:].amax(1, keepdim=True), s["cam"][:, 1:]], 1) for s in out["stages"]]
+        return per_stage[0], per_stage
 
 
 def config_to_dict(cfg: ModelConfig) -> dict:
