@@ -19,9 +19,22 @@ REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdat
 OUT = REPO / "benchmarks" / "out"
 
 
+def cpu_flags() -> list[str]:
+    """The CPU flags that decide bf16 speed (AMX, AVX-512 BF16/FP16, AVX-512F), from /proc/cpuinfo."""
+    wanted = ("amx_bf16", "amx_tile", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    present = set(line.partition(":")[2].split())
+    return [f for f in wanted if f in present]
+
+
 def machine() -> dict:
     return {
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "torch_threads": torch.get_num_threads(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,

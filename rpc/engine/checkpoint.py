@@ -35,7 +35,8 @@ def save_model(path: str | os.PathLike, model, model_config: dict, classes: list
 
 
 def load_model(path: str | os.PathLike, map_location="cpu"):
-    """``(RPCModel in eval mode, ModelConfig, class names)`` from a file written by ``save_model``."""
+    """``(RPCModel in eval mode on ``map_location``, ModelConfig, class names)`` from a file written by
+    ``save_model``."""
     from rpc.models.rpc import ModelConfig, RPCModel
 
     ckpt = load_checkpoint(path, map_location)
@@ -46,7 +47,7 @@ def load_model(path: str | os.PathLike, map_location="cpu"):
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise DataError(f"{path}: not an RPC model file ({exc})") from exc
-    return model.eval(), cfg, classes
+    return model.to(map_location).eval(), cfg, classes
 
 
 def _unwrap(model):
