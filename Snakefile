@@ -19,6 +19,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
 include: "workflow/rules/crf.smk"
@@ -27,34 +28,40 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 
 
+# A run is one experiment with one seed: results/<experiment>-s<seed>/ (RUN_NAMES, workflow/rules/common.smk).
 rule all:
     input:
         "results/summary.md",
-        expand("results/{experiment}/summary.md", experiment=SEG_EXPERIMENTS),
-        expand("results/{experiment}/figures/maps", experiment=EXPERIMENTS),
-        expand("results/{experiment}/figures/predictions", experiment=SEG_EXPERIMENTS),
+        expand("results/{experiment}/summary.md", experiment=SEG_RUNS),
+        expand("results/{experiment}/figures/maps", experiment=RUN_NAMES),
+        expand("results/{experiment}/figures/predictions", experiment=SEG_RUNS),
     default_target: True
 
 
 # Named targets for partial runs (each also runs what it needs).
+rule pretrain:
+    input:
+        PRETRAINED,
+
+
 rule classifier:
     input:
-        expand("results/{experiment}/classifier.pt", experiment=EXPERIMENTS),
+        expand("results/{experiment}/classifier.pt", experiment=RUN_NAMES),
 
 
 rule cams:
     input:
-        expand("results/{experiment}/local_maps.json", experiment=EXPERIMENTS),
+        expand("results/{experiment}/local_maps.json", experiment=RUN_NAMES),
 
 
 rule pseudo_masks:
     input:
-        expand("results/{experiment}/pseudo_masks.json", experiment=EXPERIMENTS),
+        expand("results/{experiment}/pseudo_masks.json", experiment=RUN_NAMES),
 
 
 rule segmentation:
     input:
-        expand("results/{experiment}/segmentation/val.json", experiment=SEG_EXPERIMENTS),
+        expand("results/{experiment}/segmentation/val.json", experiment=SEG_RUNS),
 
 
 rule ablations:

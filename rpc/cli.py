@@ -111,7 +111,8 @@ def _seg_train(a):
     from rpc.segmentation.train import train_segmentation
 
     mask_dir = None if a.masks == "ground-truth" else a.masks
-    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher)
+    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher,
+                                a.backbone_weights)
     print(json.dumps(result))
 
 
@@ -148,6 +149,30 @@ def _export_backbone(a):
     print(f"stage {a.stage} backbone of {a.model} -> {a.out}")
 
 
+def _pretrain(a):
+    import json
+
+    from rpc.engine.config import build_dataclass, parse_key_values
+    from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
+
+    cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
+    result = pretrain_backbone(a.out, a.work, cfg, a.report)
+    print(json.dumps({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")}))
+
+
+def _eval_parts(a):
+    from rpc.evaluation.parts import evaluate_parts
+    from rpc.utils.io import write_json_atomic
+
+    result = evaluate_parts(a.dataset, a.split, a.cams, a.masks)
+    write_json_atomic(a.json, result)
+    for kind in ("maps", "pseudo_masks"):
+        if result[kind]:
+            r = result[kind]
+            print(f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
+                  f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}")
+
+
 def _merge_dirs(a):
     from rpc.utils.io import merge_dirs
 
@@ -156,9 +181,15 @@ def _merge_dirs(a):
 
 
 def _summary(a):
-    from rpc.evaluation.summary import write_summary
+    from rpc.evaluation.summary import write_run_summary, write_summary
 
-    write_summary(a.experiments, a.results, a.dataset_kind, a.md, a.json)
+    if a.runs:
+        for run in a.runs:
+            write_run_summary(run, a.results, a.dataset_kind, a.md, a.json)
+        return
+    if not a.experiments or not a.seeds:
+        raise DataError("summary needs --experiments and --seeds (or --runs for one run's summary)")
+    write_summary(a.experiments, a.seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="final weights + resolved config")
     s.add_argument("--cfg-options", nargs="*", metavar="KEY=VALUE", help="mmengine config overrides")
     s.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"], help="'pytorch' under torchrun")
+    s.add_argument("--backbone-weights", help="torchvision-format backbone state dict (e.g. the pretraining output)")
     s.set_defaults(func=_seg_train)
 
     s = sub.add_parser("seg-predict", help="DeepLabv2 predictions for a split (optionally + CRF)")
@@ -304,14 +336,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", type=int, default=0)
     s.set_defaults(func=_export_backbone)
 
+    s = sub.add_parser("pretrain", help="pretrain a ResNet on the synthetic corpus (offline stand-in for ImageNet)")
+    s.add_argument("--out", required=True, help="torchvision state dict (.pth), usable as model.weights")
+    s.add_argument("--work", required=True, help="work folder (per-epoch resume point)")
+    s.add_argument("--report", help="JSON report: held-out accuracy per epoch")
+    s.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="PretrainConfig fields, e.g. epochs=8")
+    s.set_defaults(func=_pretrain)
+
+    s = sub.add_parser("eval-parts", help="part-level recall of maps / pseudo masks (synthetic benchmark)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--cams", nargs="*", help="map folder(s), e.g. the shards of one run")
+    s.add_argument("--masks", help="pseudo-mask folder")
+    s.add_argument("--json", required=True)
+    s.set_defaults(func=_eval_parts)
+
     s = sub.add_parser("merge-dirs", help="gather shard folders into one (hard links; copies across devices)")
     s.add_argument("--inputs", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_merge_dirs)
 
-    s = sub.add_parser("summary", help="summary table of all experiments, next to the paper's numbers")
-    s.add_argument("--experiments", nargs="+", required=True)
-    s.add_argument("--results", default="results", help="folder holding <experiment>/ result folders")
+    s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
+    s.add_argument("--experiments", nargs="+", help="experiment names; runs are <experiment>-s<seed>")
+    s.add_argument("--seeds", nargs="+", type=int)
+    s.add_argument("--extra", nargs="*", help="runs without seeds, e.g. ground_truth (the upper bound)")
+    s.add_argument("--runs", nargs="+", help="instead: one run's own summary")
+    s.add_argument("--dataset", help="prepared dataset (the paper's values are shown only for VOC / COCO themselves)")
+    s.add_argument("--plot", help="PNG bar plot of the part-level scores")
+    s.add_argument("--results", default="results", help="folder holding the <run>/ result folders")
     s.add_argument("--dataset-kind", default="synthetic", help="voc | coco | synthetic (picks the paper's values)")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)

@@ -83,7 +83,8 @@ def test_local_maps_of_ground_truth_maps_score_one(tiny_synthetic, tmp_path):
     assert result["sipe"]["miou"] == pytest.approx(1.0)
     assert result["empty_foreground_maps"] == {"final": 0.0, "stages": None}
     # one-hot maps: every threshold below 1 separates foreground exactly
-    assert list(result["irn"]["sweep"].values()) == pytest.approx([1.0] * 13)
+    assert list(result["irn"]["sweep"].values()) == pytest.approx([1.0] * 20)
+    assert result["irn"]["at_edge"] is False  # a plateau is not a best at the edge
 
 
 def test_local_maps_irn_sweep_finds_the_right_threshold(tiny_synthetic, tmp_path):
@@ -96,6 +97,18 @@ def test_local_maps_irn_sweep_finds_the_right_threshold(tiny_synthetic, tmp_path
     result = evaluate_cams(index.root, "val", tmp_path)
     assert result["irn"]["best_miou"] == pytest.approx(1.0)
     assert result["irn"]["sweep"]["0.35"] < 0.5 and result["irn"]["sweep"]["0.30"] == pytest.approx(1.0)
+
+
+def test_local_maps_irn_best_at_the_edge_of_the_sweep_is_flagged(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    for name in index.names("val"):  # foreground 1.0 on the object and 0.93 elsewhere: only t = 0.95 separates
+        gt = index.read_mask(name)
+        keys = np.array([0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]])
+        cams = np.stack([np.zeros(gt.shape, np.float32)] + [np.where(gt == k, 1.0, 0.93) for k in keys[1:]])
+        save_cams(tmp_path / f"{name}.npz", keys, cams.astype(np.float32))
+    result = evaluate_cams(index.root, "val", tmp_path)
+    assert result["irn"]["best_threshold"] == 0.95 and result["irn"]["at_edge"] is True
+    assert result["irn"]["best_miou"] > result["irn"]["sweep"]["0.90"]
 
 
 def test_empty_foreground_maps_are_counted(tiny_synthetic, tmp_path):

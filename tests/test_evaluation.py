@@ -102,23 +102,27 @@ def test_uncertain_conventions(tiny_synthetic, tmp_path):
 
 
 def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
-
     import yaml
 
     from rpc.evaluation.ablations import write_ablation_tables
+    from rpc.utils.io import DataError
 
-    spec = {"cells": {"a": {}, "a2": {}, "b": {}},
-            "tables": [{"title": "T", "rows": [{"label": "A", "cells": ["a", "a2"], "paper": 50.0},
+    spec = {"seeds": [1, 2], "cells": {"a": {}, "b": {"seeds": [1]}},
+            "tables": [{"title": "T", "rows": [{"label": "A", "cells": ["a"], "paper": 50.0},
                                                 {"label": "B", "cells": ["b"], "paper": 60.0}]}]}  # fmt: skip
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    for cell, miou in {"a": 0.40, "a2": 0.50, "b": 0.30}.items():
-        (tmp_path / cell).mkdir()
+    for run, miou in {"a-s1": 0.40, "a-s2": 0.50, "b-s1": 0.30}.items():
+        (tmp_path / run).mkdir()
         res = {"sipe": {"miou": miou}, "irn": {"best_miou": miou + 0.1}}
-        (tmp_path / cell / "local_maps.json").write_text(json.dumps(res))
+        (tmp_path / run / "local_maps.json").write_text(json.dumps(res))
     tables = write_ablation_tables(tmp_path / "spec.yaml", tmp_path, tmp_path / "t.md", tmp_path / "t.json")
     rows = tables[0]["rows"]
-    assert rows[0]["mean"] == pytest.approx(45.0) and rows[0]["spread"] == pytest.approx(10.0)
-    assert rows[0]["irn_mean"] == pytest.approx(55.0) and rows[1]["spread"] is None
+    assert rows[0]["runs"] == ["a-s1", "a-s2"] and rows[1]["runs"] == ["b-s1"]
+    assert rows[0]["mean"] == pytest.approx(45.0) and rows[0]["std"] == pytest.approx(7.0711, abs=1e-3)
+    assert rows[0]["irn_mean"] == pytest.approx(55.0) and rows[1]["std"] == 0.0
     assert tables[0]["ours_best"] == "A" and tables[0]["paper_best"] == "B"
     md = (tmp_path / "t.md").read_text()
-    assert "| A | 45.0 | 40.0, 50.0 | 55.0 | nan | 50.0 |" in md and "(differs)" in md
+    assert "| A | 45.0 ± 7.1 | 40.0, 50.0 | 55.0 | nan | 50.0 |" in md and "(differs)" in md
+    (tmp_path / "a-s2" / "local_maps.json").unlink()  # a missing run is an error, not a silent gap
+    with pytest.raises(DataError, match="a-s2"):
+        write_ablation_tables(tmp_path / "spec.yaml", tmp_path, tmp_path / "t.md", tmp_path / "t.json")

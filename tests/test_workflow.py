@@ -18,6 +18,7 @@ ALL_RULES = {
     "eval_pseudo_masks", "train_segmentation", "predict_segmentation", "eval_segmentation", "figures_maps",
     "figures_predictions", "experiment_summary", "summary", "all",
 }  # fmt: skip
+SYNTHETIC_RULES = ALL_RULES | {"pretrain_backbone", "eval_parts"}  # the pretrained init, part-level scores
 
 
 def _run(args, cwd, check=True, timeout=900):
@@ -49,10 +50,12 @@ def test_lint_is_clean(tmp_path):
 
 def test_dry_run_of_default_config_shows_the_whole_dag(tmp_path):
     jobs = _planned([], _workdir(tmp_path))
-    assert set(jobs) == ALL_RULES
-    # 3 experiments x 2 shards of maps and pseudo masks; DeepLab also on the ground truth
-    assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 6 and jobs["train_classifier"] == 3
-    assert jobs["train_segmentation"] == 4 and jobs["prepare_dataset"] == 1
+    assert set(jobs) == SYNTHETIC_RULES
+    # 3 experiments x 3 seeds, 2 shards of maps and pseudo masks each; DeepLab also on the ground truth; one
+    # pretraining stage shared by every classifier and DeepLab
+    assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 18 and jobs["train_classifier"] == 9
+    assert jobs["train_segmentation"] == 10 and jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
+    assert jobs["eval_parts"] == 9
 
 
 def _fake_voc(root: Path) -> Path:
@@ -79,7 +82,7 @@ def test_dry_run_of_real_data_configs(tmp_path, kind):
     )
     assert set(jobs) == ALL_RULES
     shards = yaml.safe_load((REPO / "config" / f"{kind}.yaml").read_text())["cams"]["shards"]
-    n_exp = 3 if kind == "voc" else 2
+    n_exp = 3 if kind == "voc" else 2  # one seed each
     assert jobs["rs_cams"] == shards * n_exp and jobs["train_segmentation"] == n_exp
 
 
@@ -98,10 +101,13 @@ def test_missing_or_malformed_root_is_a_clear_error(tmp_path, kind, root, messag
 TINY = {
     "dataset": {"kind": "synthetic", "synthetic": {"size": 64, "n_train": 32, "n_train_eval": 16, "n_val": 8}},
     "experiments": {"rpc": {"preset": "rpc"}},
-    "model": {"depth": 18, "weights": "none"},
+    "seeds": [15],
+    "pretrain": {"size": 32, "images_per_class": 2, "val_per_class": 1, "epochs": 1, "batch_size": 32},
+    "model": {"depth": 18, "weights": "pretrained"},
     "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
     "cams": {"scales": [1.0, 0.5], "shards": 2},
     "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py",
+                     "weights": "pretrained",
                      "options": [
         "train_cfg.max_iters=4", "param_scheduler.0.end=4", "train_dataloader.batch_size=2",
         "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]},
@@ -120,18 +126,26 @@ def tiny_run(tmp_path_factory):
 def test_tiny_end_to_end_run(tiny_run):
     res = tiny_run / "results"
     summary = json.loads((res / "summary.json").read_text())
-    assert set(summary["experiments"]) == {"rpc", "ground_truth"}
-    row = summary["experiments"]["rpc"]
+    assert set(summary["runs"]) == {"rpc-s15", "ground_truth"}
+    row = summary["runs"]["rpc-s15"]
     for key in ("local_maps", "local_maps_irn", "crf", "crf_ignore", "seg_val", "seg_val_crf"):
         assert 0 < row[key] <= 100, (key, row)
     assert 0 <= row["uncertain_fraction"] < 1
-    gt = summary["experiments"]["ground_truth"]
+    gt = summary["runs"]["ground_truth"]
     assert gt["local_maps"] is None and 0 < gt["seg_val"] <= 100
-    assert len(list((res / "rpc" / "pseudo_masks" / "merged").glob("*.png"))) == 32
-    assert len(list((res / "rpc" / "figures" / "maps").glob("*.png"))) == 2
-    assert "| rpc |" in (res / "summary.md").read_text()
+    assert len(list((res / "rpc-s15" / "pseudo_masks" / "merged").glob("*.png"))) == 32
+    assert len(list((res / "rpc-s15" / "figures" / "maps").glob("*.png"))) == 2
+    md = (res / "summary.md").read_text()
+    assert "| rpc |" in md and "Part-level evidence" in md and (res / "parts.png").is_file()
+    parts = json.loads((res / "rpc-s15" / "parts.json").read_text())
+    assert 0 <= parts["maps"]["sub_recall"] <= 1 and len(parts["stage_maps"]) == 2
+    # the pretraining stage ran once and both the classifier and DeepLab started from its weights
+    assert (res / "pretrain" / "backbone.pth").is_file()
+    assert "results/pretrain/backbone.pth" in (tiny_run / "logs" / "rpc-s15" / "train_classifier.log").read_text()
+    seg_log = (tiny_run / "logs" / "ground_truth" / "train_segmentation.log").read_text()
+    assert "results/pretrain/backbone.pth" in seg_log
     # the training checkpoints stay in work/ (the resume point), not among the results
-    assert (tiny_run / "work" / "rpc" / "classifier" / "last.pt").is_file()
+    assert (tiny_run / "work" / "rpc-s15" / "classifier" / "last.pt").is_file()
 
 
 def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
@@ -139,7 +153,7 @@ def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
     (tiny_run / "crf40.yaml").write_text(yaml.safe_dump({"crf": {"bilateral_sxy": 40}}))
     jobs = _planned(["--configfile", "tiny.yaml", "crf40.yaml"], tiny_run)
     assert {"pseudo_masks_shard", "merge_pseudo_masks", "eval_pseudo_masks", "train_segmentation"} <= set(jobs)
-    assert not {"train_classifier", "rs_cams", "eval_cams", "prepare_dataset"} & set(jobs)
+    assert not {"train_classifier", "rs_cams", "eval_cams", "prepare_dataset", "pretrain_backbone"} & set(jobs)
     assert jobs["train_segmentation"] == 1  # the rpc experiment; the ground-truth upper bound is unaffected
 
 
@@ -155,4 +169,4 @@ def test_profiles_dry_run(tmp_path):
     (work / "profiles").symlink_to(REPO / "profiles")
     for profile in ("default", "slurm"):
         jobs = _planned(["--profile", f"profiles/{profile}"], work)
-        assert set(jobs) == ALL_RULES, profile
+        assert set(jobs) == SYNTHETIC_RULES, profile

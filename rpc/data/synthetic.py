@@ -74,6 +74,15 @@ def class_colours(num_fg: int) -> tuple[np.ndarray, np.ndarray]:
     return disc, tint
 
 
+def stripe_pattern(c: int, num_fg: int, size: int) -> np.ndarray:
+    """The faint texture of class ``c``'s sub-discriminative part: a sinusoidal grating ``(size, size)`` in
+    ``[-1, 1]`` whose angle and period depend on the class."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = math.pi * (c / num_fg)
+    period = 6.0 + 2.0 * (c % 3)
+    return np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)
+
+
 def _ellipse(h, w, cy, cx, ay, ax, theta):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     dy, dx = yy - cy, xx - cx
@@ -118,9 +127,7 @@ def generate_image(spec: SyntheticSpec, index: int):
         dcy = cy + st * off[1] * ax + ct * off[0] * ay
         disc = _ellipse(s, s, dcy, dcx, r * ay, r * ax, theta) & body
 
-        angle = math.pi * (c / num_fg)
-        period = 6.0 + 2.0 * (c % 3)
-        stripes = np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)
+        stripes = stripe_pattern(int(c), num_fg, s)
         body_rgb = 128.0 + BODY_TINT * tint[c] + STRIPE_AMPLITUDE * stripes[..., None]
         body_rgb = body_rgb + rng.normal(0, BODY_NOISE, size=(s, s, 3))
         disc_val = disc_rgb[c] + rng.normal(0, DISC_NOISE, size=(s, s, 3))

@@ -25,7 +25,19 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def _build(cls, values: dict, where: str):
+def parse_key_values(items: list[str]) -> dict:
+    """``["epochs=8", "lr=0.1"]`` -> ``{"epochs": 8, "lr": 0.1}`` (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"setting {item!r} must look like <key>=<value>")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build_dataclass(cls, values: dict, where: str):
+    """``cls(**values)`` with unknown keys named in the error."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -49,6 +61,6 @@ def build_configs(preset: str, config_file: str | None, overrides: list[str]) ->
             sections[key].update(loaded[key] or {})
     for key, values in parse_overrides(overrides).items():
         sections[key].update(values)
-    model = _build(ModelConfig, {**PRESETS[preset], **sections["model"]}, "model config")
-    train = _build(TrainConfig, sections["train"], "train config")
+    model = build_dataclass(ModelConfig, {**PRESETS[preset], **sections["model"]}, "model config")
+    train = build_dataclass(TrainConfig, sections["train"], "train config")
     return model, train

@@ -129,6 +129,8 @@ def train_classifier(
     total = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
+    if rank == 0:
+        print(f"model config: {json.dumps(config_to_dict(model_cfg))}")
     model = RPCModel(model_cfg).to(device)
     amp = use_bf16(cfg.amp, device)
     use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))

@@ -1,8 +1,9 @@
 """Ablation tables in the paper's shape: our Local.Maps mIoU next to the paper's, and whether orderings agree.
 
-The spec (``config/ablations.yaml``) lists tables; each row averages one or more cells (seeds); each cell's
-``results/<cell>/local_maps.json`` (written by ``eval-cams``) gives its mIoU (own background channel, SIPE
-convention) and the IRN-convention best.
+The spec (``config/ablations.yaml``) lists cells (a preset + overrides, trained once per seed: the spec's
+``seeds``, or the cell's own) and tables; each row averages its cells over all their seeds. Each run's
+``results/<cell>-s<seed>/local_maps.json`` (written by ``eval-cams``) gives its mIoU (own background channel,
+SIPE convention) and the IRN-convention best. A missing file is an error.
 """
 
 from __future__ import annotations
@@ -32,16 +33,23 @@ def load_spec(path: str | os.PathLike) -> dict:
     return spec
 
 
-def _row_result(results_root: Path, cells: list[str]) -> dict:
+def cell_runs(spec: dict, cell: str) -> list[str]:
+    """The run names of a cell: ``<cell>-s<seed>`` for each of its seeds."""
+    return [f"{cell}-s{seed}" for seed in spec["cells"][cell].get("seeds", spec.get("seeds", [15]))]
+
+
+def _row_result(results_root: Path, runs: list[str]) -> dict:
     own, irn, empty = [], [], []
-    for cell in cells:
-        res = json.loads((results_root / cell / "local_maps.json").read_text())
+    for run in runs:
+        path = results_root / run / "local_maps.json"
+        if not path.is_file():
+            raise DataError(f"{path}: Local.Maps result of ablation run {run} missing")
+        res = json.loads(path.read_text())
         own.append(100 * res["sipe"]["miou"])
         irn.append(100 * res["irn"]["best_miou"])
         empty.append(100 * res.get("empty_foreground_maps", {}).get("final", float("nan")))
-    return {"values": own, "mean": statistics.mean(own), "irn_mean": statistics.mean(irn),
-            "empty_mean": statistics.mean(empty),
-            "spread": max(own) - min(own) if len(own) > 1 else None}  # fmt: skip
+    return {"values": own, "mean": statistics.mean(own), "std": statistics.stdev(own) if len(own) > 1 else 0.0,
+            "irn_mean": statistics.mean(irn), "empty_mean": statistics.mean(empty)}  # fmt: skip
 
 
 def _best(rows: list[dict], key) -> str | None:
@@ -64,20 +72,21 @@ def write_ablation_tables(spec_path, results_root, md_path, json_path) -> list[d
     for table in spec["tables"]:
         rows = []
         for row in table["rows"]:
-            rows.append({"label": row["label"], "cells": row["cells"], "paper": row.get("paper"),
-                         **_row_result(results_root, row["cells"])})  # fmt: skip
+            runs = [r for c in row["cells"] for r in cell_runs(spec, c)]
+            rows.append({"label": row["label"], "cells": row["cells"], "runs": runs, "paper": row.get("paper"),
+                         **_row_result(results_root, runs)})  # fmt: skip
         ours_best, paper_best = _best(rows, lambda r: r["mean"]), _best(rows, lambda r: r["paper"])
         out.append({"title": table["title"], "rows": rows, "ours_best": ours_best, "paper_best": paper_best})
         lines += [f"## {table['title']}", ""]
         if table.get("note"):
             lines += [table["note"], ""]
-        lines += ["| | ours (own bg) | per seed | ours (IRN) | empty fg maps (%) | paper |",
+        lines += ["| | ours (own bg), mean ± std | per seed | ours (IRN) | empty fg maps (%) | paper |",
                   "|---|---:|---|---:|---:|---:|"]  # fmt: skip
         for r in rows:
-            seeds = ", ".join(f"{v:.1f}" for v in r["values"]) if len(r["values"]) > 1 else ""
+            seeds = ", ".join(f"{v:.1f}" for v in r["values"])
             paper = "" if r["paper"] is None else f"{r['paper']:.1f}"
-            lines.append(f"| {r['label']} | {r['mean']:.1f} | {seeds} | {r['irn_mean']:.1f} | {r['empty_mean']:.1f} "
-                         f"| {paper} |")  # fmt: skip
+            lines.append(f"| {r['label']} | {r['mean']:.1f} ± {r['std']:.1f} | {seeds} | {r['irn_mean']:.1f} "
+                         f"| {r['empty_mean']:.1f} | {paper} |")  # fmt: skip
         if paper_best:
             verdict = "agrees" if ours_best == paper_best else "differs"
             lines += ["", f"Best row: ours {ours_best!r}, paper {paper_best!r} ({verdict})."]

@@ -1,17 +1,22 @@
-"""The summary table: measured numbers next to the paper's, with the evaluation convention of each.
+"""The summary: every run's numbers, the paper's Table 1/4 over seeds (mean +- std, paired differences), and
+the part-level evidence, with the evaluation convention of every column.
 
-One row per experiment, read from the experiment's result files (each optional, shown as "-" when absent):
+A *run* is one experiment trained with one seed; its results live in ``<results>/<experiment>-s<seed>/``:
 ``local_maps.json`` (eval-cams), ``pseudo_masks.json`` / ``pseudo_masks_ignore.json`` (eval-masks with 255 as
-background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of predictions).
+background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of the DeepLab
+predictions) and, on the synthetic benchmark, ``parts.json`` (eval-parts). A missing file is an error. The
+``ground_truth`` run (DeepLab on the true masks, the upper bound) has only the segmentation files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
-from rpc.utils.io import write_json_atomic, write_text_atomic
+from rpc.data.index import DatasetIndex
+from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
 
 # The paper's numbers (mIoU %). VOC: Tables 1, 2 (ResNet-101 DeepLabv2) and 4 (the CAM row); COCO: Table 3.
 PAPER = {
@@ -30,58 +35,220 @@ COLUMNS = (  # key, header, file, how to read the number
     ("seg_val", "DeepLab val", "segmentation/val.json", lambda r: r["miou"]),
     ("seg_val_crf", "DeepLab val + CRF", "segmentation/val_crf.json", lambda r: r["miou"]),
 )
+SEG_KEYS = ("seg_val", "seg_val_crf")
+PAIRS = (("rpc", "sipe"), ("sipe", "cam"))  # the paper's claims: RPC > SIPE > CAM
+PART_KEYS = (("disc_recall", "disc. part recall"), ("sub_recall", "sub-disc. part recall"),
+             ("bg_false_positive", "background FP rate"))  # fmt: skip
 
 
-def experiment_row(result_dir: str | os.PathLike) -> dict:
-    """``{column key: mIoU % or None}`` plus ``uncertain_fraction`` and ``irn_threshold`` where known."""
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: result file missing (the summary reads every score of every run)")
+    return json.loads(path.read_text())
+
+
+def run_row(result_dir: str | os.PathLike, segmentation_only: bool = False) -> dict:
+    """``{column key: mIoU %}`` of one run, plus ``uncertain_fraction``, ``irn_threshold``, ``irn_at_edge``,
+    ``local_maps_split`` and ``parts`` (part-level scores, when the run has them)."""
     result_dir = Path(result_dir)
     row: dict = {}
     for key, _, file, read in COLUMNS:
-        path = result_dir / file
-        if path.is_file():
-            res = json.loads(path.read_text())
-            row[key] = 100 * read(res)
-            if key == "crf":
-                row["uncertain_fraction"] = res["uncertain_fraction"]
-            if key == "local_maps":
-                row["irn_threshold"] = res["irn"]["best_threshold"]
-                row["local_maps_split"] = f"{res['split']} ({res['images']})"
-        else:
+        if segmentation_only and key not in SEG_KEYS:
             row[key] = None
+            continue
+        res = _read(result_dir / file)
+        row[key] = 100 * read(res)
+        if key == "crf":
+            row["uncertain_fraction"] = res["uncertain_fraction"]
+        if key == "local_maps":
+            row["irn_threshold"] = res["irn"]["best_threshold"]
+            row["irn_at_edge"] = res["irn"]["at_edge"]
+            row["local_maps_split"] = f"{res['split']} ({res['images']})"
+    parts = result_dir / "parts.json"
+    if not segmentation_only and parts.is_file():
+        row["parts"] = json.loads(parts.read_text())
     return row
 
 
-def _cell(x) -> str:
-    return "-" if x is None else f"{x:.1f}"
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def write_summary(experiments: list[str], results_root, dataset_kind: str, md_path, json_path) -> dict:
-    """Write the Markdown + JSON summary of ``results_root/<experiment>/`` for every experiment."""
-    rows = {name: experiment_row(Path(results_root) / name) for name in experiments}
-    paper = PAPER.get(dataset_kind, {})
-    header = "| experiment | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
-    lines = [
-        "# Summary",
-        "",
-        f"Dataset: {dataset_kind}. mIoU (%); paper values (VOC: Tables 1, 2, 4; COCO: Table 3) in parentheses.",
-        "",
-        header,
-        "|---|" + "---:|" * len(COLUMNS),
-    ]
+def _pm(values: list[float] | None) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std(values)
+    return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def paper_reference(dataset_dir: str | os.PathLike | None, dataset_kind: str) -> dict:
+    """The paper's values, only where the dataset *is* PASCAL VOC 2012 or MS COCO 2014 (its classes are the
+    benchmark's): a VOC-format folder with its own classes gets none."""
+    if dataset_kind not in PAPER or dataset_dir is None:
+        return {}
+    classes = DatasetIndex.load(dataset_dir).classes
+    if dataset_kind == "voc":
+        from rpc.data.voc import VOC_CLASSES
+
+        return PAPER["voc"] if tuple(classes) == tuple(VOC_CLASSES) else {}
+    from importlib import resources
+
+    from rpc.data.index import read_classes
+
+    coco = read_classes(Path(str(resources.files("rpc") / "resources" / "coco" / "classes.txt")))
+    return PAPER["coco"] if tuple(classes) == tuple(coco) else {}
+
+
+def aggregate(rows: dict[str, dict], experiments: list[str], seeds: list[int]) -> dict:
+    """Per experiment and column: the values over seeds; per claimed pair: the per-seed differences."""
+    agg = {e: {k: [rows[f"{e}-s{s}"][k] for s in seeds] for k, *_ in COLUMNS} for e in experiments}
+    pairs = {}
+    for a, b in PAIRS:
+        if a in agg and b in agg:
+            pairs[f"{a}-{b}"] = {k: [x - y for x, y in zip(agg[a][k], agg[b][k], strict=True)] for k, *_ in COLUMNS}
+    order = None
+    if all(e in agg for e in ("cam", "sipe", "rpc")):
+        order = {k: sum(c < s < r for c, s, r in zip(agg["cam"][k], agg["sipe"][k], agg["rpc"][k], strict=True))
+                 for k, *_ in COLUMNS}  # fmt: skip
+    return {"values": agg, "pairs": pairs, "ordering_holds_on_seeds": order}
+
+
+def part_table(rows: dict[str, dict], experiments: list[str], seeds: list[int]) -> dict | None:
+    """Part-level scores (%) per experiment, over seeds: maps (final and per stage) and pseudo masks."""
+    if not all("parts" in rows[f"{e}-s{s}"] for e in experiments for s in seeds):
+        return None
+    table = {}
+    for e in experiments:
+        runs = [rows[f"{e}-s{s}"]["parts"] for s in seeds]
+        entry = {}
+        for kind in ("maps", "pseudo_masks"):
+            entry[kind] = {k: [100 * r[kind][k] for r in runs] for k, _ in PART_KEYS}
+        n_stages = len(runs[0]["stage_maps"] or [])
+        entry["stage_maps"] = [{k: [100 * r["stage_maps"][i][k] for r in runs] for k, _ in PART_KEYS}
+                               for i in range(n_stages)]  # fmt: skip
+        entry["pseudo_masks"]["uncertain_sub"] = [100 * r["pseudo_masks"]["uncertain"]["sub"] for r in runs]
+        table[e] = entry
+    return table
+
+
+def _markdown(rows, experiments, seeds, extra, agg, parts, paper, dataset_kind) -> list[str]:
+    lines = ["# Summary", "", f"Dataset: {dataset_kind}. mIoU (%)."]
+    if paper:
+        lines[-1] += " The paper's values in parentheses (VOC: Tables 1, 2, 4; COCO: Table 3)."
+    header = "| | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(COLUMNS)
+    if experiments:
+        lines += ["", f"## Table 1 / Table 4: mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))})",
+                  "", header, rule]  # fmt: skip
+        for e in experiments:
+            ref = paper.get(e, {})
+            cells = [_pm(agg["values"][e][k]) + (f" ({ref[k]})" if k in ref else "") for k, *_ in COLUMNS]
+            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        for name in extra:
+            cells = [_pm(None if rows[name][k] is None else [rows[name][k]]) for k, *_ in COLUMNS]
+            lines.append(f"| {name} (upper bound) | " + " | ".join(cells) + " |")
+        if agg["pairs"]:
+            lines += ["", "Paired differences per seed (same seed, same data): mean ± std, then the seeds where the "
+                      "first is better.", "", header, rule]  # fmt: skip
+            for pair, diffs in agg["pairs"].items():
+                cells = [f"{_pm(diffs[k])} ({sum(d > 0 for d in diffs[k])}/{len(seeds)})" for k, *_ in COLUMNS]
+                lines.append(f"| {pair.replace('-', ' − ')} | " + " | ".join(cells) + " |")
+        if agg["ordering_holds_on_seeds"]:
+            holds = agg["ordering_holds_on_seeds"]
+            lines += ["", "CAM < SIPE < RPC (the paper's ordering) holds on: "
+                      + "; ".join(f"{h} {holds[k]}/{len(seeds)} seeds" for k, h, *_ in COLUMNS) + "."]  # fmt: skip
+    if parts:
+        lines += ["", "## Part-level evidence (synthetic benchmark, %; mean ± std over seeds)", "",
+                  "Recall of the discriminative and sub-discriminative parts (pixels labelled with their object's "
+                  "class) and the share of background pixels labelled foreground. Maps: own-background argmax; "
+                  "pseudo masks: after the CRF (255 counts as not recalled).", "",
+                  "| | " + " | ".join(f"maps: {h}" for _, h in PART_KEYS) + " | "
+                  + " | ".join(f"pseudo masks: {h}" for _, h in PART_KEYS) + " | pseudo masks: sub-disc. 255 |",
+                  "|---|" + "---:|" * 7]  # fmt: skip
+        for e in experiments:
+            p = parts[e]
+            cells = [_pm(p["maps"][k]) for k, _ in PART_KEYS] + [_pm(p["pseudo_masks"][k]) for k, _ in PART_KEYS]
+            lines.append(f"| {e} | " + " | ".join(cells) + f" | {_pm(p['pseudo_masks']['uncertain_sub'])} |")
+            if len(p["stage_maps"]) > 1:
+                for i, st in enumerate(p["stage_maps"]):
+                    cells = [_pm(st[k]) for k, _ in PART_KEYS] + ["", "", "", ""]
+                    lines.append(f"| {e}, stage {i + 1} map | " + " | ".join(cells) + " |")
+    lines += ["", "## Every run", "", header.replace("| |", "| run |", 1), rule]
     for name, row in rows.items():
-        ref = paper.get(name, {})
-        cells = [_cell(row[k]) + (f" ({ref[k]})" if k in ref else "") for k, _, _, _ in COLUMNS]
+        cells = ["-" if row[k] is None else f"{row[k]:.1f}" for k, *_ in COLUMNS]
+        if row.get("irn_at_edge"):
+            cells[1] += f" (t={row['irn_threshold']:.2f}, edge of the sweep)"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    splits = sorted({r["local_maps_split"] for r in rows.values() if "local_maps_split" in r}) or ["-"]
     lines += [
         "",
-        "Conventions. Local.Maps: localisation maps on the split "
-        + ", ".join(sorted({r["local_maps_split"] for r in rows.values() if "local_maps_split" in r}) or ["-"])
-        + "; own background channel = argmax including the map's background (SIPE, the paper's headline); IRN =",
-        "constant background score, best threshold of 0.00-0.60. +denseCRF: pseudo masks after the two-pass CRF,",
-        "uncertain (255) pixels counted as background (SIPE) or left out. DeepLab val: predictions on the",
-        "validation split, whole image, without / with CRF post-processing. `ground_truth` = DeepLab trained on",
-        "the ground-truth masks (upper bound).",
+        f"Conventions. Local.Maps: localisation maps on the split {', '.join(splits)}; own background channel = "
+        "argmax including the map's background (SIPE, the paper's headline); IRN = constant background score, best "
+        "threshold of the sweep 0.00-0.95 (a best at the edge of the sweep is flagged). +denseCRF: pseudo masks "
+        "after the two-pass CRF, uncertain (255) pixels counted as background or left out (SIPE's eval_sem_seg "
+        "leaves them out). DeepLab val: predictions on the validation split, whole image, without / with CRF "
+        "post-processing. `ground_truth` = DeepLab trained on the ground-truth masks (upper bound).",
     ]
+    return lines
+
+
+def plot_parts(parts: dict, path: str | os.PathLike) -> None:
+    """Grouped bars: per experiment, the three part-level scores of its maps and of its pseudo masks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rpc.utils.io import atomic_path
+
+    experiments = list(parts)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    width = 0.8 / len(experiments)
+    for ax, kind, title in zip(axes, ("maps", "pseudo_masks"), ("localisation maps", "pseudo masks (CRF)"),
+                               strict=True):  # fmt: skip
+        for i, e in enumerate(experiments):
+            means = [mean_std(parts[e][kind][k])[0] for k, _ in PART_KEYS]
+            stds = [mean_std(parts[e][kind][k])[1] for k, _ in PART_KEYS]
+            xs = [j + (i - (len(experiments) - 1) / 2) * width for j in range(len(PART_KEYS))]
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=e)
+        ax.set_xticks(range(len(PART_KEYS)), [h for _, h in PART_KEYS], fontsize=8)
+        ax.set_title(title)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("% of pixels")
+    axes[1].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_summary(experiments: list[str], seeds: list[int], results_root, dataset_kind: str, md_path, json_path,
+                  extra: list[str] = (), dataset_dir=None, plot_path=None) -> dict:  # fmt: skip
+    """Summarise the runs ``<experiment>-s<seed>`` of every experiment and seed, plus the ``extra`` runs
+    (e.g. ``ground_truth``), from ``results_root``; write Markdown, JSON and (optionally) the part-level plot."""
+    results_root = Path(results_root)
+    rows = {f"{e}-s{s}": run_row(results_root / f"{e}-s{s}") for e in experiments for s in seeds}
+    rows.update({name: run_row(results_root / name, segmentation_only=True) for name in extra})
+    agg = aggregate(rows, experiments, seeds)
+    parts = part_table(rows, experiments, seeds)
+    paper = paper_reference(dataset_dir, dataset_kind)
+    lines = _markdown(rows, experiments, seeds, list(extra), agg, parts, paper, dataset_kind)
     write_text_atomic(md_path, "\n".join(lines) + "\n")
-    write_json_atomic(json_path, {"dataset": dataset_kind, "experiments": rows, "paper": paper})
-    return rows
+    slim = {name: {k: v for k, v in row.items() if k != "parts"} for name, row in rows.items()}
+    write_json_atomic(json_path, {"dataset": dataset_kind, "seeds": seeds, "runs": slim, "aggregate": agg,
+                                  "parts": parts, "paper": paper})  # fmt: skip
+    if plot_path is not None:
+        if parts is None:
+            raise DataError(f"{plot_path}: no part-level scores to plot (parts.json is written on the synthetic data)")
+        plot_parts(parts, plot_path)
+    return {"runs": rows, "aggregate": agg, "parts": parts}
+
+
+def write_run_summary(run: str, results_root, dataset_kind: str, md_path, json_path) -> dict:
+    """The one-run summary (``results/<run>/summary.md``): its row of every column."""
+    row = run_row(Path(results_root) / run, segmentation_only=run == "ground_truth")
+    lines = _markdown({run: row}, [], [], [], {}, None, {}, dataset_kind)
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
+    write_json_atomic(json_path, {"dataset": dataset_kind, "run": run,
+                                  "scores": {k: v for k, v in row.items() if k != "parts"}})  # fmt: skip
+    return row

@@ -1,7 +1,8 @@
 """``train_segmentation``: DeepLabv2 with mmseg's Runner on a prepared dataset + a mask folder.
 
-Checks before training: the config's class count equals the dataset's, every listed image has a mask, and mask
-values lie in 0..C or 255. Periodic checkpoints go to ``work_dir`` (mmengine's ``last_checkpoint``); a rerun
+Before training: the class count is taken from the dataset (the config's is replaced), every listed image must
+have a mask, and mask values must lie in 0..C or 255. Periodic checkpoints go to ``work_dir`` (mmengine's
+``last_checkpoint``); a rerun
 resumes from there, unless that run had finished (then it starts afresh, ``rpc.engine.workdir``). The declared
 result is ``out``: the final weights and the resolved config (as text), loadable with ``weights_only=True``.
 """
@@ -37,20 +38,30 @@ def parse_options(items: list[str]) -> dict:
 
 
 def load_config(path: str | os.PathLike, num_classes: int, options: list[str] | None = None) -> Config:
-    """Load an mmseg config, apply ``options`` and check its class count against the dataset's."""
+    """Load an mmseg config and apply ``options``. The class count always comes from the dataset: the decode
+    head (and an auxiliary head, if any) is given ``num_classes`` (background included), whatever the file says,
+    so one config serves VOC, COCO and any VOC-format folder with its own ``classes.txt``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: mmseg config not found")
     cfg = Config.fromfile(str(path))
     if options:
         cfg.merge_from_dict(parse_options(options))
-    head_classes = cfg.model.decode_head.num_classes
-    if head_classes != num_classes:
-        raise DataError(
-            f"{path}: model.decode_head.num_classes={head_classes}, but the dataset has {num_classes} classes "
-            f"(background included); set it with --cfg-options model.decode_head.num_classes={num_classes}"
-        )
+    heads = [cfg.model.decode_head] + ([cfg.model.auxiliary_head] if cfg.model.get("auxiliary_head") else [])
+    for head in heads:
+        if head.num_classes != num_classes:
+            print(f"{path}: {head.type}.num_classes {head.num_classes} -> {num_classes} (from the dataset)")
+            head.num_classes = num_classes
     return cfg
+
+
+def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
+    """Initialise the backbone from a torchvision-format state dict (e.g. the pretraining stage's output):
+    mmseg's ``ResNet`` uses torchvision's key names, so ``init_cfg=Pretrained`` loads it (``fc`` is ignored)."""
+    if not Path(weights).is_file():
+        raise DataError(f"{weights}: backbone weights not found")
+    cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    print(f"backbone init: {weights}")
 
 
 def train_segmentation(
@@ -62,10 +73,14 @@ def train_segmentation(
     out: str | os.PathLike,
     options: list[str] | None = None,
     launcher: str = "none",
+    backbone_weights: str | os.PathLike | None = None,
 ) -> dict:
-    """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``."""
+    """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
+    ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says)."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
+    if backbone_weights is not None:
+        set_backbone_weights(cfg, backbone_weights)
     names = index.names(split)
     if mask_dir is not None:
         check_masks(index, names, mask_dir)

@@ -1,22 +1,61 @@
-# Helpers shared by the rules (only here): experiment lists, the dataset root check, per-rule config leaves.
+# Helpers shared by the rules (only here): runs (experiment x seed), the dataset root check, per-rule config leaves.
 import json
 from pathlib import Path
 
 import yaml
 
-EXPERIMENTS = list(config["experiments"])
-# Ablation cells (config/ablations.yaml) are classifiers like the experiments; a main experiment of the same
-# name wins, so e.g. the `rpc` cell reuses results/rpc/.
+PRETRAINED = "results/pretrain/backbone.pth"
+
+
+def run_name(experiment, seed):
+    """One run = one experiment trained with one seed; results/<run>/ holds it."""
+    return f"{experiment}-s{seed}"
+
+
+def expand_seeds(entries, default_seeds):
+    """{name: settings} -> {run name: settings with train.seed}, one run per seed of the entry."""
+    runs = {}
+    for name, entry in entries.items():
+        for seed in entry.get("seeds", default_seeds):
+            settings = {k: v for k, v in entry.items() if k != "seeds"}
+            settings["train"] = {**entry.get("train", {}), "seed": int(seed)}
+            runs[run_name(name, seed)] = settings
+    return runs
+
+
+SEEDS = config["seeds"]
+EXPERIMENTS = list(config["experiments"])  # the configured names (rpc, sipe, cam)
+RUNS = expand_seeds(config["experiments"], SEEDS)
+RUN_NAMES = list(RUNS)
+# Ablation cells (config/ablations.yaml) are classifiers like the experiments, each over its seeds; a main run of
+# the same name wins, so e.g. the `rpc` cell's seed-15 run reuses results/rpc-s15/.
 ABLATIONS = yaml.safe_load(Path(config["ablations"]).read_text())
-CLASSIFIERS = {**ABLATIONS["cells"], **config["experiments"]}
-ABLATION_CELLS = list(ABLATIONS["cells"])
+ABLATION_RUNS = expand_seeds(ABLATIONS["cells"], ABLATIONS.get("seeds", [15]))
+CLASSIFIERS = {**ABLATION_RUNS, **RUNS}
 # DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
-SEG_EXPERIMENTS = EXPERIMENTS + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
+SEG_RUNS = RUN_NAMES + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
 SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
 KIND = config["dataset"]["kind"]
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
+
+
+def uses_pretrained():
+    weights = [config.get("model", {}).get("weights")] + [
+        c.get("model", {}).get("weights") for c in CLASSIFIERS.values()
+    ]
+    return "pretrained" in weights or config["segmentation"]["weights"] == "pretrained"
+
+
+if uses_pretrained():  # the pretrained backbone fits only classifiers of its own depth
+    for name, entry in CLASSIFIERS.items():
+        model = {**config.get("model", {}), **entry.get("model", {})}
+        if model.get("weights") == "pretrained" and model.get("depth", 50) != config["pretrain"]["depth"]:
+            raise ValueError(
+                f"{name}: model.depth={model.get('depth', 50)} but the pretrained backbone is pretrain.depth="
+                f"{config['pretrain']['depth']}; set them equal"
+            )
 
 
 wildcard_constraints:
@@ -48,6 +87,8 @@ def experiment_settings(experiment):
     """The config leaves the classifier uses: preset and merged model/train overrides, as JSON strings."""
     exp = CLASSIFIERS[experiment]
     model = {**config.get("model", {}), **exp.get("model", {})}
+    if model.get("weights") == "pretrained":
+        model["weights"] = PRETRAINED
     train = {**config.get("train", {}), **exp.get("train", {})}
     return exp["preset"], json.dumps(model, sort_keys=True), json.dumps(train, sort_keys=True)
 
@@ -77,12 +118,12 @@ def python_launcher(wildcards, resources):
 def initial_weights(wildcards):
     """Initial backbone weights when they are a file made by this workflow (e.g. results/cam/backbone.pth)."""
     weights = json.loads(experiment_settings(wildcards.experiment)[1]).get("weights", "none")
-    return [weights] if str(weights).startswith("results/") else []
+    return [weights] if str(weights).startswith("results/") else []  # e.g. the pretrained backbone
 
 
 def maps_split(wildcards):
-    """Experiments need maps for the whole training split (pseudo masks); ablation cells only for scoring."""
-    return SPLITS["train"] if wildcards.experiment in EXPERIMENTS else SPLITS["local_maps"]
+    """Main runs need maps for the whole training split (pseudo masks); ablation runs only for scoring."""
+    return SPLITS["train"] if wildcards.experiment in RUNS else SPLITS["local_maps"]
 
 
 def cam_shards(wildcards):
@@ -96,10 +137,21 @@ def training_masks(wildcards):
     return f"results/{wildcards.experiment}/pseudo_masks/merged"
 
 
+def segmentation_weights(wildcards):
+    """DeepLab's backbone init when it is the pretraining stage's output."""
+    return [PRETRAINED] if config["segmentation"]["weights"] == "pretrained" else []
+
+
+def has_parts():
+    """Part-level scores need the synthetic benchmark's SegmentationPart/ masks."""
+    return KIND == "synthetic"
+
+
 def experiment_results(experiment):
-    """Every score file the summary reads for one experiment."""
+    """Every score file the summary reads for one run."""
     seg = [f"results/{experiment}/segmentation/val.json", f"results/{experiment}/segmentation/val_crf.json"]
     if experiment == "ground_truth":
         return seg
+    parts = [f"results/{experiment}/parts.json"] if has_parts() else []
     return [f"results/{experiment}/local_maps.json", f"results/{experiment}/pseudo_masks.json",
-            f"results/{experiment}/pseudo_masks_ignore.json"] + seg  # fmt: skip
+            f"results/{experiment}/pseudo_masks_ignore.json"] + seg + parts  # fmt: skip

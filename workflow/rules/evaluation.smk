@@ -46,6 +46,28 @@ rule eval_pseudo_masks:
         " --uncertain ignore --json {output.ignore}) > {log} 2>&1"
 
 
+rule eval_parts:
+    input:
+        dataset=DATASET,
+        cams=cam_shards,
+        masks="results/{experiment}/pseudo_masks/merged",
+    output:
+        "results/{experiment}/parts.json",
+    params:
+        split=SPLITS["local_maps"],
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/{experiment}/eval_parts.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "python -m rpc eval-parts --dataset {input.dataset} --split {params.split} --cams {input.cams}"
+        " --masks {input.masks} --json {output} > {log} 2>&1"
+
+
 rule eval_segmentation:
     input:
         dataset=DATASET,

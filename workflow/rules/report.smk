@@ -74,19 +74,26 @@ rule experiment_summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --experiments {wildcards.experiment} --results results --dataset-kind {params.kind}"
+        "python -m rpc summary --runs {wildcards.experiment} --results results --dataset-kind {params.kind}"
         " --md {output.md} --json {output.json} > {log} 2>&1"
 
 
 rule summary:
     input:
-        [f for e in SEG_EXPERIMENTS for f in experiment_results(e)],
+        dataset=DATASET,
+        results=[f for e in SEG_RUNS for f in experiment_results(e)],
     output:
         md=report("results/summary.md", caption="../report/summary.rst", category="Summary"),
         json="results/summary.json",
+        plot=report("results/parts.png", caption="../report/parts.rst", category="Summary")
+        if has_parts()
+        else [],
     params:
-        experiments=SEG_EXPERIMENTS,
+        experiments=EXPERIMENTS,
+        seeds=SEEDS,
+        extra="--extra ground_truth" if config["segmentation"]["upper_bound"] else "",
         kind=KIND,
+        plot=lambda wc, output: f"--plot {output.plot}" if has_parts() else "",
     conda:
         "../../envs/torch.yaml"
     log:
@@ -96,14 +103,15 @@ rule summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --experiments {params.experiments} --results results --dataset-kind {params.kind}"
-        " --md {output.md} --json {output.json} > {log} 2>&1"
+        "python -m rpc summary --experiments {params.experiments} --seeds {params.seeds} {params.extra}"
+        " --results results --dataset {input.dataset} --dataset-kind {params.kind} --md {output.md}"
+        " --json {output.json} {params.plot} > {log} 2>&1"
 
 
 rule ablation_tables:
     input:
         spec=config["ablations"],
-        maps=expand("results/{experiment}/local_maps.json", experiment=ABLATION_CELLS),
+        maps=expand("results/{experiment}/local_maps.json", experiment=list(ABLATION_RUNS)),
     output:
         md=report("results/ablations.md", caption="../report/ablations.rst", category="Ablations"),
         json="results/ablations.json",

@@ -6,6 +6,7 @@ rule train_segmentation:
         # the mmseg config and its bases are inputs: editing them retrains
         config=config["segmentation"]["config"],
         bases=MMSEG_BASES,
+        backbone=segmentation_weights,
     output:
         "results/{experiment}/segmentation/model.pt",
     params:
@@ -15,6 +16,7 @@ rule train_segmentation:
         work="work/{experiment}/segmentation",
         python=python_launcher,
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
+        backbone=lambda wc, input: f"--backbone-weights {input.backbone}" if input.backbone else "",
     conda:
         "../../envs/mmseg.yaml"
     log:
@@ -29,7 +31,7 @@ rule train_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config} --dataset {input.dataset}"
         " --split {params.split} --masks {params.masks} --work {params.work} --out {output}"
-        " --launcher {params.launcher} --cfg-options {params.options} > {log} 2>&1"
+        " --launcher {params.launcher} {params.backbone} --cfg-options {params.options} > {log} 2>&1"
 
 
 rule predict_segmentation:

@@ -1,0 +1,125 @@
+"""The pretraining corpus: its classes, its disjointness from the synthetic benchmark, and the pretrained
+weights it produces (loadable by the classifiers and by mmseg's DeepLab backbone)."""
+
+import colorsys
+
+import numpy as np
+import pytest
+import torch
+
+from rpc.data.corpus import (
+    BENCHMARK_HUES,
+    COLOUR_FAMILIES,
+    HUE_MARGIN,
+    MAX_SATURATION,
+    NUM_CLASSES,
+    SHAPES,
+    TEXTURES,
+    CorpusSpec,
+    _texture,
+    class_attributes,
+    generate_corpus,
+    hue_distance,
+    render,
+)
+from rpc.data.synthetic import DEFAULT_CLASSES, class_colours, stripe_pattern
+
+
+def orientation_concentration(pattern: np.ndarray, width: float = 10.0) -> float:
+    """Share of a pattern's spectral energy (DC removed) within +-``width`` degrees of its strongest
+    orientation: about 1 for a grating (stripes), much lower for isotropic or two-orientation patterns."""
+    p = pattern - pattern.mean()
+    energy = np.abs(np.fft.fftshift(np.fft.fft2(p))) ** 2
+    n = p.shape[0]
+    ky, kx = np.mgrid[-n // 2 : n // 2, -n // 2 : n // 2]
+    angle = np.degrees(np.arctan2(ky, kx)) % 180
+    energy[n // 2, n // 2] = 0
+    per_angle = [energy[np.minimum(abs(angle - a), 180 - abs(angle - a)) <= width].sum() for a in range(180)]
+    return max(per_angle) / energy.sum()
+
+
+def test_classes_are_every_combination_once():
+    combos = {class_attributes(k) for k in range(NUM_CLASSES)}
+    assert NUM_CLASSES == 64 and len(combos) == 64
+    assert {c[0] for c in combos} == set(SHAPES) and {c[1] for c in combos} == set(TEXTURES)
+    with pytest.raises(ValueError, match="corpus label"):
+        class_attributes(64)
+
+
+def test_benchmark_hues_are_the_benchmark_generators_own():
+    disc, _ = class_colours(len(DEFAULT_CLASSES))
+    hues = [360 * colorsys.rgb_to_hsv(*(c / 255))[0] for c in disc]
+    np.testing.assert_allclose(hues, BENCHMARK_HUES, atol=1e-6)
+
+
+def test_hue_windows_keep_clear_of_every_benchmark_hue():
+    for family in COLOUR_FAMILIES:
+        for lo, hi in family:
+            for hue in np.linspace(lo, hi, 61):
+                assert min(hue_distance(hue, b) for b in BENCHMARK_HUES) >= HUE_MARGIN
+
+
+def test_rendered_objects_avoid_benchmark_colours():
+    # measured on the pixels: the median colour of each object lies >= 10 degrees from every benchmark hue
+    # and below full saturation (the benchmark's discriminative parts are fully saturated)
+    for i in range(128):
+        rng = np.random.default_rng([7, i])
+        image, mask, hue = render(i % NUM_CLASSES, 64, rng)
+        assert min(hue_distance(hue, b) for b in BENCHMARK_HUES) >= HUE_MARGIN
+        if class_attributes(i % NUM_CLASSES)[1] != "flat":
+            continue  # textured objects mix shades; the flat ones show the base colour itself
+        rgb = np.median(image[mask].astype(float), axis=0) / 255
+        h, s, _ = colorsys.rgb_to_hsv(*rgb)
+        assert min(hue_distance(360 * h, b) for b in BENCHMARK_HUES) >= 10, (i, 360 * h)
+        assert s <= MAX_SATURATION + 0.08
+
+
+def test_no_corpus_texture_is_a_grating_like_the_benchmark_stripes():
+    for c in range(len(DEFAULT_CLASSES)):
+        assert orientation_concentration(stripe_pattern(c, len(DEFAULT_CLASSES), 64)) > 0.8
+    rng = np.random.default_rng(0)
+    for texture in TEXTURES:
+        if texture == "flat":
+            continue
+        for _ in range(6):
+            assert orientation_concentration(_texture(texture, 64, rng)) < 0.5, texture
+
+
+def test_corpus_is_deterministic_and_balanced():
+    spec = CorpusSpec(size=32, images_per_class=2, val_per_class=1, seed=3)
+    a, la = generate_corpus(spec, "train")
+    b, lb = generate_corpus(spec, "train")
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (128, 32, 32, 3) and np.bincount(la).tolist() == [2] * 64
+    v, _ = generate_corpus(spec, "val")
+    assert not any(np.array_equal(v[i], a[i]) for i in range(len(v)))  # held-out images differ
+
+
+@pytest.mark.slow
+def test_pretrained_weights_load_into_classifier_and_deeplab(tmp_path):
+    from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
+    from rpc.models.backbone import FrozenBNResNet
+
+    cfg = PretrainConfig(size=32, images_per_class=4, val_per_class=1, epochs=2, batch_size=32, amp="none")
+    result = pretrain_backbone(tmp_path / "b.pth", tmp_path / "work", cfg, tmp_path / "report.json")
+    assert len(result["epochs"]) == 2 and 0 <= result["val_accuracy"] <= 1
+    state = torch.load(tmp_path / "b.pth", weights_only=True)
+    assert state["fc.weight"].shape == (NUM_CLASSES, 512)
+    backbone = FrozenBNResNet(18, tmp_path / "b.pth")
+    torch.testing.assert_close(backbone.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
+    torch.testing.assert_close(backbone.stem[1].running_var, state["bn1.running_var"])
+    fresh = torch.load(tmp_path / "work" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(fresh[k], v) for k, v in state.items())  # out = the final epoch's weights
+
+    from rpc.segmentation.compat import ensure_mmseg
+
+    ensure_mmseg()
+    from mmseg.registry import MODELS
+
+    import rpc.segmentation.deeplabv2  # noqa: F401
+
+    net = MODELS.build(dict(type="ResNet", depth=18, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
+                            init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "b.pth"))))  # fmt: skip
+    net.init_weights()
+    torch.testing.assert_close(net.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    torch.testing.assert_close(net.norm1.weight, state["bn1.weight"])

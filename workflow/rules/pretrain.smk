@@ -1,0 +1,23 @@
+# Pretraining: a ResNet trained with full supervision on the synthetic corpus (rpc/data/corpus.py), the offline
+# stand-in for ImageNet weights. Cached like every stage: only the `pretrain:` settings rerun it.
+rule pretrain_backbone:
+    output:
+        weights=PRETRAINED,
+        report="results/pretrain/report.json",
+    params:
+        settings=lambda wc: " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(config["pretrain"].items())),
+        work="work/pretrain",
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        "logs/pretrain.log",
+    benchmark:
+        "benchmarks/out/pretrain.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m rpc pretrain --out {output.weights} --report {output.report}"
+        " --work {params.work} --set {params.settings} > {log} 2>&1"
