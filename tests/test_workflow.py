@@ -170,3 +170,41 @@ def test_profiles_dry_run(tmp_path):
     for profile in ("default", "slurm"):
         jobs = _planned(["--profile", f"profiles/{profile}"], work)
         assert set(jobs) == SYNTHETIC_RULES, profile
+
+
+def _own_classes_folder(root: Path) -> Path:
+    """A VOC-format folder with its own classes.txt (4 classes) and non-square images of varying size: the
+    synthetic generator's output, cropped; labels from the masks (no Annotations)."""
+    import numpy as np
+    from PIL import Image
+
+    from rpc.data.palette import read_mask, write_mask
+    from rpc.data.synthetic import SyntheticSpec, generate_dataset
+
+    voc = generate_dataset(SyntheticSpec(classes=("w", "x", "y", "z"), size=96, n_train=24, n_train_eval=12,
+                                         n_val=6, seed=3), root)  # fmt: skip
+    shutil.rmtree(voc / "Annotations")
+    rng = np.random.default_rng(0)
+    for jpg in sorted((voc / "JPEGImages").glob("*.jpg")):
+        h, w = int(rng.choice([64, 80, 96])), int(rng.choice([72, 88, 96]))
+        image = np.asarray(Image.open(jpg))[:h, :w]
+        Image.fromarray(image).save(jpg, quality=95)
+        mask = voc / "SegmentationClass" / f"{jpg.stem}.png"
+        write_mask(mask, read_mask(mask)[:h, :w])
+    return voc
+
+
+def test_voc_format_folder_with_its_own_classes_runs_unchanged(tmp_path):
+    work = _workdir(tmp_path / "w")
+    voc = _own_classes_folder(tmp_path / "data")
+    cfg = {**TINY, "dataset": {"kind": "voc", "root": str(voc)}, "model": {"depth": 18, "weights": "none"},
+           "cams": {"scales": [1.0], "shards": 1}, "figures": {"count": 1},
+           "segmentation": {**TINY["segmentation"], "upper_bound": False, "weights": "config"}}  # fmt: skip
+    (work / "own.yaml").write_text(yaml.safe_dump(cfg))
+    _run(["--cores", "2", "--configfile", "own.yaml"], work)
+    summary = json.loads((work / "results" / "summary.json").read_text())
+    assert summary["paper"] == {}  # not PASCAL VOC: no paper values beside the scores
+    assert 0 < summary["runs"]["rpc-s15"]["seg_val"] <= 100
+    assert "(60.5)" not in (work / "results" / "summary.md").read_text()
+    seg_log = (work / "logs" / "rpc-s15" / "train_segmentation.log").read_text()
+    assert "num_classes 7 -> 5 (from the dataset)" in seg_log
