@@ -34,7 +34,7 @@ def logged_iteration_times(work: Path) -> list[float]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py")
+    ap.add_argument("--config", default="config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py")
     ap.add_argument("--iters", type=int, nargs=2, default=[10, 30])
     ap.add_argument("--dataset", choices=["synthetic", "voc"], default="synthetic")
     ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")

@@ -18,7 +18,7 @@ from rpc.segmentation.predict import load_segmenter, predict_segmentation  # noq
 from rpc.segmentation.train import train_segmentation  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
-CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py"
+CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
 FAST = ["train_dataloader.batch_size=2", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]
 
 

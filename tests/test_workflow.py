@@ -106,7 +106,7 @@ TINY = {
     "model": {"depth": 18, "weights": "pretrained"},
     "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
     "cams": {"scales": [1.0, 0.5], "shards": 2},
-    "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-150_synthetic-128x128.py",
+    "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py",
                      "weights": "pretrained",
                      "options": [
         "train_cfg.max_iters=4", "param_scheduler.0.end=4", "train_dataloader.batch_size=2",

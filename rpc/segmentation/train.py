@@ -22,6 +22,7 @@ from mmengine.runner import Runner  # noqa: E402
 
 import rpc.segmentation.dataset  # noqa: E402, F401  (registers PreparedSegDataset)
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
+import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.engine.checkpoint import save_checkpoint  # noqa: E402
 from rpc.engine.workdir import mark_complete, start_work_dir  # noqa: E402
@@ -88,6 +89,7 @@ def train_segmentation(
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
     work_dir = start_work_dir(work_dir) if int(os.environ.get("RANK", "0")) == 0 else Path(work_dir)
     cfg.work_dir = str(work_dir)
+    cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
     cfg.resume = (work_dir / "last_checkpoint").is_file()
     cfg.launcher = launcher
     runner = Runner.from_cfg(cfg)

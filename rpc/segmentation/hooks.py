@@ -1,0 +1,36 @@
+"""An mmengine hook that stops DeepLab training at the first non-finite loss (mmengine 0.10 has none).
+
+Without it a diverged run trains on for its whole schedule and writes a model of NaNs that later stages read as
+if it were a result. The stop raises before the next checkpoint, so the work folder keeps the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rpc.segmentation.compat import ensure_mmseg
+
+ensure_mmseg()
+
+from mmengine.hooks import Hook  # noqa: E402
+from mmseg.registry import HOOKS  # noqa: E402
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """After every training iteration: raise ``NonFiniteLoss`` if the total loss is NaN or infinite."""
+
+    priority = "VERY_HIGH"  # before the checkpoint hook of the same iteration
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        loss = (outputs or {}).get("loss")
+        value = float(loss) if loss is not None else 0.0
+        if not math.isfinite(value):
+            raise NonFiniteLoss(
+                f"non-finite DeepLab loss ({value}) at iteration {runner.iter + 1}; the last good checkpoint stays "
+                f"in {runner.work_dir}; lower the learning rate (optim_wrapper.optimizer.lr) or check the masks"
+            )
