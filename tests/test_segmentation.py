@@ -102,6 +102,16 @@ def test_class_count_comes_from_the_dataset():
     assert load_config(CONFIG, 7).model.decode_head.num_classes == 7
 
 
+def test_non_finite_loss_stops_deeplab_training(tiny_synthetic, tmp_path):
+    from rpc.segmentation.hooks import NonFiniteLoss
+
+    _, _, index = tiny_synthetic
+    with pytest.raises(NonFiniteLoss, match="non-finite DeepLab loss .* at iteration 2"):
+        train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt",
+                           [*_opts(4), "optim_wrapper.optimizer.lr=nan"])  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()  # no model of NaNs for later stages
+
+
 def test_bad_training_input_fails_before_training(tiny_synthetic, tmp_path):
     _, _, index = tiny_synthetic
     masks = tmp_path / "masks"

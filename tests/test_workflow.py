@@ -157,6 +157,17 @@ def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
     assert jobs["train_segmentation"] == 1  # the rpc experiment; the ground-truth upper bound is unaffected
 
 
+def test_pretraining_is_cached_across_benchmark_and_experiment_changes(tiny_run):
+    (tiny_run / "other.yaml").write_text(yaml.safe_dump({
+        "dataset": {"kind": "synthetic", "synthetic": {**TINY["dataset"]["synthetic"], "n_val": 10}},
+        "experiments": {"rpc": {"preset": "rpc", "model": {"alpha": 0.6}}},
+    }))  # fmt: skip
+    jobs = _planned(["--configfile", "tiny.yaml", "other.yaml"], tiny_run)
+    assert {"prepare_dataset", "train_classifier"} <= set(jobs) and "pretrain_backbone" not in jobs
+    (tiny_run / "pre.yaml").write_text(yaml.safe_dump({"pretrain": {**TINY["pretrain"], "epochs": 2}}))
+    assert "pretrain_backbone" in _planned(["--configfile", "tiny.yaml", "pre.yaml"], tiny_run)
+
+
 def test_report_html(tiny_run):
     _run(["--cores", "1", "--configfile", "tiny.yaml", "--report", "report.html"], tiny_run)
     html = (tiny_run / "report.html").read_text(errors="ignore")
