@@ -28,7 +28,7 @@ class FiniteLossHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         loss = (outputs or {}).get("loss")
-        value = float(loss) if loss is not None else 0.0
+        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss or 0.0)
         if not math.isfinite(value):
             raise NonFiniteLoss(
                 f"non-finite DeepLab loss ({value}) at iteration {runner.iter + 1}; the last good checkpoint stays "
