@@ -187,9 +187,15 @@ def _summary(a):
         for run in a.runs:
             write_run_summary(run, a.results, a.dataset_kind, a.md, a.json)
         return
-    if not a.experiments or not a.seeds:
-        raise DataError("summary needs --experiments and --seeds (or --runs for one run's summary)")
-    write_summary(a.experiments, a.seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
+    if not a.experiments:
+        raise DataError("summary needs --experiments (or --runs for one run's summary)")
+    seeds = {}
+    for item in a.experiments:  # NAME (the --seeds) or NAME=SEED,SEED,...
+        name, sep, own = item.partition("=")
+        seeds[name] = [int(x) for x in own.split(",")] if sep else list(a.seeds or [])
+        if not seeds[name]:
+            raise DataError(f"summary: no seeds for experiment {name!r} (give --seeds or {name}=15,16)")
+    write_summary(seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_merge_dirs)
 
     s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
-    s.add_argument("--experiments", nargs="+", help="experiment names; runs are <experiment>-s<seed>")
-    s.add_argument("--seeds", nargs="+", type=int)
+    s.add_argument("--experiments", nargs="+", help="NAME or NAME=SEED,SEED; runs are <experiment>-s<seed>")
+    s.add_argument("--seeds", nargs="+", type=int, help="seeds of the experiments named without their own")
     s.add_argument("--extra", nargs="*", help="runs without seeds, e.g. ground_truth (the upper bound)")
     s.add_argument("--runs", nargs="+", help="instead: one run's own summary")
     s.add_argument("--dataset", help="prepared dataset (the paper's values are shown only for VOC / COCO themselves)")

@@ -258,3 +258,23 @@ def test_exported_backbone_initialises_another_model(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(trained.eval()(x)[3], again.eval()(x)[3])
+
+
+def test_inference_seeds_from_all_classes_as_sipe_make_cam():
+    x, y, _ = _batch()
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    seen = {}
+    for rule in ("masked", "all_classes"):
+        model = _model("sipe", inference_seed_cam=rule).eval()
+        model.stages[0].register_forward_hook(lambda m, a, out, rule=rule: seen.update({rule: out["seeds"]}))
+        model.maps(pairs, y)
+    masked, sipe = seen["masked"], seen["all_classes"]
+    # both are label-masked one-hot seeds; SIPE's leaves a pixel won by an absent class without any seed
+    assert (masked[:, 1:] * (1 - y)[:, :, None, None]).sum() == 0
+    assert (sipe.sum(1) <= 1).all() and (masked.sum(1) == 1).all()
+    assert (sipe.sum(1) == 0).any()  # random weights: some pixel is won by an absent class
+    # training is unaffected by the switch (SIPE's training masks the CAM before the seeds too)
+    x_, y_, valid = _batch()
+    a = _model("sipe", inference_seed_cam="masked").train()(x_, y_, valid)["stages"][0]["seeds"]
+    b = _model("sipe", inference_seed_cam="all_classes").train()(x_, y_, valid)["stages"][0]["seeds"]
+    torch.testing.assert_close(a, b)

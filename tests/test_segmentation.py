@@ -112,6 +112,17 @@ def test_non_finite_loss_stops_deeplab_training(tiny_synthetic, tmp_path):
     assert not (tmp_path / "m.pt").exists()  # no model of NaNs for later stages
 
 
+def test_backbone_weights_of_another_depth_are_refused(tmp_path):
+    import torchvision
+
+    from rpc.segmentation.train import check_backbone_weights
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    check_backbone_weights(tmp_path / "r18.pth", 18)  # fits
+    with pytest.raises(DataError, match="r18.pth: not a ResNet-101 backbone"):
+        check_backbone_weights(tmp_path / "r18.pth", 101)  # mmengine alone would only warn
+
+
 def test_bad_training_input_fails_before_training(tiny_synthetic, tmp_path):
     _, _, index = tiny_synthetic
     masks = tmp_path / "masks"

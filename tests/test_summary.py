@@ -74,8 +74,9 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     (tmp_path / "ground_truth" / "segmentation").mkdir(parents=True)
     for f in ("val", "val_crf"):
         (tmp_path / "ground_truth" / "segmentation" / f"{f}.json").write_text(json.dumps({"miou": 0.8}))
-    out = write_summary(["rpc", "sipe", "cam"], [1, 2, 3], tmp_path, "synthetic", tmp_path / "s.md",
-                        tmp_path / "s.json", extra=["ground_truth"], plot_path=tmp_path / "p.png")  # fmt: skip
+    seeds = {"rpc": [1, 2, 3], "sipe": [1, 2, 3], "cam": [1, 2, 3]}
+    out = write_summary(seeds, tmp_path, "synthetic", tmp_path / "s.md", tmp_path / "s.json",
+                        extra=["ground_truth"], plot_path=tmp_path / "p.png")  # fmt: skip
     agg = out["aggregate"]
     assert agg["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, -1.0, 5.0])
     assert agg["pairs"]["sipe-cam"]["local_maps"] == pytest.approx([10.0, 2.0, 13.0])
@@ -88,9 +89,13 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     assert "| rpc, stage 2 map |" in md and (tmp_path / "p.png").stat().st_size > 1000
     assert out["parts"]["rpc"]["maps"]["sub_recall"] == pytest.approx([55.0, 43.0, 56.0])
     assert "(60.5)" not in md  # the paper's VOC values only for PASCAL VOC itself
+    # an experiment with its own seeds: differences only over the seeds both share
+    out = write_summary({"rpc": [1, 3], "sipe": [1, 2, 3]}, tmp_path, "synthetic", tmp_path / "s.md",
+                        tmp_path / "s.json")  # fmt: skip
+    assert out["aggregate"]["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, 5.0])
     (tmp_path / "cam-s2" / "pseudo_masks.json").unlink()
     with pytest.raises(DataError, match="cam-s2/pseudo_masks.json"):
-        write_summary(["cam"], [1, 2], tmp_path, "synthetic", tmp_path / "s.md", tmp_path / "s.json")
+        write_summary({"cam": [1, 2]}, tmp_path, "synthetic", tmp_path / "s.md", tmp_path / "s.json")
     row = write_run_summary("rpc-s1", tmp_path, "synthetic", tmp_path / "r.md", tmp_path / "r.json")
     assert row["local_maps"] == pytest.approx(55.0)
 

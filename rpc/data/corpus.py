@@ -15,8 +15,12 @@ background. A class is a combination, so no single cue (colour, shape or texture
 - background: a smooth two-colour gradient of any hue at low saturation, pixel noise, and two flat distractor
   rectangles of any colour.
 
-Disjointness from the synthetic benchmark (``rpc.data.synthetic``), by construction of the parameter space (and
-tested on rendered images in ``tests/test_corpus.py``):
+Disjointness from the synthetic benchmark (``rpc.data.synthetic``): no corpus *class* shares an appearance with
+a benchmark class, by construction of the parameter space (tested on rendered images in ``tests/test_corpus.py``).
+It concerns the objects, which define the classes; the clutter is class-independent and unrestricted (background
+gradients of any hue at saturation <= 0.3, distractor rectangles of any colour), as ImageNet's backgrounds also hold
+every colour. The reference hues are those of the benchmark's *default* classes (``DEFAULT_CLASSES``); a benchmark
+generated with another class count has other hues, which this corpus does not avoid.
 
 - colour: the benchmark's class colours are the hues ``c / C`` of its default classes (0, 60, ..., 300 degrees)
   at full saturation (discriminative parts) or as a tint (sub-discriminative parts). Every object hue here stays
@@ -59,7 +63,7 @@ class CorpusSpec:
     """``images_per_class`` x ``NUM_CLASSES`` training images of ``size`` px (and ``val_per_class`` held out)."""
 
     size: int = 64
-    images_per_class: int = 160
+    images_per_class: int = 100
     val_per_class: int = 10
     seed: int = 0
 

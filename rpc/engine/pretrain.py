@@ -38,10 +38,10 @@ from rpc.utils.io import write_json_atomic
 class PretrainConfig:
     depth: int = 18
     size: int = 64  # corpus image side
-    images_per_class: int = 160
+    images_per_class: int = 100  # the defaults are the workflow's (workflow/schemas/config.schema.yaml)
     val_per_class: int = 10
-    epochs: int = 8
-    batch_size: int = 64
+    epochs: int = 6
+    batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4

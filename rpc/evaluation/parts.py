@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rpc.cams.evaluate import labels_from_cams
-from rpc.cams.store import as_dirs, find_map, load_cams
+from rpc.cams.store import as_dirs, check_maps, find_map, load_cams
 from rpc.data.index import DatasetIndex
 from rpc.data.palette import IGNORE_INDEX, read_mask
 from rpc.utils.io import DataError
@@ -82,7 +82,9 @@ def evaluate_parts(dataset_dir: str | os.PathLike, split: str, cam_dirs=None, ma
         if parts.shape != gt.shape:
             raise DataError(f"{parts_root / name}.png: size {parts.shape} differs from the mask {gt.shape}")
         if cam_dirs:
-            keys, cams, stage_cams = load_cams(find_map(cam_dirs, name), stages=True)
+            path = find_map(cam_dirs, name)
+            keys, cams, stage_cams = load_cams(path, stages=True)
+            check_maps(path, keys, cams, index.label(name), gt.shape)
             maps.update(labels_from_cams(keys, cams), gt, parts)
             if stage_cams is not None:
                 stages = stages or [PartCounter() for _ in stage_cams]

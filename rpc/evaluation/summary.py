@@ -99,27 +99,37 @@ def paper_reference(dataset_dir: str | os.PathLike | None, dataset_kind: str) ->
     return PAPER["coco"] if tuple(classes) == tuple(coco) else {}
 
 
-def aggregate(rows: dict[str, dict], experiments: list[str], seeds: list[int]) -> dict:
-    """Per experiment and column: the values over seeds; per claimed pair: the per-seed differences."""
-    agg = {e: {k: [rows[f"{e}-s{s}"][k] for s in seeds] for k, *_ in COLUMNS} for e in experiments}
+def aggregate(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict:
+    """Per experiment and column: the values over its seeds; per claimed pair: the differences on the seeds both
+    experiments share (paired: same seed, same data); the seeds on which CAM < SIPE < RPC holds."""
+    agg = {e: {k: [rows[f"{e}-s{s}"][k] for s in ss] for k, *_ in COLUMNS} for e, ss in seeds.items()}
+
+    def shared(*names):
+        return [s for s in seeds[names[0]] if all(s in seeds[n] for n in names[1:])]
+
+    def value(e, s, k):
+        return rows[f"{e}-s{s}"][k]
+
     pairs = {}
     for a, b in PAIRS:
-        if a in agg and b in agg:
-            pairs[f"{a}-{b}"] = {k: [x - y for x, y in zip(agg[a][k], agg[b][k], strict=True)] for k, *_ in COLUMNS}
+        if a in seeds and b in seeds:
+            pairs[f"{a}-{b}"] = {k: [value(a, s, k) - value(b, s, k) for s in shared(a, b)] for k, *_ in COLUMNS}
     order = None
-    if all(e in agg for e in ("cam", "sipe", "rpc")):
-        order = {k: sum(c < s < r for c, s, r in zip(agg["cam"][k], agg["sipe"][k], agg["rpc"][k], strict=True))
+    if all(e in seeds for e in ("cam", "sipe", "rpc")):
+        common = shared("cam", "sipe", "rpc")
+        order = {k: sum(value("cam", s, k) < value("sipe", s, k) < value("rpc", s, k) for s in common)
                  for k, *_ in COLUMNS}  # fmt: skip
+        order["seeds"] = len(common)
     return {"values": agg, "pairs": pairs, "ordering_holds_on_seeds": order}
 
 
-def part_table(rows: dict[str, dict], experiments: list[str], seeds: list[int]) -> dict | None:
-    """Part-level scores (%) per experiment, over seeds: maps (final and per stage) and pseudo masks."""
-    if not all("parts" in rows[f"{e}-s{s}"] for e in experiments for s in seeds):
+def part_table(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict | None:
+    """Part-level scores (%) per experiment, over its seeds: maps (final and per stage) and pseudo masks."""
+    if not all("parts" in rows[f"{e}-s{s}"] for e, ss in seeds.items() for s in ss):
         return None
     table = {}
-    for e in experiments:
-        runs = [rows[f"{e}-s{s}"]["parts"] for s in seeds]
+    for e, ss in seeds.items():
+        runs = [rows[f"{e}-s{s}"]["parts"] for s in ss]
         entry = {}
         for kind in ("maps", "pseudo_masks"):
             entry[kind] = {k: [100 * r[kind][k] for r in runs] for k, _ in PART_KEYS}
@@ -131,14 +141,16 @@ def part_table(rows: dict[str, dict], experiments: list[str], seeds: list[int]) 
     return table
 
 
-def _markdown(rows, experiments, seeds, extra, agg, parts, paper, dataset_kind) -> list[str]:
+def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, dataset_kind) -> list[str]:
+    experiments = list(seeds)
+    all_seeds = sorted({s for ss in seeds.values() for s in ss})
     lines = ["# Summary", "", f"Dataset: {dataset_kind}. mIoU (%)."]
     if paper:
         lines[-1] += " The paper's values in parentheses (VOC: Tables 1, 2, 4; COCO: Table 3)."
     header = "| | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(COLUMNS)
     if experiments:
-        lines += ["", f"## Table 1 / Table 4: mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))})",
+        lines += ["", f"## Table 1 / Table 4: mean ± std over seeds ({', '.join(map(str, all_seeds))})",
                   "", header, rule]  # fmt: skip
         for e in experiments:
             ref = paper.get(e, {})
@@ -151,12 +163,12 @@ def _markdown(rows, experiments, seeds, extra, agg, parts, paper, dataset_kind) 
             lines += ["", "Paired differences per seed (same seed, same data): mean ± std, then the seeds where the "
                       "first is better.", "", header, rule]  # fmt: skip
             for pair, diffs in agg["pairs"].items():
-                cells = [f"{_pm(diffs[k])} ({sum(d > 0 for d in diffs[k])}/{len(seeds)})" for k, *_ in COLUMNS]
+                cells = [f"{_pm(diffs[k])} ({sum(d > 0 for d in diffs[k])}/{len(diffs[k])})" for k, *_ in COLUMNS]
                 lines.append(f"| {pair.replace('-', ' − ')} | " + " | ".join(cells) + " |")
         if agg["ordering_holds_on_seeds"]:
             holds = agg["ordering_holds_on_seeds"]
             lines += ["", "CAM < SIPE < RPC (the paper's ordering) holds on: "
-                      + "; ".join(f"{h} {holds[k]}/{len(seeds)} seeds" for k, h, *_ in COLUMNS) + "."]  # fmt: skip
+                      + "; ".join(f"{h} {holds[k]}/{holds['seeds']} seeds" for k, h, *_ in COLUMNS) + "."]  # fmt: skip
     if parts:
         lines += ["", "## Part-level evidence (synthetic benchmark, %; mean ± std over seeds)", "",
                   "Recall of the discriminative and sub-discriminative parts (pixels labelled with their object's "
@@ -222,17 +234,18 @@ def plot_parts(parts: dict, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def write_summary(experiments: list[str], seeds: list[int], results_root, dataset_kind: str, md_path, json_path,
+def write_summary(seeds: dict[str, list[int]], results_root, dataset_kind: str, md_path, json_path,
                   extra: list[str] = (), dataset_dir=None, plot_path=None) -> dict:  # fmt: skip
-    """Summarise the runs ``<experiment>-s<seed>`` of every experiment and seed, plus the ``extra`` runs
-    (e.g. ``ground_truth``), from ``results_root``; write Markdown, JSON and (optionally) the part-level plot."""
+    """Summarise the runs ``<experiment>-s<seed>`` of every experiment and its seeds (``{experiment: seeds}``),
+    plus the ``extra`` runs (e.g. ``ground_truth``), from ``results_root``; write Markdown, JSON and (optionally)
+    the part-level plot."""
     results_root = Path(results_root)
-    rows = {f"{e}-s{s}": run_row(results_root / f"{e}-s{s}") for e in experiments for s in seeds}
+    rows = {f"{e}-s{s}": run_row(results_root / f"{e}-s{s}") for e, ss in seeds.items() for s in ss}
     rows.update({name: run_row(results_root / name, segmentation_only=True) for name in extra})
-    agg = aggregate(rows, experiments, seeds)
-    parts = part_table(rows, experiments, seeds)
+    agg = aggregate(rows, seeds)
+    parts = part_table(rows, seeds)
     paper = paper_reference(dataset_dir, dataset_kind)
-    lines = _markdown(rows, experiments, seeds, list(extra), agg, parts, paper, dataset_kind)
+    lines = _markdown(rows, seeds, list(extra), agg, parts, paper, dataset_kind)
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     slim = {name: {k: v for k, v in row.items() if k != "parts"} for name, row in rows.items()}
     write_json_atomic(json_path, {"dataset": dataset_kind, "seeds": seeds, "runs": slim, "aggregate": agg,
@@ -247,7 +260,7 @@ def write_summary(experiments: list[str], seeds: list[int], results_root, datase
 def write_run_summary(run: str, results_root, dataset_kind: str, md_path, json_path) -> dict:
     """The one-run summary (``results/<run>/summary.md``): its row of every column."""
     row = run_row(Path(results_root) / run, segmentation_only=run == "ground_truth")
-    lines = _markdown({run: row}, [], [], [], {}, None, {}, dataset_kind)
+    lines = _markdown({run: row}, {}, [], {}, None, {}, dataset_kind)
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     write_json_atomic(json_path, {"dataset": dataset_kind, "run": run,
                                   "scores": {k: v for k, v in row.items() if k != "parts"}})  # fmt: skip

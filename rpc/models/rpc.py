@@ -42,6 +42,9 @@ class ModelConfig:
     background: str = "all"  # M_0 from all C maps before the label mask (SIPE) | present: image's classes only
     attention_grad: bool = False  # SFA attention inputs detached as SIPE's side branches | True: reach layers 3-4
     rs_background: str = "max"  # RS-CAM background: max over stages (Eq. 8 literally) | stage1: stage 1's only
+    # seeds at inference from the label-masked CAM (default, as in training) | all_classes: as SIPE's make_cam, the
+    # seed argmax also sees the absent classes' maps (a pixel they win gets no seed), then seeds are label-masked
+    inference_seed_cam: str = "masked"
 
     def __post_init__(self):
         self.layers = tuple(self.layers)
@@ -53,6 +56,7 @@ class ModelConfig:
             "seed_features": ("auto", "layer4", "fused"),
             "background": BACKGROUNDS,
             "rs_background": ("max", "stage1"),
+            "inference_seed_cam": ("masked", "all_classes"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
@@ -124,7 +128,10 @@ class StageNet(nn.Module):
                 return out
             fs = fs.float()
             g = f4.float() if seed_features == "layer4" else fs
-            seeds = correlation_seeds(cam, g, lm, self.cfg.bg_scale)
+            seed_cam = cam
+            if not self.training and self.cfg.inference_seed_cam == "all_classes":
+                seed_cam = normalized_cam(logits, None, self.cfg.background) * lm[:, :1]
+            seeds = correlation_seeds(seed_cam, g, lm, self.cfg.bg_scale)
             weights = seeds if self.cfg.prototype_weights == "seeds" else cam
             out.update(seeds=seeds, is_cam=specific_map(prototypes(weights, fs), fs), s_map=s_map)
         return out

@@ -12,6 +12,8 @@ from rpc.segmentation.compat import ensure_mmseg
 
 ensure_mmseg()
 
+import torch  # noqa: E402
+from mmengine.dist import all_reduce, get_world_size  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmseg.registry import HOOKS  # noqa: E402
 
@@ -20,15 +22,24 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def get_device_of(x) -> torch.device:
+    return x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+
+
 @HOOKS.register_module()
 class FiniteLossHook(Hook):
-    """After every training iteration: raise ``NonFiniteLoss`` if the total loss is NaN or infinite."""
+    """After every training iteration: raise ``NonFiniteLoss`` if the total loss is NaN or infinite (on any rank:
+    under DDP the ranks agree through one all-reduce of a 0/1 flag)."""
 
     priority = "VERY_HIGH"  # before the checkpoint hook of the same iteration
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         loss = (outputs or {}).get("loss")
         value = float(loss.detach()) if hasattr(loss, "detach") else float(loss or 0.0)
+        if get_world_size() > 1:  # every rank stops together, or the others wait in the next all-reduce
+            flag = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=get_device_of(loss))
+            all_reduce(flag)
+            value = value if flag.item() == 0 else math.nan
         if not math.isfinite(value):
             raise NonFiniteLoss(
                 f"non-finite DeepLab loss ({value}) at iteration {runner.iter + 1}; the last good checkpoint stays "

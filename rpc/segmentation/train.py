@@ -56,11 +56,31 @@ def load_config(path: str | os.PathLike, num_classes: int, options: list[str] | 
     return cfg
 
 
+def check_backbone_weights(weights: str | os.PathLike, depth: int) -> None:
+    """mmengine loads a backbone checkpoint with ``strict=False`` and only warns about mismatches, so a ResNet-18
+    file given to a ResNet-101 would leave it almost random: compare every backbone key and shape first."""
+    import torch
+    import torchvision
+
+    from rpc.models.backbone import DEPTHS
+
+    if depth not in DEPTHS:
+        raise DataError(f"{weights}: the DeepLab backbone depth {depth} is not a torchvision ResNet depth")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    with torch.device("meta"):
+        expected = getattr(torchvision.models, DEPTHS[depth])().state_dict()
+    bad = [k for k, v in expected.items() if not k.startswith("fc.") and (k not in state or state[k].shape != v.shape)]
+    if bad:
+        raise DataError(f"{weights}: not a ResNet-{depth} backbone (e.g. {bad[0]} missing or of another shape); "
+                        f"the DeepLab config's backbone depth must equal the pretrained one's")  # fmt: skip
+
+
 def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
     """Initialise the backbone from a torchvision-format state dict (e.g. the pretraining stage's output):
     mmseg's ``ResNet`` uses torchvision's key names, so ``init_cfg=Pretrained`` loads it (``fc`` is ignored)."""
     if not Path(weights).is_file():
         raise DataError(f"{weights}: backbone weights not found")
+    check_backbone_weights(weights, int(cfg.model.backbone.depth))
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
     print(f"backbone init: {weights}")
 

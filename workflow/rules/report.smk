@@ -89,8 +89,10 @@ rule summary:
         if has_parts()
         else [],
     params:
-        experiments=EXPERIMENTS,
-        seeds=SEEDS,
+        # each experiment with its own seeds (an experiment may list its own `seeds`)
+        experiments=[
+            f"{e}=" + ",".join(str(s) for s in config["experiments"][e].get("seeds", SEEDS)) for e in EXPERIMENTS
+        ],
         extra="--extra ground_truth" if config["segmentation"]["upper_bound"] else "",
         kind=KIND,
         plot=lambda wc, output: f"--plot {output.plot}" if has_parts() else "",
@@ -103,7 +105,7 @@ rule summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --experiments {params.experiments} --seeds {params.seeds} {params.extra}"
+        "python -m rpc summary --experiments {params.experiments} {params.extra}"
         " --results results --dataset {input.dataset} --dataset-kind {params.kind} --md {output.md}"
         " --json {output.json} {params.plot} > {log} 2>&1"
 
