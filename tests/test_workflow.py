@@ -107,10 +107,11 @@ TINY = {
     "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
     "cams": {"scales": [1.0, 0.5], "shards": 2},
     "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py",
-                     "weights": "pretrained",
+                     "weights": "pretrained",  # fine-tuning from it needs a small lr (0.025 gives NaN)
                      "options": [
-        "train_cfg.max_iters=4", "param_scheduler.0.end=4", "train_dataloader.batch_size=2",
-        "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]},
+        "optim_wrapper.optimizer.lr=0.0005", "train_cfg.max_iters=4", "param_scheduler.0.end=4",
+        "train_dataloader.batch_size=2", "train_dataloader.num_workers=0",
+        "train_dataloader.persistent_workers=False"]},
     "figures": {"count": 2},
 }  # fmt: skip
 
