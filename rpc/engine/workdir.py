@@ -1,12 +1,19 @@
-"""Work folders of the training stages: the resume point of an interrupted run, and nothing more.
+"""Work folders: where a stage keeps its partial results until it finishes, so an interrupted run resumes.
 
-A run that finishes writes ``COMPLETE`` into its work folder. A later run in the same folder is then a new
-training (Snakemake reruns a training only when its inputs or parameters changed), so it starts from scratch
-instead of "resuming" a finished run with stale settings. A run that was interrupted (no ``COMPLETE``) resumes.
+Snakemake deletes a job's declared outputs before it reruns the job, so anything a stage wants to keep across a
+kill lives in ``work/``, outside them: training checkpoints, and the per-image files of the map, CRF and
+prediction stages (moved into the declared output folder in one rename when the shard completes,
+:func:`publish_dir`).
+
+Each work folder records the settings it was started with (``SETTINGS``: a hash and the settings as JSON). A rerun
+with other settings (another lr, another model file, other CRF parameters) starts afresh and says so, instead of
+mixing two runs. A training that finishes writes ``COMPLETE``; a later run in that folder is a new training
+(Snakemake reruns a finished training only when its inputs or parameters changed) and starts from scratch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,17 +22,58 @@ from pathlib import Path
 from rpc.utils.io import write_text_atomic
 
 MARKER = "COMPLETE"
+SETTINGS = "SETTINGS"
 
 
-def start_work_dir(path: str | os.PathLike) -> Path:
-    """Create ``path``; empty it first if it holds a finished run."""
+def settings_hash(settings: dict) -> str:
+    """A stable hash of JSON-able settings (key order does not matter)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_identity(path: str | os.PathLike) -> dict:
+    """What identifies an input file or folder for resuming: name, size and modification time of every file
+    (cheap; a retrained model or regenerated maps get new ones)."""
     path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p.relative_to(path) if path.is_dir() else p.name): [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files}  # fmt: skip
+
+
+def start_work_dir(path: str | os.PathLike, settings: dict | None = None) -> Path:
+    """Create ``path`` for a run with ``settings`` and return it. Its content is kept (to resume) only if it
+    holds an unfinished run with the same settings; otherwise it is emptied first, with a line saying why."""
+    path = Path(path)
+    digest = settings_hash(settings or {})
+    reason = None
     if (path / MARKER).is_file():
-        print(f"{path} holds a finished training; starting a new one from scratch")
+        reason = "holds a finished run"
+    elif path.is_dir() and any(path.iterdir()):
+        stored = (path / SETTINGS).read_text().split("\n", 1)[0] if (path / SETTINGS).is_file() else None
+        if stored != digest:
+            reason = f"was started with other settings (hash {stored} != {digest})"
+    if reason:
+        print(f"{path} {reason}; starting afresh")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
+    if not (path / SETTINGS).is_file():
+        write_text_atomic(path / SETTINGS, f"{digest}\n{json.dumps(settings or {}, sort_keys=True, default=str)}\n")
     return path
 
 
 def mark_complete(path: str | os.PathLike, info: dict) -> None:
     write_text_atomic(Path(path) / MARKER, json.dumps(info) + "\n")
+
+
+def publish_dir(work: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move a finished work folder to ``out`` in one rename (``out`` replaced; bookkeeping files dropped)."""
+    work, out = Path(work), Path(out)
+    (work / SETTINGS).unlink(missing_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    try:
+        os.replace(work, out)
+    except OSError:  # another file system: copy, then remove
+        shutil.copytree(work, out)
+        shutil.rmtree(work)
