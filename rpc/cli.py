@@ -8,6 +8,9 @@ import sys
 from rpc.data.synthetic import DEFAULT_CLASSES
 from rpc.utils.io import DataError
 
+WORK_HELP = ("work folder for the finished images until the whole output is done (resume point of a killed "
+             "run); without it they are written to the output folder directly")  # fmt: skip
+
 
 def _synth(a):
     from rpc.data.synthetic import SyntheticSpec, generate_dataset
@@ -32,7 +35,7 @@ def _prepare_coco(a):
     from rpc.data.coco import prepare_coco
 
     instances = dict(item.split("=", 1) for item in a.instances)
-    prepare_coco(instances, a.images, a.out, workers=a.workers)
+    prepare_coco(instances, a.images, a.out, workers=a.workers, work_dir=a.work)
 
 
 def _eval_masks(a):
@@ -62,8 +65,9 @@ def _cams(a):
     from rpc.cams.generate import make_rs_cams
 
     result = make_rs_cams(
-        a.model, a.dataset, a.split, a.out, a.shard, a.num_shards, tuple(a.scales), a.save_stages,
-        a.device, a.workers, a.amp, a.batch_size,
+        a.model, a.dataset, a.split, a.out, shard_index=a.shard, num_shards=a.num_shards, scales=tuple(a.scales),
+        save_stages=a.save_stages, device=a.device, num_workers=a.workers, amp=a.amp, batch_size=a.batch_size,
+        work_dir=a.work,
     )  # fmt: skip
     print(json.dumps(result))
 
@@ -89,8 +93,8 @@ def _crf(a):
     from rpc.crf.pseudo import make_pseudo_masks
 
     result = make_pseudo_masks(
-        a.dataset, a.split, a.cams, a.out, a.workers, a.shard, a.num_shards,
-        parse_params(a.param or [], PSEUDO_MASK_CRF), a.allow_extra_maps,
+        a.dataset, a.split, a.cams, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
+        params=parse_params(a.param or [], PSEUDO_MASK_CRF), allow_extra_maps=a.allow_extra_maps, work_dir=a.work,
     )  # fmt: skip
     print(json.dumps(result))
 
@@ -123,8 +127,9 @@ def _seg_predict(a):
     from rpc.segmentation.predict import predict_segmentation
 
     result = predict_segmentation(
-        a.model, a.dataset, a.split, a.out, a.crf_out, tuple(a.scales), a.flip, a.device, a.shard, a.num_shards,
-        parse_params(a.crf_param or [], SEGMENTATION_CRF),
+        a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scales=tuple(a.scales), flip=a.flip,
+        device=a.device, shard_index=a.shard, num_shards=a.num_shards,
+        crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
     )  # fmt: skip
     print(json.dumps(result))
 
@@ -232,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", nargs="+", required=True, help="image folders (train2014/, val2014/)")
     s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_prepare_coco)
 
     s = sub.add_parser("eval-masks", help="mIoU of a folder of label PNGs against the ground truth")
@@ -270,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bf16 autocast + channels-last; auto = where the hardware has native bf16",
     )
     s.add_argument("--batch-size", type=int, default=4, help="images of equal size per forward pass")
+    s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_cams)
 
     s = sub.add_parser("eval-cams", help="Local.Maps mIoU (own background and IRN threshold sweep)")
@@ -290,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-shards", type=int, default=1)
     s.add_argument("--param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=50")
     s.add_argument("--allow-extra-maps", action="store_true", help="maps may cover more images than the split")
+    s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_crf)
 
     s = sub.add_parser("figures", help="one PNG row per image: image, stage maps, RS-CAM, masks, ground truth")
@@ -327,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", type=int, default=0)
     s.add_argument("--num-shards", type=int, default=1)
     s.add_argument("--crf-param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=67")
+    s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_seg_predict)
 
     s = sub.add_parser("ablation-tables", help="the paper's ablation tables from the cells' local_maps.json")

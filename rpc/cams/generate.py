@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from rpc.cams.store import is_complete, label_keys, save_cams, shard
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_model
+from rpc.engine.workdir import file_identity, staged_outputs
 from rpc.utils.device import pick_device, use_bf16
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
@@ -82,11 +82,13 @@ def make_rs_cams(
     num_workers: int = 2,
     amp: str = "auto",
     batch_size: int = 4,
+    work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
     images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.device``). Consecutive images of equal
-    size share a batch (``batch_size`` images, each with its flip). Complete outputs are skipped; truncated ones
-    are redone."""
+    size share a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there
+    and moved to ``out_dir`` when the shard is complete (``rpc.engine.workdir.staged_outputs``); complete maps
+    found there (or in ``out_dir`` without it) are skipped, truncated ones redone."""
     dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)
     amp = use_bf16(amp, dev)
@@ -95,19 +97,21 @@ def make_rs_cams(
         model = model.to(memory_format=torch.channels_last)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"model": file_identity(model_path), "dataset": str(index.root), "split": split,
+                "shard": [shard_index, num_shards], "scales": list(scales), "stages": save_stages}  # fmt: skip
     names = shard(index.names(split), shard_index, num_shards)
-    todo = [n for n in names if not is_complete(out_dir / f"{n}.npz")]
-    loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None, num_workers=num_workers)
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)
-    for batch in _same_size_batches(loader, batch_size):
-        for item in batch:
-            item["out"] = out_dir / f"{item['name']}.npz"
-        _infer_batch(model, batch, dev, amp, save_stages, channels_last)
-        bar.update(len(batch))
-    bar.close()
-    elapsed = time.perf_counter() - t0
+    with staged_outputs({"maps": out_dir}, work_dir, settings) as folders:
+        maps = folders["maps"]
+        todo = [n for n in names if not is_complete(maps / f"{n}.npz")]
+        loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None, num_workers=num_workers)
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)
+        for batch in _same_size_batches(loader, batch_size):
+            for item in batch:
+                item["out"] = maps / f"{item['name']}.npz"
+            _infer_batch(model, batch, dev, amp, save_stages, channels_last)
+            bar.update(len(batch))
+        bar.close()
+        elapsed = time.perf_counter() - t0
     return {"images": len(todo), "skipped": len(names) - len(todo), "bf16": amp,
             "images_per_s": len(todo) / elapsed if todo else float("nan")}  # fmt: skip

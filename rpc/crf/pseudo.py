@@ -7,13 +7,17 @@ Per image, over its own labels only (``keys`` = 0 and the present classes):
 3. label = ``fg_conf`` where it is foreground; 0 where both passes say background; 255 (uncertain) elsewhere.
 
 :func:`make_pseudo_masks` runs this over a split in a process pool, skips images whose PNG exists (resume) and
-writes each PNG atomically.
+writes each PNG atomically. A worker that dies (killed, out of memory) ends the run with an error naming the
+images it may have been processing, instead of a wait until the job's time limit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from rpc.cams.store import as_dirs, check_maps, check_no_strays, find_map, load_
 from rpc.crf.dense import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
 from rpc.data.index import DatasetIndex
 from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
+from rpc.engine.workdir import file_identity, staged_outputs
 
 BG_SCALE = 0.5
 
@@ -45,6 +50,10 @@ def confident_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, p: C
 _STATE: dict = {}
 
 
+class WorkerDied(RuntimeError):
+    """A CRF worker process ended abnormally (killed, out of memory, crashed in native code)."""
+
+
 def _init_worker(dataset_dir: str, cam_dirs: list[Path], out_dir: Path, params: CRFParams) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _STATE.update(index=DatasetIndex.load(dataset_dir), cam_dirs=cam_dirs, out_dir=out_dir, params=params)
@@ -64,6 +73,32 @@ def _process(name: str) -> float:
     return crf_s
 
 
+def _run_pool(todo: list[str], workers: int, init: tuple, on_done) -> None:
+    """``_process`` over ``todo`` in ``workers`` spawned processes, at most ``2 * workers`` images in flight;
+    ``on_done(seconds)`` per finished image. A dead worker raises :class:`WorkerDied` naming the images that
+    were in flight (one of them was being processed by the dead process)."""
+    pending = iter(todo)
+    running: dict = {}
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=init) as pool:  # fmt: skip
+        try:
+            while True:
+                for name in pending:
+                    running[pool.submit(_process, name)] = name
+                    if len(running) >= 2 * workers:
+                        break
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_done(future.result())  # a dead worker: BrokenProcessPool, `running` still lists its image
+                    del running[future]
+        except BrokenProcessPool as exc:
+            names = ", ".join(sorted(running.values()))
+            raise WorkerDied(f"a CRF worker process died (killed or out of memory?) while processing one of: "
+                             f"{names}; finished masks are kept, a rerun does the rest") from exc  # fmt: skip
+
+
 def make_pseudo_masks(
     dataset_dir: str | os.PathLike,
     split: str,
@@ -74,36 +109,41 @@ def make_pseudo_masks(
     num_shards: int = 1,
     params: CRFParams = PSEUDO_MASK_CRF,
     allow_extra_maps: bool = False,
+    work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Pseudo masks ``out_dir/<name>.png`` for shard ``shard_index`` of ``num_shards`` of ``split``, with maps
-    read from ``cam_dirs`` (one folder or the shard folders of one run). Returns timings:
-    ``{images, skipped, wall_s, crf_s, images_per_s}`` (``crf_s``: total time inside the CRF passes)."""
+    read from ``cam_dirs`` (one folder or the shard folders of one run). With ``work_dir`` the masks are written
+    there and moved to ``out_dir`` when the shard is complete (``rpc.engine.workdir.staged_outputs``). Returns
+    timings: ``{images, skipped, wall_s, crf_s, images_per_s}`` (``crf_s``: total time inside the CRF passes)."""
     index = DatasetIndex.load(dataset_dir)
     cam_dirs = as_dirs(cam_dirs)
     listed = index.names(split)
     if not allow_extra_maps:
         check_no_strays(cam_dirs, set(listed), split)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = shard(listed, shard_index, num_shards)
-    todo = [n for n in names if not is_valid_mask(out_dir / f"{n}.png", index.num_classes)]
-    for n in todo:  # fail before any work if a map is missing
-        find_map(cam_dirs, n)
-    init = (str(index.root), cam_dirs, out_dir, params)
-    t0 = time.perf_counter()
-    crf_s = 0.0
-    bar = tqdm(total=len(todo), desc=f"crf {shard_index}/{num_shards}", dynamic_ncols=True)
-    if workers <= 1:
-        _init_worker(*init)
-        for name in todo:
-            crf_s += _process(name)
+    settings = {"maps": [file_identity(d) for d in cam_dirs], "dataset": str(index.root), "split": split,
+                "shard": [shard_index, num_shards], "crf": dataclasses.asdict(params)}  # fmt: skip
+    with staged_outputs({"masks": out_dir}, work_dir, settings) as folders:
+        masks = folders["masks"]
+        todo = [n for n in names if not is_valid_mask(masks / f"{n}.png", index.num_classes)]
+        for n in todo:  # fail before any work if a map is missing
+            find_map(cam_dirs, n)
+        init = (str(index.root), cam_dirs, masks, params)
+        t0 = time.perf_counter()
+        crf_s = [0.0]
+        bar = tqdm(total=len(todo), desc=f"crf {shard_index}/{num_shards}", dynamic_ncols=True)
+
+        def done(seconds: float) -> None:
+            crf_s[0] += seconds
             bar.update()
-    else:
-        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init) as pool:
-            for s in pool.imap_unordered(_process, todo, chunksize=1):
-                crf_s += s
-                bar.update()
-    bar.close()
-    wall = time.perf_counter() - t0
-    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s,
+
+        if workers <= 1:
+            _init_worker(*init)
+            for name in todo:
+                done(_process(name))
+        else:
+            _run_pool(todo, workers, init, done)
+        bar.close()
+        wall = time.perf_counter() - t0
+    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s[0],
             "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip

@@ -21,6 +21,7 @@ import numpy as np
 
 from rpc.data.index import DatasetIndex, write_prepared
 from rpc.data.palette import write_mask
+from rpc.engine.workdir import file_identity, staged_outputs
 from rpc.utils.io import DataError
 
 
@@ -77,16 +78,26 @@ def prepare_coco(
     out: str | os.PathLike,
     workers: int = 1,
     name: str = "coco",
+    work_dir: str | os.PathLike | None = None,
 ) -> DatasetIndex:
     """Prepare COCO in ``out``: ``instances`` maps split name -> instances JSON; images are searched in
-    ``image_dirs``. Masks go to ``out/SegmentationClass``; ``workers`` processes paint them."""
+    ``image_dirs``. Masks go to ``out/SegmentationClass``; ``workers`` processes paint them. With ``work_dir``
+    they are painted there and moved into ``out`` at the end, so a killed preparation resumes even when ``out``
+    was deleted in between (Snakemake deletes it before rerunning the job)."""
     out = Path(out)
-    mask_dir = out / "SegmentationClass"
-    mask_dir.mkdir(parents=True, exist_ok=True)
     image_dirs = [Path(d) for d in image_dirs]
     for d in image_dirs:
         if not d.is_dir():
             raise DataError(f"{d}: COCO image folder not found")
+    final_masks = out / "SegmentationClass"
+    settings = {"instances": {k: file_identity(v) for k, v in instances.items()}}
+    with staged_outputs({"masks": final_masks}, work_dir, settings) as folders:  # published when all are painted
+        classes, splits, labels = _paint_splits(instances, image_dirs, folders["masks"], workers)
+    return write_prepared(out, name, classes, image_dirs, ".jpg", [final_masks], splits, labels)
+
+
+def _paint_splits(instances: dict, image_dirs: list[Path], mask_dir: Path, workers: int):
+    """Masks of every split into ``mask_dir`` (existing ones kept); returns ``(classes, splits, labels)``."""
     classes, splits, labels = None, {}, {}
     for split, path in instances.items():
         coco = _load(Path(path))
@@ -113,4 +124,4 @@ def prepare_coco(
             _init_worker(*args, coco=coco)
             for img_id in ids:
                 _write_one(img_id)
-    return write_prepared(out, name, classes, image_dirs, ".jpg", [mask_dir], splits, labels)
+    return classes, splits, labels

@@ -13,6 +13,7 @@ mixing two runs. A training that finishes writes ``COMPLETE``; a later run in th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ def file_identity(path: str | os.PathLike) -> dict:
     """What identifies an input file or folder for resuming: name, size and modification time of every file
     (cheap; a retrained model or regenerated maps get new ones)."""
     path = Path(path)
+    if not path.exists():
+        return {}  # the stage reports the missing input itself, with its own message
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return {str(p.relative_to(path) if path.is_dir() else p.name): [p.stat().st_size, p.stat().st_mtime_ns]
             for p in files}  # fmt: skip
@@ -66,9 +69,8 @@ def mark_complete(path: str | os.PathLike, info: dict) -> None:
 
 
 def publish_dir(work: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Move a finished work folder to ``out`` in one rename (``out`` replaced; bookkeeping files dropped)."""
+    """Move a finished folder to ``out`` in one rename (``out`` is replaced)."""
     work, out = Path(work), Path(out)
-    (work / SETTINGS).unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         shutil.rmtree(out)
@@ -77,3 +79,26 @@ def publish_dir(work: str | os.PathLike, out: str | os.PathLike) -> None:
     except OSError:  # another file system: copy, then remove
         shutil.copytree(work, out)
         shutil.rmtree(work)
+
+
+@contextlib.contextmanager
+def staged_outputs(outs: dict[str, str | os.PathLike], work: str | os.PathLike | None, settings: dict):
+    """The folders a per-image stage writes into, ``{key: folder}``, published to ``outs[key]`` on success.
+
+    With ``work``: ``work/<key>/`` (kept across kills and reruns with the same ``settings``, so finished images
+    are skipped), each moved to its declared output when the block completes. Without: the outputs themselves
+    (resume then works only as long as nobody deletes them; Snakemake does, before it reruns a job)."""
+    if work is None:
+        folders = {k: Path(v) for k, v in outs.items()}
+        for f in folders.values():
+            f.mkdir(parents=True, exist_ok=True)
+        yield folders
+        return
+    root = start_work_dir(work, settings)
+    folders = {k: root / k for k in outs}
+    for f in folders.values():
+        f.mkdir(parents=True, exist_ok=True)
+    yield folders
+    for k, out in outs.items():
+        publish_dir(folders[k], out)
+    shutil.rmtree(root)

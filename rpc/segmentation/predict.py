@@ -3,15 +3,16 @@
 Per image: the whole image (no sliding window) at each scale and, optionally, flipped; softmax scores resized to
 the image size and averaged; ``argmax`` -> ``out_dir/<name>.png``. With ``crf_dir``, the averaged scores are also
 refined by the softmax-unary dense CRF (METHOD.md post-processing parameters) -> ``crf_dir/<name>.png``.
-Images whose outputs exist and read back are skipped (resume).
+Images whose outputs exist and read back are skipped (resume); with a work folder they are kept there until the
+split is done (``rpc.engine.workdir.staged_outputs``), so a killed job resumes under Snakemake too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from rpc.crf.dense import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.engine.checkpoint import load_checkpoint  # noqa: E402
+from rpc.engine.workdir import file_identity, staged_outputs  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
@@ -85,25 +87,29 @@ def predict_segmentation(
     shard_index: int = 0,
     num_shards: int = 1,
     crf_params: CRFParams = SEGMENTATION_CRF,
+    work_dir: str | os.PathLike | None = None,
 ) -> dict:
     model, cfg, classes = load_segmenter(model_file, pick_device(device))
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_file)
-    dirs = [Path(out_dir)] + ([Path(crf_dir)] if crf_dir else [])
+    outs = {"pred": out_dir} | ({"crf": crf_dir} if crf_dir else {})
+    settings = {"model": file_identity(model_file), "dataset": str(index.root), "split": split,
+                "scales": list(scales), "flip": flip, "shard": [shard_index, num_shards],
+                "crf": dataclasses.asdict(crf_params) if crf_dir else None}  # fmt: skip
     names = shard(index.names(split), shard_index, num_shards)
-    todo = [n for n in names if not all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs)]
-    t0, crf_s = time.perf_counter(), 0.0
-    for name in tqdm(todo, desc=f"predict {split}", dynamic_ncols=True):
-        image = index.read_image(name)
-        probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
-        write_mask(dirs[0] / f"{name}.png", probs.argmax(0).astype(np.uint8))
-        if crf_dir:
-            t1 = time.perf_counter()
-            refined = crf_from_probs(image, probs, crf_params)
-            crf_s += time.perf_counter() - t1
-            write_mask(dirs[1] / f"{name}.png", refined.argmax(0).astype(np.uint8))
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    wall = time.perf_counter() - t0
+    with staged_outputs(outs, work_dir, settings) as folders:
+        dirs = list(folders.values())
+        todo = [n for n in names if not all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs)]
+        t0, crf_s = time.perf_counter(), 0.0
+        for name in tqdm(todo, desc=f"predict {split}", dynamic_ncols=True):
+            image = index.read_image(name)
+            probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
+            write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
+            if crf_dir:
+                t1 = time.perf_counter()
+                refined = crf_from_probs(image, probs, crf_params)
+                crf_s += time.perf_counter() - t1
+                write_mask(folders["crf"] / f"{name}.png", refined.argmax(0).astype(np.uint8))
+        wall = time.perf_counter() - t0
     return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s,
             "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip

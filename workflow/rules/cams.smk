@@ -10,6 +10,7 @@ rule rs_cams:
         shards=config["cams"]["shards"],
         scales=" ".join(str(s) for s in config["cams"]["scales"]),
         batch_size=config["cams"]["batch_size"],
+        work="work/{experiment}/cams/shard_{shard}",  # finished maps survive a killed job (moved in at the end)
     conda:
         "../../envs/torch.yaml"
     log:
@@ -24,4 +25,4 @@ rule rs_cams:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model} --dataset {input.dataset}"
         " --split {params.split} --out {output} --shard {wildcards.shard} --num-shards {params.shards}"
-        " --scales {params.scales} --batch-size {params.batch_size} --save-stages --workers 0 > {log} 2>&1"
+        " --scales {params.scales} --batch-size {params.batch_size} --save-stages --workers 0 --work {params.work} > {log} 2>&1"

@@ -9,6 +9,7 @@ rule pseudo_masks_shard:
         split=SPLITS["train"],
         shards=config["cams"]["shards"],
         crf=key_values(config["crf"]),
+        work="work/{experiment}/pseudo_masks/shard_{shard}",  # finished masks survive a killed job
     conda:
         "../../envs/crf.yaml"
     log:
@@ -21,7 +22,7 @@ rule pseudo_masks_shard:
         runtime=240,
     shell:
         "python -m rpc crf --dataset {input.dataset} --split {params.split} --cams {input.cams} --out {output}"
-        " --shard {wildcards.shard} --num-shards {params.shards} --workers {threads} --param {params.crf} > {log} 2>&1"
+        " --shard {wildcards.shard} --num-shards {params.shards} --workers {threads} --param {params.crf} --work {params.work} > {log} 2>&1"
 
 
 rule merge_pseudo_masks:

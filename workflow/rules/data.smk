@@ -47,6 +47,7 @@ else:
             directory(DATASET),
         params:
             root=dataset_root(),
+            work="work/data/prepare",  # finished masks survive a killed job
         conda:
             "../../envs/torch.yaml"
         log:
@@ -58,4 +59,5 @@ else:
         shell:
             "python -m rpc prepare-coco --instances train2014={params.root}/annotations/instances_train2014.json"
             " val2014={params.root}/annotations/instances_val2014.json"
-            " --images {params.root}/train2014 {params.root}/val2014 --out {output} --workers {threads} > {log} 2>&1"
+            " --images {params.root}/train2014 {params.root}/val2014 --out {output} --workers {threads}"
+            " --work {params.work} > {log} 2>&1"

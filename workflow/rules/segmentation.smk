@@ -45,6 +45,7 @@ rule predict_segmentation:
         split=SPLITS["val"],
         scales=" ".join(str(s) for s in config["segmentation"]["scales"]),
         flip="--flip" if config["segmentation"]["flip"] else "",
+        work="work/{experiment}/predict",  # finished predictions survive a killed job
     conda:
         "../../envs/mmseg.yaml"
     log:
@@ -59,4 +60,5 @@ rule predict_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model} --dataset {input.dataset}"
         " --split {params.split} --out {output.pred} --crf-out {output.crf} --scales {params.scales} {params.flip}"
+        " --work {params.work}"
         " > {log} 2>&1"
