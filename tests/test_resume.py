@@ -90,7 +90,8 @@ def tiny_workdir(tmp_path_factory):
     from test_workflow import TINY, _workdir
 
     work = _workdir(tmp_path_factory.mktemp("resume"))
-    cfg = {**TINY, "model": {"depth": 18, "weights": "none"}, "segmentation": {**TINY["segmentation"], "weights": "config"}}
+    cfg = {**TINY, "model": {"depth": 18, "weights": "none"},
+           "segmentation": {**TINY["segmentation"], "weights": "config"}}
     (work / "tiny.yaml").write_text(yaml.safe_dump(cfg))  # no pretraining stage: only maps and masks matter here
     return work
 
