@@ -1,0 +1,165 @@
+"""What each profile resolves to: Snakemake applies profiles/default (the workflow profile) on top of any
+`--profile`, key by key, so it must not carry machine settings; profiles/local and profiles/slurm must resolve to
+exactly what they declare. Each test prints the resolved settings (`pytest -s` shows them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_workflow import REPO, _workdir
+
+PROFILES = REPO / "profiles"
+# the <placeholders> of profiles/slurm, filled in for the tests
+FILLED = {"<cpu-partition>": "cpu-test", "<gpu-partition>": "gpu-test", "<account>": "test-account"}
+GPU_RULES = {"pretrain_backbone", "train_classifier", "rs_cams", "train_segmentation", "predict_segmentation"}
+MACHINE_KEYS = {"cores", "jobs", "local-cores", "resources", "default-resources", "set-threads", "set-resources",
+                "executor", "max-threads"}  # fmt: skip
+
+# the settings snakemake's own command-line parser makes of the profiles (cwd: a working folder)
+RESOLVE = """
+import json, sys
+from snakemake.cli import parse_args
+_, a = parse_args(sys.argv[1:])
+raw = lambda r: getattr(r, "raw", r)
+plain = lambda m: {k: raw(v) for k, v in (m or {}).items()}
+print("RESOLVED " + json.dumps({
+    "executor": a.executor, "cores": a.cores, "jobs": a.jobs, "resources": plain(a.resources),
+    "set_threads": plain(a.set_threads), "set_resources": {r: plain(m) for r, m in (a.set_resources or {}).items()},
+    "default_resources": plain(a.default_resources) if a.default_resources else None,
+    "latency_wait": a.latency_wait, "retries": a.retries, "keep_going": a.keep_going,
+    "rerun_incomplete": a.rerun_incomplete, "printshellcmds": a.printshellcmds, "show_failed_logs": a.show_failed_logs,
+}))
+"""
+
+
+def env() -> dict[str, str]:
+    """The caller's environment without profile or SLURM job settings, with the venv first on PATH."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE_", "SLURM_", "SBATCH_", "SRUN_"))}
+    return {**keep, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+
+
+def profile_workdir(tmp_path: Path) -> Path:
+    """A working folder like test_workflow's, with profiles/default and profiles/local as they are and
+    profiles/slurm with its placeholders filled in (FILLED)."""
+    work = _workdir(tmp_path)
+    (work / "profiles").mkdir()
+    for name in ("default", "local"):
+        (work / "profiles" / name).symlink_to(PROFILES / name)
+    text = (PROFILES / "slurm" / "config.yaml").read_text()
+    for placeholder, value in FILLED.items():
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, value)
+    assert "<" not in json.dumps(yaml.safe_load(text)), "a placeholder is left"
+    (work / "profiles" / "slurm").mkdir()
+    (work / "profiles" / "slurm" / "config.yaml").write_text(text)
+    return work
+
+
+def resolve(args: list[str], work: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", RESOLVE, *args], cwd=work, env=env(), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.split("RESOLVED ", 1)[1])
+
+
+def planned_jobs(args: list[str], work: Path) -> dict[str, dict]:
+    """Per rule of a dry run: the threads and resources snakemake gives its jobs (all jobs of a rule agree)."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=work, env=env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rules: dict[str, dict] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        threads = re.search(r"^    threads: (\d+)$", block, re.M)
+        resources = re.search(r"^    resources: (.*)$", block, re.M)
+        job = {"threads": int(threads[1]) if threads else 1,
+               "resources": dict(kv.split("=", 1) for kv in resources[1].split(", ")) if resources else {}}  # fmt: skip
+        job["resources"] = {k: v for k, v in job["resources"].items() if k in ("mem_mb", "runtime", "gpu")
+                            or k.startswith(("slurm_", "cpus_"))}  # fmt: skip
+        seen = rules.setdefault(head[1], job)
+        assert seen == job, (head[1], seen, job)
+    return rules
+
+
+def show(title: str, resolved: dict, jobs: dict[str, dict]) -> None:
+    print(f"\n== {title}\n" + json.dumps(resolved, indent=1))
+    for rule, job in sorted(jobs.items()):
+        print(f"  {rule:22s} threads={job['threads']:<3d} " + " ".join(f"{k}={v}" for k, v in job["resources"].items()))
+
+
+def test_workflow_profile_holds_only_settings_for_every_machine():
+    default = yaml.safe_load((PROFILES / "default" / "config.yaml").read_text())
+    assert not MACHINE_KEYS & set(default), "profiles/default is applied on every machine, on top of --profile"
+    for name in ("local", "slurm"):
+        declared = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+        # a key in both would be overridden by profiles/default: the values must agree
+        assert {k: declared[k] for k in set(default) & set(declared)} == {k: default[k] for k in set(default) &
+                                                                           set(declared)}, name  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return profile_workdir(tmp_path_factory.mktemp("profiles"))
+
+
+def test_default_profile_alone(work):
+    resolved = resolve([], work)
+    jobs = planned_jobs(["--cores", "3"], work)  # no profile sets cores here: the command line does
+    show("profiles/default alone (dry run with --cores 3)", resolved, jobs)
+    assert resolved["cores"] is None and resolved["jobs"] is None and resolved["executor"] is None
+    assert resolved["resources"] == {} and resolved["set_threads"] == {} and resolved["default_resources"] is None
+    assert resolved["keep_going"] and resolved["rerun_incomplete"] and resolved["show_failed_logs"]
+    assert {jobs[r]["threads"] for r in GPU_RULES} == {3}  # threads: workflow.cores = --cores
+    assert not any("slurm_partition" in j["resources"] for j in jobs.values())
+
+
+def test_local_profile(work):
+    from snakemake.utils import available_cpu_count
+
+    resolved = resolve(["--profile", "profiles/local"], work)
+    jobs = planned_jobs(["--profile", "profiles/local"], work)
+    show("profiles/local", resolved, jobs)
+    cores = available_cpu_count()
+    assert resolved["cores"] == cores and resolved["executor"] is None
+    assert resolved["resources"] == {"gpu": 1}  # one GPU job at a time
+    assert resolved["keep_going"] and resolved["rerun_incomplete"] and resolved["show_failed_logs"]
+    assert {jobs[r]["threads"] for r in GPU_RULES} == {cores}
+    assert all(jobs[r]["resources"]["gpu"] == "1" for r in GPU_RULES)
+
+
+def test_slurm_profile_resolves_to_what_it_declares(work):
+    declared = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
+    resolved = resolve(["--profile", "profiles/slurm"], work)
+    jobs = planned_jobs(["--profile", "profiles/slurm"], work)
+    show("profiles/slurm (placeholders filled in)", resolved, jobs)
+    # the run settings: the profile's, none from profiles/default or the machine
+    assert resolved["executor"] == "slurm" and resolved["jobs"] == declared["jobs"]
+    assert resolved["cores"] == declared["cores"] and resolved["resources"] == {}  # no global GPU limit
+    assert resolved["latency_wait"] == declared["latency-wait"] and resolved["retries"] == declared["retries"]
+    assert resolved["set_threads"] == declared["set-threads"] and resolved["show_failed_logs"]
+    assert resolved["set_resources"] == declared["set-resources"]
+    assert {k: resolved["default_resources"][k] for k in declared["default-resources"]} == declared["default-resources"]
+    # per job: set-threads wins over `threads: workflow.cores`, every GPU rule goes to the GPU partition
+    assert set(declared["set-threads"]) >= GPU_RULES
+    for rule, job in jobs.items():
+        res = job["resources"]
+        assert res["slurm_account"] == "test-account", rule
+        if rule in GPU_RULES:
+            assert res["slurm_partition"] == "gpu-test" and res["gpu"] == "1", rule
+            assert job["threads"] == declared["set-threads"][rule], rule
+            for key, value in declared["set-resources"][rule].items():
+                assert res[key] == str(value), (rule, key)
+        else:
+            assert res["slurm_partition"] == "cpu-test" and "gpu" not in res, rule
+        assert job["threads"] < declared["cores"], rule  # nothing falls back to workflow.cores
+    assert jobs["train_classifier"]["resources"]["cpus_per_gpu"] == "8"
+    assert jobs["pseudo_masks_shard"]["threads"] == declared["set-threads"]["pseudo_masks_shard"]
