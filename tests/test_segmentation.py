@@ -1,6 +1,11 @@
 """mmseg integration: compatibility module, DeepLabv2 head, training/resume, input checks, predictions, mIoU."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -22,9 +27,41 @@ CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
 FAST = ["train_dataloader.batch_size=2", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]
 
 
-def _opts(iters, schedule=None):
+def _opts(iters, schedule=None, every=2):
     return [*FAST, f"train_cfg.max_iters={iters}", f"param_scheduler.0.end={schedule or iters}",
-            "default_hooks.checkpoint.interval=2", "default_hooks.logger.interval=1"]  # fmt: skip
+            f"default_hooks.checkpoint.interval={every}", "default_hooks.logger.interval=1"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is as fast, and much faster when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(iteration):
+    """While active, training stops (as if the process were killed) right after ``iteration``, its checkpoint
+    included."""
+    from mmengine.runner.loops import IterBasedTrainLoop
+
+    original = IterBasedTrainLoop.run_iter
+
+    def run_iter(self, data_batch):
+        original(self, data_batch)
+        if self._iter == iteration:
+            raise _Killed(f"killed after iteration {iteration}")
+
+    return mock.patch.object(IterBasedTrainLoop, "run_iter", run_iter)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
 
 
 def test_mmseg_imports_and_ops_stand_in():
@@ -72,24 +109,141 @@ def test_deeplabv2_head_is_the_sum_of_four_dilated_convs():
 
 @pytest.fixture(scope="module")
 def trained(tiny_synthetic, tmp_path_factory):
-    """A tiny DeepLabv2 on a 4-iteration schedule, stopped after 2 (as if killed), then resumed to 4."""
+    """A tiny DeepLabv2 on a 4-iteration schedule, killed after iteration 2 (its checkpoint written), then rerun
+    with the same settings: it resumes to 4."""
     _, _, index = tiny_synthetic
     tmp = tmp_path_factory.mktemp("seg")
-    first = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "a.pt", _opts(2, 4))
-    (tmp / "work" / "COMPLETE").unlink()  # as if killed after the checkpoint at iteration 2
-    second = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
-    return index, tmp, first, second
+    with _killed_after(2), pytest.raises(_Killed):
+        train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
+    assert (tmp / "work" / "iter_2.pth").is_file() and not (tmp / "model.pt").exists()
+    result = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
+    return index, tmp, result
 
 
 def test_training_resumes_from_work_folder(trained):
-    index, tmp, first, second = trained
-    assert first == {"iterations": 2, "resumed": False, "images": 24}
-    assert second["iterations"] == 4 and second["resumed"] is True
+    index, tmp, result = trained
+    assert result == {"iterations": 4, "resumed": True, "images": 24}
     ckpt = torch.load(tmp / "model.pt", weights_only=True)  # the declared result loads weights-only
     assert json.loads(ckpt["classes"]) == list(index.classes)
-    a, b = torch.load(tmp / "a.pt", weights_only=True), ckpt
+    at_2 = torch.load(tmp / "work" / "iter_2.pth", weights_only=True)  # two checkpoints kept: 2 and 4
     key = "decode_head.aspp.0.weight"
-    assert not torch.equal(a["state_dict"][key], b["state_dict"][key])  # training went on after resuming
+    assert not torch.equal(at_2["state_dict"][key], ckpt["state_dict"][key])  # training went on after resuming
+    assert (tmp / "work" / "last_checkpoint").read_text().endswith("iter_4.pth")
+
+
+def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsys):
+    # killed at iteration 2 of a 4-iteration schedule; the rerun asks for a 2-iteration schedule at another lr:
+    # a fresh run, not "resumed at 2/2" (nothing trained) or a mix of two schedules
+    _, _, index = tiny_synthetic
+    with _killed_after(2), pytest.raises(_Killed):
+        train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt", _opts(4))
+    capsys.readouterr()
+    other = [*_opts(2), "optim_wrapper.optimizer.lr=0.01"]
+    again = train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt", other)
+    out = capsys.readouterr().out
+    assert "was started with other settings" in out and "starting afresh" in out
+    assert again == {"iterations": 2, "resumed": False, "images": 24}
+    fresh = train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "f", tmp_path / "f.pt", other)
+    assert fresh == again
+    a, b = _weights(tmp_path / "m.pt"), _weights(tmp_path / "f.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_resume_point_is_a_checkpoint_that_loads(tmp_path, capsys):
+    from rpc.segmentation.train import find_resume_checkpoint
+
+    def state(i):
+        torch.save({"meta": {"iter": i}, "state_dict": {"w": torch.full((2,), float(i))}}, tmp_path / f"iter_{i}.pth")
+
+    assert find_resume_checkpoint(tmp_path) is None  # an empty folder: a fresh run
+    state(1)
+    state(2)
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_2.pth"))
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_2.pth")
+    # mmengine with max_keep_ckpts=1 killed while saving 3: it had deleted 2, 3 is cut short, the pointer names 2
+    (tmp_path / "iter_2.pth").unlink()
+    (tmp_path / "iter_3.pth").write_bytes((tmp_path / "iter_1.pth").read_bytes()[:300])
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_1.pth")
+    out = capsys.readouterr().out
+    assert "iter_3.pth: unreadable checkpoint" in out and "is missing; resuming from" in out
+    assert not (tmp_path / "iter_3.pth").exists() and not (tmp_path / "last_checkpoint").exists()
+    # killed while writing the pointer (mmengine truncates it, then writes): the newest that loads
+    state(2)
+    (tmp_path / "last_checkpoint").write_text("")
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_2.pth")
+    assert "is empty; resuming from" in capsys.readouterr().out
+    # nothing loads: a fresh run, said so
+    for i in (1, 2):
+        (tmp_path / f"iter_{i}.pth").write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_2.pth"))
+    assert find_resume_checkpoint(tmp_path) is None
+    assert "does not load and no other checkpoint loads; starting afresh" in capsys.readouterr().out
+
+
+_DIE_WHILE_SAVING = """
+import json, os, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from mmengine.hooks import checkpoint_hook
+from mmengine.runner import Runner
+from rpc.segmentation.train import train_segmentation
+
+window = sys.argv[1]
+original = Runner.save_checkpoint
+
+
+def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+    if window == "checkpoint" and filename == "iter_3.pth":
+        # CheckpointHook has just removed the oldest kept checkpoint; the process dies halfway through the write
+        Path(out_dir, filename).write_bytes(Path(out_dir, "iter_2.pth").read_bytes()[:1000])
+        os._exit(9)
+    return original(self, out_dir, filename, *args, **kwargs)
+
+
+def hook_open(path, mode="r", *args, **kwargs):
+    f = open(path, mode, *args, **kwargs)  # "w" truncates the pointer: the process dies before writing it
+    if window == "pointer" and Path(path).name == "last_checkpoint" and (Path(path).parent / "iter_3.pth").is_file():
+        f.close()
+        os._exit(9)
+    return f
+
+
+Runner.save_checkpoint = save_checkpoint
+checkpoint_hook.open = hook_open
+config, dataset, work, out, options = json.loads(sys.argv[2])
+train_segmentation(config, dataset, "train_aug", None, work, out, options)
+"""
+
+
+@pytest.mark.parametrize("window", ["checkpoint", "pointer"])
+def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path, window, capsys):
+    # mmengine removes the oldest kept checkpoint, then writes the new one, then the last_checkpoint pointer,
+    # none of them atomically: a kill in either write must leave a folder that a rerun resumes from
+    _, _, index = tiny_synthetic
+    work, options = tmp_path / "w", _opts(4, every=1)
+    script = tmp_path / "die.py"
+    script.write_text(_DIE_WHILE_SAVING)
+    args = json.dumps([CONFIG, str(index.root), str(work), str(tmp_path / "m.pt"), options])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), window, args], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.returncode == 9, proc.stderr[-3000:]
+    assert not (work / "iter_1.pth").exists() and (work / "iter_2.pth").is_file()  # 1 removed before 3 was saved
+    if window == "checkpoint":
+        assert (work / "last_checkpoint").read_text().endswith("iter_2.pth")
+    else:
+        assert (work / "last_checkpoint").read_text() == ""
+    result = train_segmentation(CONFIG, index.root, "train_aug", None, work, tmp_path / "m.pt", options)
+    assert result == {"iterations": 4, "resumed": True, "images": 24}
+    out = capsys.readouterr().out
+    if window == "checkpoint":  # the pointer named the kept checkpoint 2; the cut-short 3 is written again
+        assert "is empty" not in out
+    else:  # the newest checkpoint that loads: 3, complete before the pointer's write
+        assert "last_checkpoint is empty; resuming from" in out and "iter_3.pth" in out
+    assert _weights(tmp_path / "m.pt")
+    assert sorted(p.name for p in work.glob("iter_*.pth")) == ["iter_3.pth", "iter_4.pth"]
 
 
 def test_class_count_comes_from_the_dataset():
@@ -144,7 +298,7 @@ def test_predictions_and_miou_agree_with_mmseg(trained):
     from mmseg.evaluation import IoUMetric
     from mmseg.structures import SegDataSample
 
-    index, tmp, _, _ = trained
+    index, tmp, _ = trained
     result = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", tmp / "crf", scales=(1.0, 0.75),
                                   flip=True)  # fmt: skip
     assert result["images"] == 8 and result["crf_s"] > 0
@@ -166,14 +320,14 @@ def test_predictions_and_miou_agree_with_mmseg(trained):
 
 
 def test_segmenter_file_rebuilds_the_model(trained):
-    _, tmp, _, _ = trained
+    _, tmp, _ = trained
     model, cfg, classes = load_segmenter(tmp / "model.pt")
     assert cfg.model.decode_head.type == "DeepLabV2Head" and len(classes) == 7
     assert not model.training
 
 
 def test_finished_segmentation_run_is_retrained_not_resumed(trained):
-    index, tmp, _, _ = trained
+    index, tmp, _ = trained
     assert (tmp / "work" / "COMPLETE").is_file()
     result = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "again.pt", _opts(2))
     assert result == {"iterations": 2, "resumed": False, "images": 24}

@@ -5,8 +5,18 @@ import torch
 
 from rpc.engine.checkpoint import load_model
 from rpc.engine.config import build_configs
-from rpc.engine.train import TrainConfig, TrainingDiverged, train_classifier
-from rpc.models.rpc import make_config
+from rpc.engine.train import TrainConfig, TrainingDiverged, classifier_settings, train_classifier
+from rpc.engine.workdir import settings_hash
+from rpc.models.rpc import RPCModel, make_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is as fast, and much faster when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _cfg(**kw):
@@ -19,18 +29,26 @@ def _model_cfg():
     return make_config("rpc", depth=18, weights="none")
 
 
-def test_resume_equals_uninterrupted(tiny_synthetic, tmp_path):
+def _assert_same_weights(a_path, b_path):
+    a, _, _ = load_model(a_path)
+    b, _, _ = load_model(b_path)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, msg=name)
+
+
+def test_resume_equals_uninterrupted(tiny_synthetic, tmp_path, capsys):
     _, _, index = tiny_synthetic  # 24 train_aug images, batch 4 -> 6 steps per epoch
     full = train_classifier(index.root, tmp_path / "a", tmp_path / "a.pt", _model_cfg(), _cfg())
     assert full["step"] == 6
     half = train_classifier(index.root, tmp_path / "b", tmp_path / "b.pt", _model_cfg(), _cfg(max_steps=3))
     assert half["step"] == 3 and not (tmp_path / "b.pt").exists()  # stopped: no final model yet
-    rest = train_classifier(index.root, tmp_path / "b", tmp_path / "b.pt", _model_cfg(), _cfg())
+    capsys.readouterr()
+    # same settings (max_steps, num_workers, log_interval do not change the result): resumes
+    rest = train_classifier(index.root, tmp_path / "b", tmp_path / "b.pt", _model_cfg(), _cfg(log_interval=2))
     assert rest["step"] == 6
-    a, _, _ = load_model(tmp_path / "a.pt")
-    b, _, _ = load_model(tmp_path / "b.pt")
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        torch.testing.assert_close(pa, pb, msg=name)
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "at step 3/6" in out and "starting afresh" not in out
+    _assert_same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
     # metrics: one JSON line per logged step, with each loss, images/s and lr
     lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
@@ -50,12 +68,21 @@ def test_training_changes_weights_and_model_file_is_weights_only(tiny_synthetic,
     assert diff > 0
 
 
-def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny_synthetic, tmp_path):
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     _, _, index = tiny_synthetic
     train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg(max_steps=2))
     before = (tmp_path / "w" / "last.pt").read_bytes()
+    original = RPCModel.losses
+
+    def diverging(self, out, labels):  # the resumed run's second step diverges
+        losses = original(self, out, labels)
+        diverging.calls += 1
+        return {**losses, "total": losses["total"] * float("nan")} if diverging.calls == 2 else losses
+
+    diverging.calls = 0
+    monkeypatch.setattr(RPCModel, "losses", diverging)
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 3.*last good checkpoint"):
-        train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg(lr=float("nan")))
+        train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg())
     assert (tmp_path / "w" / "last.pt").read_bytes() == before
     assert not (tmp_path / "m.pt").exists()
 
@@ -82,6 +109,42 @@ def test_a_finished_run_is_not_resumed_by_a_new_training(tiny_synthetic, tmp_pat
     lines = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5, 6]  # a full second run, logged from step 1
     assert lines[0]["lr"] == pytest.approx(0.02)
+
+
+def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsys):
+    # a run on a 2-epoch schedule (batch 8: 3 steps per epoch) stopped at step 2; the rerun asks for 1 epoch at
+    # another lr: it must train those 3 steps from scratch, not "resume at step 2/3" on a mixed schedule
+    _, _, index = tiny_synthetic
+    first = _cfg(batch_size=8, epochs=2, max_steps=2)
+    train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), first)
+    capsys.readouterr()
+    other = _cfg(batch_size=8, epochs=1, lr=0.02)
+    again = train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), other)
+    out = capsys.readouterr().out
+    assert "was started with other settings" in out and "starting afresh" in out and "resumed from" not in out
+    fresh = train_classifier(index.root, tmp_path / "f", tmp_path / "f.pt", _model_cfg(), other)
+    assert again["step"] == again["total_steps"] == fresh["step"] == 3
+    lines = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    _assert_same_weights(tmp_path / "m.pt", tmp_path / "f.pt")
+
+
+def test_settings_that_decide_resuming(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+
+    def digest(model=None, **train):
+        return settings_hash(classifier_settings(index.root, index, model or _model_cfg(), _cfg(**train)))
+
+    base = digest()
+    assert digest(num_workers=3, log_interval=7, checkpoint_interval=5, max_steps=2, device="cpu") == base
+    assert digest(lr=0.02) != base and digest(epochs=2) != base and digest(split="val") != base
+    assert digest(make_config("rpc", depth=34, weights="none")) != base  # another depth: afresh, not a crash
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"1")
+    with_file = digest(make_config("rpc", depth=18, weights=str(weights)))
+    assert with_file != base
+    weights.write_bytes(b"22")  # the same path, another file (e.g. a retrained backbone)
+    assert digest(make_config("rpc", depth=18, weights=str(weights))) != with_file
 
 
 def _finite_worker(rank, world, port, results):

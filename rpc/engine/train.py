@@ -1,12 +1,16 @@
 """Classifier training (METHOD.md "Training"): SGD + poly, 10x lr on new layers, gradient clipping, resumable.
 
-Runs on CPU or CUDA, single process or under ``torchrun`` (DDP): each of W processes takes ``batch_size / W``
-images of the same global batch, so the effective batch size and learning rate stay as configured.
+Runs on CPU or CUDA, single process or under ``torchrun`` (DDP; gloo on CPU): each of W processes takes
+``batch_size / W`` images of the same global batch, so the effective batch size and learning rate stay as
+configured. The steps are the same computation as in one process: the backbone's BatchNorm uses running
+statistics, augmentation depends only on ``(seed, epoch, image)``, and the BatchNorm layers that do use batch
+statistics (the SFA attention's) compute them over the global batch (:class:`GlobalBatchNorm2d`).
 
 Work folder layout: ``last.pt`` (latest checkpoint, atomically replaced), ``metrics.jsonl`` (one JSON object per
-log interval). A rerun with the same work folder resumes from ``last.pt`` unless that run had finished
-(``rpc.engine.workdir``: then it starts afresh); the final model goes to ``out`` only
-when training completes.
+log interval), ``SETTINGS`` (``rpc.engine.workdir``). A rerun with the same work folder resumes from ``last.pt``
+only if it was started with the same settings (:func:`classifier_settings`: model, schedule, data, initial
+weights) and has not finished; otherwise it starts afresh and says so. The final model goes to ``out`` only when
+training completes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tqdm import tqdm
 from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
-from rpc.engine.workdir import mark_complete, start_work_dir
+from rpc.engine.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
 from rpc.utils.device import use_bf16
 
@@ -61,6 +65,10 @@ class TrainConfig:
         self.long_side = tuple(self.long_side)
 
 
+# TrainConfig fields that do not change the trained weights: a rerun that differs only in them resumes
+NOT_RESULT_FIELDS = ("num_workers", "log_interval", "checkpoint_interval", "max_steps", "device")
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -69,6 +77,101 @@ def _dist():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return world, rank
+
+
+def on_rank0(fn, world: int, rank: int):
+    """``fn()`` on rank 0 only; every rank returns its result (a picklable value). The other ranks wait for it:
+    a barrier for work-folder preparation. An exception on rank 0 is raised on every rank (as a RuntimeError
+    with its message elsewhere), so no rank is left waiting in a later collective."""
+    if world == 1:
+        return fn()
+    box = [None, None]  # result, error message
+    if rank == 0:
+        try:
+            box[0] = fn()
+        except Exception as exc:
+            box[1] = f"{type(exc).__name__}: {exc}"
+            torch.distributed.broadcast_object_list(box, src=0)
+            raise
+    torch.distributed.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise RuntimeError(f"rank 0 failed while preparing the run: {box[1]}")
+    return box[0]
+
+
+def classifier_settings(dataset_dir, index: DatasetIndex, model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
+    """What a resumable classifier run must share with the run that started its work folder: the model
+    configuration, the training recipe (less :data:`NOT_RESULT_FIELDS`), the dataset (folder, split list and
+    labels file) and the initial weights file, if any (name, size, modification time)."""
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT_FIELDS}
+    weights = model_cfg.weights
+    if weights not in (None, "none", "imagenet") and Path(weights).is_file():
+        weights = {"file": str(weights), **file_identity(weights)}
+    split_list = index.splits.get(cfg.split)
+    dataset = {
+        "dir": str(Path(dataset_dir).resolve()),
+        "split": cfg.split,
+        "list": file_identity(split_list) if split_list is not None else None,
+        "labels": file_identity(index.labels_file),
+    }
+    return {"model": config_to_dict(model_cfg), "train": train, "dataset": dataset, "weights": weights}
+
+
+class _SumAcrossRanks(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the all-reduced gradient (each rank's input feeds every rank's loss)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are those of the global batch over all DDP processes (mean,
+    then the biased variance, each by one differentiable all-reduce), as one process with the whole batch would
+    compute them; running statistics are updated the same way. Works with gloo on CPU (torch's SyncBatchNorm
+    needs a GPU). State dict and eval mode: those of BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+            return super().forward(x)
+        xf = x.float()
+        count = torch.full((1,), float(xf.numel() // xf.shape[1]), device=x.device)
+        total = _SumAcrossRanks.apply(torch.cat([xf.sum((0, 2, 3)), count]))
+        n = total[-1].detach()
+        mean = total[:-1] / n
+        centred = xf - mean[None, :, None, None]
+        var = _SumAcrossRanks.apply((centred * centred).sum((0, 2, 3))) / n
+        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1).clamp(min=1), alpha=m)  # unbiased
+        return out.to(x.dtype)
+
+
+def use_global_batch_norm(model: torch.nn.Module) -> int:
+    """Make every BatchNorm2d that uses batch statistics in training mode (after ``model.train()``) a
+    :class:`GlobalBatchNorm2d` (same parameters and buffers). The backbone's frozen BatchNorm stays as is.
+    Returns how many were changed."""
+    model.train()
+    changed = 0
+    for m in model.modules():
+        if type(m) is torch.nn.BatchNorm2d and m.training:
+            m.__class__ = GlobalBatchNorm2d
+            changed += 1
+    return changed
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -87,6 +190,16 @@ def finite_on_all_ranks(loss: torch.Tensor, world: int) -> bool:
     if world > 1:
         torch.distributed.all_reduce(bad)
     return bad.item() == 0
+
+
+def global_mean(values: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Each value averaged over the processes (one all-reduce): with equal per-process batches, the value of the
+    global batch for losses that are means over their batch."""
+    vec = torch.stack([v.detach().float().reshape(()) for v in values.values()])
+    if world > 1:
+        torch.distributed.all_reduce(vec)
+        vec /= world
+    return dict(zip(values, vec.tolist(), strict=True))
 
 
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
@@ -115,13 +228,15 @@ def train_classifier(
         torch.cuda.set_device(device)
     if cfg.batch_size % world:
         raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    work = start_work_dir(work_dir) if rank == 0 else Path(work_dir)
-    if world > 1:
-        torch.distributed.barrier()
 
     index = DatasetIndex.load(dataset_dir)
     if model_cfg.num_classes != index.num_classes - 1:
         model_cfg = dataclasses.replace(model_cfg, num_classes=index.num_classes - 1)
+    settings = classifier_settings(dataset_dir, index, model_cfg, cfg)
+    # rank 0 alone prepares the folder (it may empty it); the others wait, then read last.pt
+    work = Path(on_rank0(lambda: str(start_work_dir(work_dir, settings)), world, rank))
+    if rank == 0:
+        print(f"work folder {work} (settings {settings_hash(settings)})")
     data = ClassificationTrainSet(index, cfg.split, cfg.long_side, cfg.crop, cfg.seed)
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -136,6 +251,8 @@ def train_classifier(
     use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
+    if world > 1:
+        use_global_batch_norm(model)  # BatchNorm statistics over the global batch, as in one process
     backbone, new = model.param_groups()
     opt = torch.optim.SGD(
         [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
@@ -203,9 +320,11 @@ def train_classifier(
                 step += 1
                 seen += x.shape[0] * world
                 bar.update(1)
+                if step % cfg.log_interval == 0 or step == stop_at:
+                    logged = global_mean(losses, world)  # the global batch's losses, as one process logs them
                 if rank == 0 and (step % cfg.log_interval == 0 or step == stop_at):
                     rate = seen / (time.perf_counter() - t0)
-                    summary = {"step": step, "epoch": epoch, **{k: round(v.item(), 5) for k, v in losses.items()},
+                    summary = {"step": step, "epoch": epoch, **{k: round(v, 5) for k, v in logged.items()},
                                "images_per_s": round(rate, 2), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
                     metrics_file.write(json.dumps(summary) + "\n")
                     metrics_file.flush()
@@ -223,4 +342,5 @@ def train_classifier(
         if metrics_file:
             metrics_file.close()
     elapsed = time.perf_counter() - t0
-    return {"step": step, "total": total, "images_per_s": seen / elapsed if elapsed else math.nan, **summary}
+    # the last logged losses (``total`` is the total loss), then the run's own numbers
+    return {**summary, "step": step, "total_steps": total, "images_per_s": seen / elapsed if elapsed else math.nan}

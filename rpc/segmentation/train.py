@@ -1,16 +1,29 @@
 """``train_segmentation``: DeepLabv2 with mmseg's Runner on a prepared dataset + a mask folder.
 
 Before training: the class count is taken from the dataset (the config's is replaced), every listed image must
-have a mask, and mask values must lie in 0..C or 255. Periodic checkpoints go to ``work_dir`` (mmengine's
-``last_checkpoint``); a rerun
-resumes from there, unless that run had finished (then it starts afresh, ``rpc.engine.workdir``). The declared
-result is ``out``: the final weights and the resolved config (as text), loadable with ``weights_only=True``.
+have a mask, and mask values must lie in 0..C or 255. The declared result is ``out``: the final weights and the
+resolved config (as text), loadable with ``weights_only=True``.
+
+Work folder (``rpc.engine.workdir``): mmengine's periodic checkpoints (``iter_N.pth``) and ``last_checkpoint``.
+A rerun resumes only if the folder was started with the same settings (:func:`segmentation_settings`: the
+resolved config text, the mask folder and the backbone weights file, the process count) and has not finished;
+otherwise it starts afresh and says so. mmengine's ``CheckpointHook`` deletes the oldest kept checkpoint before it
+writes the new one, and writes neither atomically, so at least two are kept (a kill while saving leaves the
+previous one) and the resume point is checked: ``last_checkpoint``'s file if it loads, else the newest
+checkpoint that loads (:func:`find_resume_checkpoint`).
+
+Under ``torchrun`` (``--launcher pytorch``) the process group is started here, before the work folder is touched:
+rank 0 prepares the folder and picks the resume point, the other ranks wait for its decision. Without CUDA it is
+gloo, and the DDP wrapper gets no ``device_ids`` (mmengine's defaults, nccl and ``device_ids=[LOCAL_RANK]``,
+need GPUs).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 from pathlib import Path
 
 from rpc.segmentation.compat import ensure_mmseg
@@ -25,7 +38,8 @@ import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.engine.checkpoint import save_checkpoint  # noqa: E402
-from rpc.engine.workdir import mark_complete, start_work_dir  # noqa: E402
+from rpc.engine.train import on_rank0  # noqa: E402
+from rpc.engine.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
@@ -85,6 +99,98 @@ def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
     print(f"backbone init: {weights}")
 
 
+MIN_KEPT_CHECKPOINTS = 2  # mmengine deletes the oldest before writing the newest: keep the previous one
+
+
+def keep_two_checkpoints(cfg: Config) -> None:
+    """``default_hooks.checkpoint.max_keep_ckpts``: at least :data:`MIN_KEPT_CHECKPOINTS` (or unlimited)."""
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if hook is not None and 0 < hook.get("max_keep_ckpts", -1) < MIN_KEPT_CHECKPOINTS:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"default_hooks.checkpoint.max_keep_ckpts {hook.max_keep_ckpts} -> {MIN_KEPT_CHECKPOINTS} (a "
+                  f"kill while mmengine saves would otherwise leave no checkpoint to resume from)")  # fmt: skip
+        hook.max_keep_ckpts = MIN_KEPT_CHECKPOINTS
+
+
+def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_size: int) -> dict:
+    """What a resumable DeepLab run must share with the run that started its work folder: the resolved config
+    text (before work_dir, launcher and resume are set), the mask files and backbone weights file (names, sizes
+    and modification times; regenerated pseudo masks are new labels) and the process count (the global batch is
+    the config's per-process batch times it)."""
+    masks = None
+    if mask_dir is not None:
+        masks = {"dir": str(Path(mask_dir).resolve()), "files": settings_hash(file_identity(mask_dir))}
+    backbone = None
+    if backbone_weights is not None:
+        backbone = {"file": str(backbone_weights), **file_identity(backbone_weights)}
+    return {"config": config_text, "masks": masks, "backbone": backbone, "world_size": world_size}
+
+
+def _checkpoint_loads(path: Path) -> bool:
+    import torch
+
+    try:  # mmap: the structure is read and unpickled, the tensors are not
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return True
+    except Exception:
+        return False
+
+
+def find_resume_checkpoint(work_dir: str | os.PathLike) -> str | None:
+    """The checkpoint to resume from: the one ``last_checkpoint`` names if it exists and loads, else the newest
+    ``iter_N.pth`` / ``epoch_N.pth`` that loads (a kill while mmengine saved), else None. Unreadable checkpoints
+    (a write cut short) and a dangling ``last_checkpoint`` are removed, each with a line saying so."""
+    work_dir = Path(work_dir)
+    pointer = work_dir / "last_checkpoint"
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    if named and Path(named).is_file() and _checkpoint_loads(Path(named)):
+        return named
+    why = f"names {named}, which {'does not load' if Path(named).is_file() else 'is missing'}" if named else "is empty"
+    numbered = [(int(m[2]), p) for p in work_dir.iterdir() if (m := re.fullmatch(r"(iter|epoch)_(\d+)\.pth", p.name))]
+    chosen = None
+    for _, path in sorted(numbered, reverse=True):
+        if chosen is None and _checkpoint_loads(path):
+            chosen = path
+        elif chosen is None:
+            print(f"{path}: unreadable checkpoint (a save cut short?); removed")
+            path.unlink()
+    if pointer.is_file():
+        if chosen is not None:
+            print(f"{pointer} {why}; resuming from {chosen}, the newest checkpoint that loads")
+        else:
+            print(f"{pointer} {why} and no other checkpoint loads; starting afresh")
+        pointer.unlink()
+    return None if chosen is None else str(chosen)
+
+
+def init_distributed(cfg: Config, launcher: str) -> tuple[int, int]:
+    """Start the process group for ``launcher`` (``none``: nothing) and return ``(rank, world_size)``. Without
+    CUDA: gloo, and the DDP wrapper without ``device_ids``, recorded in ``cfg`` for the Runner."""
+    import torch
+    from mmengine.dist import get_dist_info, init_dist
+
+    if launcher == "none":
+        return 0, 1
+    dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg") or {})
+    if not torch.cuda.is_available():
+        if launcher != "pytorch":
+            raise DataError(f"--launcher {launcher} needs GPUs; on CPU, run under torchrun with --launcher pytorch")
+        dist_cfg["backend"] = "gloo"
+        cfg.env_cfg = {**cfg.get("env_cfg", {}), "dist_cfg": dist_cfg}
+        wrapper = cfg.get("model_wrapper_cfg") or dict(
+            type="MMDistributedDataParallel", broadcast_buffers=False,
+            find_unused_parameters=cfg.get("find_unused_parameters", False),
+        )  # fmt: skip
+        cfg.model_wrapper_cfg = {**wrapper, "device_ids": None}  # CPU modules: DDP without devices
+        if not torch.distributed.is_initialized():
+            timeout = dist_cfg.get("timeout")
+            kwargs = {"timeout": datetime.timedelta(seconds=timeout)} if timeout else {}
+            torch.distributed.init_process_group("gloo", **kwargs)
+    elif not torch.distributed.is_initialized():
+        init_dist(launcher, **dist_cfg)  # what the Runner would do, only earlier
+    return get_dist_info()
+
+
 def train_segmentation(
     config: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -107,10 +213,23 @@ def train_segmentation(
         check_masks(index, names, mask_dir)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
-    work_dir = start_work_dir(work_dir) if int(os.environ.get("RANK", "0")) == 0 else Path(work_dir)
-    cfg.work_dir = str(work_dir)
+    keep_two_checkpoints(cfg)
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
-    cfg.resume = (work_dir / "last_checkpoint").is_file()
+    config_text = cfg.pretty_text  # the settings: before the launcher's entries are added
+    rank, world = init_distributed(cfg, launcher)
+
+    def prepare() -> tuple[str, str | None]:  # rank 0 only: it may empty the folder
+        settings = segmentation_settings(config_text, mask_dir, backbone_weights, world)
+        folder = start_work_dir(work_dir, settings)
+        print(f"work folder {folder} (settings {settings_hash(settings)})")
+        return str(folder), find_resume_checkpoint(folder)
+
+    folder, resume_from = on_rank0(prepare, world, rank)  # the other ranks wait for rank 0's decision
+    work_dir = Path(folder)
+    cfg.work_dir = str(work_dir)
+    cfg.resume = resume_from is not None
+    if cfg.resume:
+        cfg.load_from = resume_from
     cfg.launcher = launcher
     runner = Runner.from_cfg(cfg)
     runner.train()
