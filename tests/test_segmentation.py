@@ -326,6 +326,20 @@ def test_segmenter_file_rebuilds_the_model(trained):
     assert not model.training
 
 
+def test_a_crafted_segmentation_model_file_runs_no_code(trained, tmp_path):
+    """The stored config is JSON data; Python text (as an older version wrote, or an attacker) is refused unread."""
+    _, tmp, _ = trained
+    ckpt = torch.load(tmp / "model.pt", weights_only=True)
+    assert json.loads(ckpt["config"])["model"]["decode_head"]["type"] == "DeepLabV2Head"
+    marker = tmp_path / "ran"
+    for payload in (f"x = __import__('os').system('touch {marker}')\nmodel = dict(type='X')",
+                    json.dumps(["not", "a", "dict"])):  # fmt: skip
+        torch.save({**ckpt, "config": payload}, tmp_path / "crafted.pt")
+        with pytest.raises(DataError, match="crafted.pt: the stored config is not"):
+            load_segmenter(tmp_path / "crafted.pt")
+    assert not marker.exists()
+
+
 def test_finished_segmentation_run_is_retrained_not_resumed(trained):
     index, tmp, _ = trained
     assert (tmp / "work" / "COMPLETE").is_file()

@@ -42,10 +42,14 @@ def load_segmenter(path: str | os.PathLike, device="cpu"):
     """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation``."""
     ckpt = load_checkpoint(path, "cpu")
     try:
-        cfg = Config.fromstring(ckpt["config"], ".py")
-        classes = json.loads(ckpt["classes"])
+        cfg_dict, classes = json.loads(ckpt["config"]), json.loads(ckpt["classes"])
     except KeyError as exc:
         raise DataError(f"{path}: not a segmentation model file (missing {exc})") from exc
+    except (json.JSONDecodeError, TypeError) as exc:  # e.g. Python text from an older version: never executed
+        raise DataError(f"{path}: the stored config is not JSON data ({exc}); retrain with this version") from exc
+    if not isinstance(cfg_dict, dict) or not isinstance(cfg_dict.get("model"), dict):
+        raise DataError(f"{path}: the stored config is not an mmseg config dict with a 'model' entry")
+    cfg = Config(cfg_dict)  # plain data: nothing in it runs
     cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)

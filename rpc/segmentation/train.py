@@ -2,7 +2,7 @@
 
 Before training: the class count is taken from the dataset (the config's is replaced), every listed image must
 have a mask, and mask values must lie in 0..C or 255. The declared result is ``out``: the final weights and the
-resolved config (as text), loadable with ``weights_only=True``.
+resolved config as JSON data (never code), loadable with ``weights_only=True``.
 
 Work folder (``rpc.engine.workdir``): mmengine's periodic checkpoints (``iter_N.pth``) and ``last_checkpoint``.
 A rerun resumes only if the folder was started with the same settings (:func:`segmentation_settings`: the
@@ -110,6 +110,14 @@ def keep_two_checkpoints(cfg: Config) -> None:
             print(f"default_hooks.checkpoint.max_keep_ckpts {hook.max_keep_ckpts} -> {MIN_KEPT_CHECKPOINTS} (a "
                   f"kill while mmengine saves would otherwise leave no checkpoint to resume from)")  # fmt: skip
         hook.max_keep_ckpts = MIN_KEPT_CHECKPOINTS
+
+
+def config_json(cfg: Config) -> str:
+    """The resolved config as JSON: data a reader parses, never Python it executes (``load_segmenter``)."""
+    try:
+        return json.dumps(cfg.to_dict())
+    except TypeError as exc:  # e.g. a class object instead of a registry name
+        raise DataError(f"the DeepLab config holds a value that is not plain data ({exc}); use registry names") from exc
 
 
 def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_size: int) -> dict:
@@ -237,7 +245,7 @@ def train_segmentation(
     if runner.rank == 0:
         meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir)}
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_checkpoint(out, {"state_dict": state, "config": cfg.pretty_text,
+        save_checkpoint(out, {"state_dict": state, "config": config_json(cfg),
                               "classes": json.dumps(list(index.classes)), "meta": json.dumps(meta)})  # fmt: skip
         mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
     return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names)}
