@@ -220,3 +220,30 @@ def test_voc_format_folder_with_its_own_classes_runs_unchanged(tmp_path):
     assert "(60.5)" not in (work / "results" / "summary.md").read_text()
     seg_log = (work / "logs" / "rpc-s15" / "train_segmentation.log").read_text()
     assert "num_classes 7 -> 5 (from the dataset)" in seg_log
+
+
+def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
+    """A dataset root with a space, a quote and a `;`, and option values with quotes: every command gets them as
+    single arguments (prepare-voc really runs on it; the other commands are parsed from a dry run)."""
+    import shlex
+
+    work = _workdir(tmp_path / "w")
+    root = tmp_path / "my data; it's" / "VOC2012"
+    root.parent.mkdir()
+    root.symlink_to(voc_root)
+    option = "model.decode_head.init_cfg.note=\"it's; $HOME\""
+    overlay = {"dataset": {"kind": "voc", "root": str(root)},
+               "experiments": {"rpc": {"preset": "rpc", "model": {"weights": "/tmp/it's here.pth"}}},
+               "segmentation": {"options": [option]}}  # fmt: skip
+    (work / "odd.yaml").write_text(yaml.safe_dump(overlay))
+    args = ["--configfile", "config/voc.yaml", "odd.yaml"]
+    _run(["--cores", "1", "results/data/prepared", *args], work)
+    assert json.loads((work / "results/data/prepared/dataset.json").read_text())["image_dirs"]
+    out = _run(["-n", "-p", "--forcerun", "prepare_dataset", *args], work).stdout
+    commands = [shlex.split(line.split("python -m rpc", 1)[1]) for line in out.splitlines() if "python -m rpc" in line]
+    prepare = next(c for c in commands if "prepare-voc" in c)
+    assert prepare[prepare.index("--root") + 1] == str(root)
+    train = next(c for c in commands if "train" in c and "work/rpc-s15/classifier" in c)
+    assert 'model.weights="/tmp/it\'s here.pth"' in train, train
+    seg = next(c for c in commands if "seg-train" in c)
+    assert seg[seg.index("--cfg-options") + 1] == option

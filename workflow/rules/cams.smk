@@ -17,12 +17,12 @@ rule rs_cams:
         "logs/{experiment}/rs_cams_{shard}.log",
     benchmark:
         "benchmarks/out/{experiment}/rs_cams_{shard}.tsv"
-    threads: workflow.cores  # one GPU job at a time (profiles/default); on a CPU it uses every core
+    threads: workflow.cores  # on a CPU it uses every core; profiles/local: one GPU job at a time
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model} --dataset {input.dataset}"
-        " --split {params.split} --out {output} --shard {wildcards.shard} --num-shards {params.shards}"
-        " --scales {params.scales} --batch-size {params.batch_size} --save-stages --workers 0 --work {params.work} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
+        " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
+        " --scales {params.scales} --batch-size {params.batch_size:q} --save-stages --workers 0 --work {params.work:q} > {log:q} 2>&1"

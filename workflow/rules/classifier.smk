@@ -13,6 +13,12 @@ rule train_classifier:
         split=SPLITS["train"],
         work="work/{experiment}/classifier",
         python=python_launcher,
+        # every `section.key=value` override as one shell-quoted argument
+        sets=lambda wc: " ".join(
+            [shell_quote(f"train.split={json.dumps(SPLITS['train'])}")]
+            + [overrides(section, json_text) for section, json_text in zip(
+                ("model", "train"), experiment_settings(wc.experiment)[1:])]
+        ),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -24,13 +30,9 @@ rule train_classifier:
         mem_mb=16000,
         runtime=720,
         gpu=1,
-    run:
-        shell(
-            "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset} --work {params.work}"
-            " --out {output} --preset {params.preset}"
-            f" --set 'train.split=\"{params.split}\"' {overrides('model', params.model)} {overrides('train', params.train)}"
-            " > {log} 2>&1"
-        )
+    shell:
+        "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"
+        " --out {output:q} --preset {params.preset:q} --set {params.sets} > {log:q} 2>&1"
 
 
 rule export_backbone:
@@ -47,4 +49,4 @@ rule export_backbone:
         mem_mb=2000,
         runtime=5,
     shell:
-        "python -m rpc export-backbone --model {input} --out {output} > {log} 2>&1"
+        "python -m rpc export-backbone --model {input:q} --out {output:q} > {log:q} 2>&1"

@@ -1,5 +1,6 @@
 # Helpers shared by the rules (only here): runs (experiment x seed), the dataset root check, per-rule config leaves.
 import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -93,14 +94,19 @@ def experiment_settings(experiment):
     return exp["preset"], json.dumps(model, sort_keys=True), json.dumps(train, sort_keys=True)
 
 
+def shell_quote(value):
+    """One shell argument, whatever the value holds (spaces, quotes, `;`)."""
+    return shlex.quote(str(value))
+
+
 def overrides(section, settings_json):
-    """`section.key=value` arguments for `python -m rpc train --set`."""
-    return " ".join(f"'{section}.{k}={json.dumps(v)}'" for k, v in json.loads(settings_json).items())
+    """`section.key=value` arguments for `python -m rpc train --set`, each shell-quoted."""
+    return " ".join(shell_quote(f"{section}.{k}={json.dumps(v)}") for k, v in json.loads(settings_json).items())
 
 
-def key_values(mapping):
-    """`key=value` arguments (CRF parameters)."""
-    return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+def key_values(mapping, encode=str):
+    """`key=value` arguments (CRF parameters, pretraining settings), each shell-quoted."""
+    return " ".join(shell_quote(f"{k}={encode(v)}") for k, v in sorted(mapping.items()))
 
 
 def gpu_count(resources):

@@ -21,8 +21,8 @@ rule pseudo_masks_shard:
         mem_mb=4000,
         runtime=240,
     shell:
-        "python -m rpc crf --dataset {input.dataset} --split {params.split} --cams {input.cams} --out {output}"
-        " --shard {wildcards.shard} --num-shards {params.shards} --workers {threads} --param {params.crf} --work {params.work} > {log} 2>&1"
+        "python -m rpc crf --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
+        " --shard {wildcards.shard} --num-shards {params.shards:q} --workers {threads} --param {params.crf} --work {params.work:q} > {log:q} 2>&1"
 
 
 rule merge_pseudo_masks:
@@ -39,4 +39,4 @@ rule merge_pseudo_masks:
         mem_mb=1000,
         runtime=30,
     shell:
-        "python -m rpc merge-dirs --inputs {input} --out {output} > {log} 2>&1"
+        "python -m rpc merge-dirs --inputs {input:q} --out {output:q} > {log:q} 2>&1"

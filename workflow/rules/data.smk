@@ -16,10 +16,10 @@ if KIND == "synthetic":
             mem_mb=2000,
             runtime=30,
         shell:
-            "python -m rpc synth --out {output.raw} --prepared {output.prepared}"
+            "python -m rpc synth --out {output.raw:q} --prepared {output.prepared:q}"
             " --size {params.synthetic[size]} --n-train {params.synthetic[n_train]}"
             " --n-train-eval {params.synthetic[n_train_eval]} --n-val {params.synthetic[n_val]}"
-            " --seed {params.synthetic[seed]} > {log} 2>&1"
+            " --seed {params.synthetic[seed]} > {log:q} 2>&1"
 
 elif KIND == "voc":
 
@@ -28,7 +28,7 @@ elif KIND == "voc":
             directory(DATASET),
         params:
             root=dataset_root(),
-            splits=" ".join(dict.fromkeys(SPLITS.values())),
+            splits=list(dict.fromkeys(SPLITS.values())),
         conda:
             "../../envs/torch.yaml"
         log:
@@ -38,7 +38,7 @@ elif KIND == "voc":
             mem_mb=4000,
             runtime=60,
         shell:
-            "python -m rpc prepare-voc --root {params.root} --out {output} --splits {params.splits} > {log} 2>&1"
+            "python -m rpc prepare-voc --root {params.root:q} --out {output:q} --splits {params.splits:q} > {log:q} 2>&1"
 
 else:
 
@@ -46,7 +46,8 @@ else:
         output:
             directory(DATASET),
         params:
-            root=dataset_root(),
+            instances=[f"{split}={dataset_root()}/annotations/instances_{split}.json" for split in ("train2014", "val2014")],
+            images=[f"{dataset_root()}/{split}" for split in ("train2014", "val2014")],
             work="work/data/prepare",  # finished masks survive a killed job
         conda:
             "../../envs/torch.yaml"
@@ -57,7 +58,5 @@ else:
             mem_mb=16000,
             runtime=240,
         shell:
-            "python -m rpc prepare-coco --instances train2014={params.root}/annotations/instances_train2014.json"
-            " val2014={params.root}/annotations/instances_val2014.json"
-            " --images {params.root}/train2014 {params.root}/val2014 --out {output} --workers {threads}"
-            " --work {params.work} > {log} 2>&1"
+            "python -m rpc prepare-coco --instances {params.instances:q} --images {params.images:q} --out {output:q}"
+            " --workers {threads} --work {params.work:q} > {log:q} 2>&1"

@@ -17,8 +17,8 @@ rule eval_cams:
         mem_mb=2000,
         runtime=60,
     shell:
-        "python -m rpc eval-cams --dataset {input.dataset} --split {params.split} --cams {input.cams}"
-        " --json {output.json} --md {output.md} --title 'Local.Maps: {wildcards.experiment}' > {log} 2>&1"
+        "python -m rpc eval-cams --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q}"
+        " --json {output.json:q} --md {output.md:q} --title 'Local.Maps: {wildcards.experiment}' > {log:q} 2>&1"
 
 
 rule eval_pseudo_masks:
@@ -40,10 +40,10 @@ rule eval_pseudo_masks:
         mem_mb=2000,
         runtime=60,
     shell:
-        "(python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.masks}"
-        " --uncertain background --json {output.bg} --md {output.md} --title 'Pseudo masks: {wildcards.experiment}'"
-        " && python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.masks}"
-        " --uncertain ignore --json {output.ignore}) > {log} 2>&1"
+        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
+        " --uncertain background --json {output.bg:q} --md {output.md:q} --title 'Pseudo masks: {wildcards.experiment}'"
+        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
+        " --uncertain ignore --json {output.ignore:q}) > {log:q} 2>&1"
 
 
 rule eval_parts:
@@ -64,8 +64,8 @@ rule eval_parts:
         mem_mb=2000,
         runtime=60,
     shell:
-        "python -m rpc eval-parts --dataset {input.dataset} --split {params.split} --cams {input.cams}"
-        " --masks {input.masks} --json {output} > {log} 2>&1"
+        "python -m rpc eval-parts --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q}"
+        " --masks {input.masks:q} --json {output:q} > {log:q} 2>&1"
 
 
 rule eval_segmentation:
@@ -88,7 +88,7 @@ rule eval_segmentation:
         mem_mb=2000,
         runtime=60,
     shell:
-        "(python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.pred}"
-        " --json {output.raw} --md {output.md} --title 'DeepLab {params.split}: {wildcards.experiment}'"
-        " && python -m rpc eval-masks --dataset {input.dataset} --split {params.split} --pred {input.crf}"
-        " --json {output.crf}) > {log} 2>&1"
+        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.pred:q}"
+        " --json {output.raw:q} --md {output.md:q} --title 'DeepLab {params.split:q}: {wildcards.experiment}'"
+        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.crf:q}"
+        " --json {output.crf:q}) > {log:q} 2>&1"

@@ -5,7 +5,7 @@ rule pretrain_backbone:
         weights=PRETRAINED,
         report="results/pretrain/report.json",
     params:
-        settings=lambda wc: " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(config["pretrain"].items())),
+        settings=lambda wc: key_values(config["pretrain"], json.dumps),
         work="work/pretrain",
     conda:
         "../../envs/torch.yaml"
@@ -19,5 +19,5 @@ rule pretrain_backbone:
         runtime=120,
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc pretrain --out {output.weights} --report {output.report}"
-        " --work {params.work} --set {params.settings} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m rpc pretrain --out {output.weights:q} --report {output.report:q}"
+        " --work {params.work:q} --set {params.settings} > {log:q} 2>&1"

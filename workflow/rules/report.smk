@@ -24,8 +24,8 @@ rule figures_maps:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m rpc figures --dataset {input.dataset} --split {params.split} --count {params.images}"
-        " --cams {input.cams} --masks 'pseudo mask={input.masks}' --out {output} > {log} 2>&1"
+        "python -m rpc figures --dataset {input.dataset:q} --split {params.split:q} --count {params.images:q}"
+        " --cams {input.cams:q} --masks 'pseudo mask={input.masks:q}' --out {output:q} > {log:q} 2>&1"
 
 
 rule figures_predictions:
@@ -53,8 +53,8 @@ rule figures_predictions:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m rpc figures --dataset {input.dataset} --split {params.split} --count {params.images}"
-        " --masks 'DeepLab={input.pred}' 'DeepLab + CRF={input.crf}' --out {output} > {log} 2>&1"
+        "python -m rpc figures --dataset {input.dataset:q} --split {params.split:q} --count {params.images:q}"
+        " --masks 'DeepLab={input.pred:q}' 'DeepLab + CRF={input.crf:q}' --out {output:q} > {log:q} 2>&1"
 
 
 rule experiment_summary:
@@ -74,8 +74,8 @@ rule experiment_summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --runs {wildcards.experiment} --results results --dataset-kind {params.kind}"
-        " --md {output.md} --json {output.json} > {log} 2>&1"
+        "python -m rpc summary --runs {wildcards.experiment} --results results --dataset-kind {params.kind:q}"
+        " --md {output.md:q} --json {output.json:q} > {log:q} 2>&1"
 
 
 rule summary:
@@ -95,7 +95,7 @@ rule summary:
         ],
         extra="--extra ground_truth" if config["segmentation"]["upper_bound"] else "",
         kind=KIND,
-        plot=lambda wc, output: f"--plot {output.plot}" if has_parts() else "",
+        plot=lambda wc, output: f"--plot {shell_quote(output.plot)}" if has_parts() else "",
     conda:
         "../../envs/torch.yaml"
     log:
@@ -105,9 +105,9 @@ rule summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --experiments {params.experiments} {params.extra}"
-        " --results results --dataset {input.dataset} --dataset-kind {params.kind} --md {output.md}"
-        " --json {output.json} {params.plot} > {log} 2>&1"
+        "python -m rpc summary --experiments {params.experiments:q} {params.extra}"
+        " --results results --dataset {input.dataset:q} --dataset-kind {params.kind:q} --md {output.md:q}"
+        " --json {output.json:q} {params.plot} > {log:q} 2>&1"
 
 
 rule ablation_tables:
@@ -126,5 +126,5 @@ rule ablation_tables:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc ablation-tables --spec {input.spec} --results results --md {output.md} --json {output.json}"
-        " > {log} 2>&1"
+        "python -m rpc ablation-tables --spec {input.spec:q} --results results --md {output.md:q} --json {output.json:q}"
+        " > {log:q} 2>&1"

@@ -10,13 +10,13 @@ rule train_segmentation:
     output:
         "results/{experiment}/segmentation/model.pt",
     params:
-        options=" ".join(f"'{o}'" for o in config["segmentation"]["options"]),
+        options=" ".join(shell_quote(o) for o in config["segmentation"]["options"]),
         split=SPLITS["train"],
         masks=lambda wc, input: input.masks or "ground-truth",
         work="work/{experiment}/segmentation",
         python=python_launcher,
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
-        backbone=lambda wc, input: f"--backbone-weights {input.backbone}" if input.backbone else "",
+        backbone=lambda wc, input: f"--backbone-weights {shell_quote(input.backbone)}" if input.backbone else "",
     conda:
         "../../envs/mmseg.yaml"
     log:
@@ -29,9 +29,9 @@ rule train_segmentation:
         runtime=1440,
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config} --dataset {input.dataset}"
-        " --split {params.split} --masks {params.masks} --work {params.work} --out {output}"
-        " --launcher {params.launcher} {params.backbone} --cfg-options {params.options} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
+        " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
+        " --launcher {params.launcher} {params.backbone} --cfg-options {params.options} > {log:q} 2>&1"
 
 
 rule predict_segmentation:
@@ -58,7 +58,7 @@ rule predict_segmentation:
         runtime=240,
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model} --dataset {input.dataset}"
-        " --split {params.split} --out {output.pred} --crf-out {output.crf} --scales {params.scales} {params.flip}"
-        " --work {params.work}"
-        " > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
+        " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
+        " --work {params.work:q}"
+        " > {log:q} 2>&1"
