@@ -1,4 +1,7 @@
-"""Small shared helpers: gathering shard folders, precision choice."""
+"""Small shared helpers: gathering shard folders, precision choice, file permissions."""
+
+import os
+import stat
 
 import pytest
 import torch
@@ -27,3 +30,22 @@ def test_precision_settings():
     assert use_bf16("bf16", cpu) and not use_bf16("none", cpu)
     with pytest.raises(ValueError, match="auto, bf16 or none"):
         use_bf16("fp16", cpu)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """Results on a shared cluster: readable by the group like any file, not tempfile's private 0600 / 0700."""
+    from rpc.engine.checkpoint import save_checkpoint
+    from rpc.utils.io import write_text_atomic
+
+    old = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "summary.md", "x")
+        save_checkpoint(tmp_path / "classifier.pt", {"w": torch.zeros(1)})
+        (tmp_path / "shard").mkdir()
+        write_text_atomic(tmp_path / "shard" / "a.png", "x")
+        merge_dirs([tmp_path / "shard"], tmp_path / "merged")
+    finally:
+        os.umask(old)
+    for name, mode in (("summary.md", 0o666), ("classifier.pt", 0o666), ("merged", 0o777)):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode & ~umask, name

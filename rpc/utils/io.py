@@ -1,7 +1,9 @@
 """Atomic file writing and small readers shared by every stage.
 
 Every result file is written to a temporary name in the destination folder and renamed into place, so an
-interrupted stage never leaves a truncated file under the final name.
+interrupted stage never leaves a truncated file under the final name. The files and folders made this way get the
+permissions any normal file gets (0666 / 0777 minus the umask), not the private 0600 / 0700 of ``tempfile``: on a
+shared cluster the group can read the results.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ class DataError(ValueError):
     """Bad input data: the message names the file and what is wrong with it."""
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile`` the mode ``open()`` would have given it (a folder: ``mkdir``'s)."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
@@ -35,6 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        normal_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -91,6 +105,7 @@ def merge_dirs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    normal_permissions(tmp)
     try:
         count = 0
         for d in map(Path, inputs):
