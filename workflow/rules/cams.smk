@@ -12,7 +12,7 @@ rule rs_cams:
         batch_size=config["cams"]["batch_size"],
         work="work/{experiment}/cams/shard_{shard}",  # finished maps survive a killed job (moved in at the end)
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/rs_cams_{shard}.log",
     benchmark:

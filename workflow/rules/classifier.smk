@@ -20,7 +20,7 @@ rule train_classifier:
                 ("model", "train"), experiment_settings(wc.experiment)[1:])]
         ),
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/train_classifier.log",
     benchmark:
@@ -41,7 +41,7 @@ rule export_backbone:
     output:
         "results/{experiment}/backbone.pth",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/export_backbone.log",
     threads: 1

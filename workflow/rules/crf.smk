@@ -11,7 +11,7 @@ rule pseudo_masks_shard:
         crf=key_values(config["crf"]),
         work="work/{experiment}/pseudo_masks/shard_{shard}",  # finished masks survive a killed job
     conda:
-        "../../envs/crf.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/pseudo_masks_{shard}.log",
     benchmark:
@@ -31,7 +31,7 @@ rule merge_pseudo_masks:
     output:
         directory("results/{experiment}/pseudo_masks/merged"),
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/merge_pseudo_masks.log",
     threads: 1

@@ -8,7 +8,7 @@ if KIND == "synthetic":
         params:
             synthetic=config["dataset"]["synthetic"],
         conda:
-            "../../envs/torch.yaml"
+            "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
         threads: 1
@@ -30,7 +30,7 @@ elif KIND == "voc":
             root=dataset_root(),
             splits=list(dict.fromkeys(SPLITS.values())),
         conda:
-            "../../envs/torch.yaml"
+            "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
         threads: 1
@@ -50,7 +50,7 @@ else:
             images=[f"{dataset_root()}/{split}" for split in ("train2014", "val2014")],
             work="work/data/prepare",  # finished masks survive a killed job
         conda:
-            "../../envs/torch.yaml"
+            "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
         threads: config["dataset"]["prepare_workers"]

@@ -9,7 +9,7 @@ rule eval_cams:
     params:
         split=SPLITS["local_maps"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_cams.log",
     threads: 1
@@ -32,7 +32,7 @@ rule eval_pseudo_masks:
     params:
         split=SPLITS["local_maps"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_pseudo_masks.log",
     threads: 1
@@ -56,7 +56,7 @@ rule eval_parts:
     params:
         split=SPLITS["local_maps"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_parts.log",
     threads: 1
@@ -80,7 +80,7 @@ rule eval_segmentation:
     params:
         split=SPLITS["val"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_segmentation.log",
     threads: 1

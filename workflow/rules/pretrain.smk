@@ -8,7 +8,7 @@ rule pretrain_backbone:
         settings=lambda wc: key_values(config["pretrain"], json.dumps),
         work="work/pretrain",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/pretrain.log",
     benchmark:

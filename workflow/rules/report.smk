@@ -16,7 +16,7 @@ rule figures_maps:
         split=SPLITS["local_maps"],
         images=config["figures"]["count"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/figures_maps.log",
     threads: 1
@@ -45,7 +45,7 @@ rule figures_predictions:
         split=SPLITS["val"],
         images=config["figures"]["count"],
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/figures_predictions.log",
     threads: 1
@@ -66,7 +66,7 @@ rule experiment_summary:
     params:
         kind=KIND,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/summary.log",
     threads: 1
@@ -97,7 +97,7 @@ rule summary:
         kind=KIND,
         plot=lambda wc, output: f"--plot {shell_quote(output.plot)}" if has_parts() else "",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/summary.log",
     threads: 1
@@ -118,7 +118,7 @@ rule ablation_tables:
         md=report("results/ablations.md", caption="../report/ablations.rst", category="Ablations"),
         json="results/ablations.json",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/ablation_tables.log",
     threads: 1

@@ -18,7 +18,7 @@ rule train_segmentation:
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
         backbone=lambda wc, input: f"--backbone-weights {shell_quote(input.backbone)}" if input.backbone else "",
     conda:
-        "../../envs/mmseg.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/train_segmentation.log",
     benchmark:
@@ -47,7 +47,7 @@ rule predict_segmentation:
         flip="--flip" if config["segmentation"]["flip"] else "",
         work="work/{experiment}/predict",  # finished predictions survive a killed job
     conda:
-        "../../envs/mmseg.yaml"
+        "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/predict_segmentation.log",
     benchmark:

@@ -1,0 +1,36 @@
+"""The conda environment `--sdm conda` builds: self-contained (Snakemake copies it into .snakemake/conda/) and the
+same pinned set as requirements.txt."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line).groups()
+            pins[name.lower()] = version
+    return pins
+
+
+def test_the_conda_env_is_self_contained_and_equals_requirements():
+    env = yaml.safe_load((REPO / "envs" / "rpc.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert not [p for p in pip if p.startswith("-") or "/" in p or ".." in p]  # no -r, -e, paths
+    assert _pins(pip) == _pins((REPO / "requirements.txt").read_text().splitlines())
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_every_rule_uses_an_env_file_that_exists():
+    rules = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+    envs = {m for f in rules for m in re.findall(r'conda:\s*\n\s*"([^"]+)"', f.read_text())}
+    assert envs == {"../../envs/rpc.yaml"}
+    assert (REPO / "workflow" / "rules" / "../../envs/rpc.yaml").resolve().is_file()
+    conda = sum(f.read_text().count("conda:") for f in rules)
+    assert conda == sum(len(re.findall(r"^\s*rule \w+:", f.read_text(), re.M)) for f in rules)  # every rule has one
