@@ -1,15 +1,15 @@
 # RPC weakly supervised semantic segmentation: the workflow entry point.
 # `snakemake --cores all` runs the embedded default (config/config.yaml: synthetic data, CPU).
 # Real data: --configfile config/voc.yaml (or coco.yaml) with dataset.root set.
-import os
+import shlex
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 # Every job's `python -m rpc` imports this workflow's own rpc/ package, also inside a `--sdm conda` environment
-# (envs/rpc.yaml holds only the dependencies) and on cluster nodes, which re-read this file.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# (envs/rpc.yaml holds only the dependencies). Bash's strict mode stays on, as Snakemake's default prefix has it.
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 # The embedded default, unless config files are given on the command line: `--configfile config/voc.yaml`
