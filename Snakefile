@@ -2,8 +2,11 @@
 # `snakemake --cores all` runs the embedded default (config/config.yaml: synthetic data, CPU).
 # Real data: --configfile config/voc.yaml (or coco.yaml) with dataset.root set.
 import shlex
+from pathlib import Path
 
-from snakemake.utils import min_version, validate
+import yaml
+
+from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
@@ -12,12 +15,16 @@ min_version("9.0")
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
-# The embedded default, unless config files are given on the command line: `--configfile config/voc.yaml`
-# then REPLACES it (merging would leak the demo's training sizes into a real run); `--config k=v` still
-# updates whichever file is in use.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
+# The base is the embedded default, unless the first `--configfile` is itself a base (it sets `dataset:`, like
+# config/voc.yaml): then it REPLACES the default, so the demo's training sizes never leak into a real run. Every
+# further file is an overlay, merged in order on top (`--configfile config/voc.yaml small.yaml`, or just
+# `--configfile crf40.yaml` over the default); `--config k=v` updates single keys last.
+_given = [Path(f) for f in workflow.overwrite_configfiles or []]
+if not _given or "dataset" not in (yaml.safe_load(_given[0].read_text()) or {}):
+    _merged = yaml.safe_load(Path("config/config.yaml").read_text())
+    update_config(_merged, config)  # recursively: what was given wins
+    config.clear()
+    config.update(_merged)
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -31,6 +31,11 @@ RUN_NAMES = list(RUNS)
 # Ablation cells (config/ablations.yaml) are classifiers like the experiments, each over its seeds; a main run of
 # the same name wins, so e.g. the `rpc` cell's seed-15 run reuses results/rpc-s15/.
 ABLATIONS = yaml.safe_load(Path(config["ablations"]).read_text())
+validate(ABLATIONS, "../schemas/ablations.schema.yaml")  # unknown keys are errors, named
+for _table in ABLATIONS["tables"]:
+    for _row in _table["rows"]:
+        for _cell in set(_row["cells"]) - set(ABLATIONS["cells"]):
+            raise ValueError(f"{config['ablations']}: table {_table['title']!r} names the unknown cell {_cell!r}")
 ABLATION_RUNS = expand_seeds(ABLATIONS["cells"], ABLATIONS.get("seeds", [15]))
 CLASSIFIERS = {**ABLATION_RUNS, **RUNS}
 # DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks

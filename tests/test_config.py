@@ -1,0 +1,93 @@
+"""Workflow configuration: overlays in order on top of the chosen base, and unknown keys named as errors."""
+
+import dataclasses
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rpc.engine.train import TrainConfig
+from rpc.models.rpc import ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _workdir(tmp_path: Path, **files) -> Path:
+    for name in ("Snakefile", "workflow", "config", "envs"):
+        (tmp_path / name).symlink_to(REPO / name)
+    for name, content in files.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(content))
+    return tmp_path
+
+
+def _dry_run(work: Path, *args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", *args]
+    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+
+
+def _commands(out: str, stage: str) -> list[list[str]]:
+    return [shlex.split(line.split("python -m rpc", 1)[1]) for line in out.splitlines()
+            if "python -m rpc" in line and f"rpc {stage} " in line]  # fmt: skip
+
+
+def test_schema_lists_exactly_the_model_and_train_fields():
+    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    assert set(defs["model"]["properties"]) == {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(defs["train"]["properties"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
+    work = _workdir(tmp_path, crf40={"crf": {"bilateral_sxy": 40}})
+    proc = _dry_run(work, "--configfile", "crf40.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    crf = _commands(proc.stdout, "crf")
+    assert crf and all("bilateral_sxy=40" in c for c in crf)
+    assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
+
+
+def test_a_real_base_with_overlays_never_gets_the_demo_sizes(tmp_path, voc_root):
+    work = _workdir(tmp_path, small={"train": {"epochs": 1}, "cams": {"shards": 1}},
+                    later={"train": {"epochs": 2}})  # fmt: skip
+    proc = _dry_run(work, "--configfile", "config/voc.yaml", "small.yaml", "later.yaml",
+                    "--config", f"dataset={{kind: voc, root: {voc_root}}}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    train = _commands(proc.stdout, "train")
+    assert len(train) == 3  # rpc, sipe, cam of voc.yaml, one seed each
+    for cmd in train:
+        sets = cmd[cmd.index("--set") + 1 :]
+        assert "train.epochs=2" in sets  # overlays in order: the later one wins
+        assert "model.depth=50" in sets  # voc.yaml's, not the demo's 18
+        assert not [s for s in sets if s.startswith(("train.batch_size", "train.crop", "train.lr"))], sets
+    assert len(_commands(proc.stdout, "cams")) == 3  # one shard each (the overlay), not voc.yaml's 8
+
+
+@pytest.mark.parametrize(
+    "overlay, key",
+    [
+        ({"cams": {"shard": 8}}, "shard"),
+        ({"model": {"dpeth": 50}}, "dpeth"),
+        ({"experiments": {"rpc": {"preset": "rpc", "modle": {}}}}, "modle"),
+        ({"segmentation": {"weigths": "pretrained"}}, "weigths"),
+        ({"figure": {"count": 1}}, "figure"),
+    ],
+)
+def test_unknown_config_keys_are_errors_naming_the_key(tmp_path, overlay, key):
+    work = _workdir(tmp_path, typo=overlay)
+    proc = _dry_run(work, "--configfile", "typo.yaml")
+    assert proc.returncode != 0 and f"'{key}' was unexpected" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_the_ablation_spec_is_validated(tmp_path):
+    spec = yaml.safe_load((REPO / "config/ablations.yaml").read_text())
+    spec["cells"]["abl_rs"]["modle"] = {}
+    work = _workdir(tmp_path, abl=spec, use={"ablations": "abl.yaml"})
+    proc = _dry_run(work, "--configfile", "use.yaml")
+    assert proc.returncode != 0 and "'modle' was unexpected" in proc.stdout + proc.stderr
+    del spec["cells"]["abl_rs"]["modle"]
+    spec["tables"][0]["rows"][0]["cells"] = ["nosuchcell"]
+    (work / "abl.yaml").write_text(yaml.safe_dump(spec))
+    proc = _dry_run(work, "--configfile", "use.yaml")
+    assert proc.returncode != 0 and "unknown cell 'nosuchcell'" in proc.stdout + proc.stderr
