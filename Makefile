@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test test-slow lint clean clean-work
 
 # One pinned set (requirements.txt) + the project itself, into a fresh virtual environment.
 $(STAMP): requirements.txt pyproject.toml
@@ -19,12 +19,20 @@ setup: $(STAMP)
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
 
+# The suite (CI also runs test-slow: the SLURM stand-in run, the real VOC/COCO configs end to end, ...).
 test: $(STAMP)
 	$(BIN)/ruff check rpc tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check rpc tests benchmarks
+
+# work/ of finished trainings (checkpoints no rerun needs); unfinished runs keep their resume point
+clean-work: $(STAMP)
+	$(BIN)/python -m rpc clean-work --work work
 
 clean:
 	rm -rf results logs benchmarks/out .snakemake

@@ -8,6 +8,11 @@ import sys
 from rpc.data.synthetic import DEFAULT_CLASSES
 from rpc.utils.io import DataError
 
+
+class Unfinished(RuntimeError):
+    """A stage stopped on purpose before its output was complete (exit status 3)."""
+
+
 WORK_HELP = ("work folder for the finished images until the whole output is done (resume point of a killed "
              "run); without it they are written to the output folder directly")  # fmt: skip
 
@@ -57,6 +62,9 @@ def _train(a):
     model_cfg, train_cfg = build_configs(a.preset, a.config, a.set or [])
     result = train_classifier(a.dataset, a.work, a.out, model_cfg, train_cfg)
     print(json.dumps(result))
+    if result["step"] < result["total_steps"]:  # train.max_steps: a checkpoint, but no model yet
+        raise Unfinished(f"stopped at step {result['step']} of {result['total_steps']} (train.max_steps); "
+                         f"{a.out} is not written yet: rerun to continue from {a.work}")  # fmt: skip
 
 
 def _cams(a):
@@ -132,6 +140,15 @@ def _seg_predict(a):
         crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
     )  # fmt: skip
     print(json.dumps(result))
+
+
+def _clean_work(a):
+    from rpc.engine.workdir import clean_finished
+
+    removed = clean_finished(a.work, dry_run=a.dry_run)
+    for folder, size in removed:
+        print(f"{'would remove' if a.dry_run else 'removed'} {folder} ({size / 2**20:.1f} MiB)")
+    print(f"{len(removed)} finished work folder(s), {sum(s for _, s in removed) / 2**20:.1f} MiB; unfinished kept")
 
 
 def _ablation_tables(a):
@@ -338,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_seg_predict)
 
+    s = sub.add_parser("clean-work", help="remove the work folders of finished trainings (unfinished ones kept)")
+    s.add_argument("--work", default="work")
+    s.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    s.set_defaults(func=_clean_work)
+
     s = sub.add_parser("ablation-tables", help="the paper's ablation tables from the cells' local_maps.json")
     s.add_argument("--spec", default="config/ablations.yaml")
     s.add_argument("--results", default="results")
@@ -393,4 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unfinished as exc:
+        print(f"unfinished: {exc}", file=sys.stderr)
+        return 3
     return 0

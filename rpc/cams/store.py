@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rpc.utils.io import DataError, save_npz_atomic
+from rpc.utils.io import DataError, is_temporary, save_npz_atomic
 
 _BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
 
@@ -26,6 +26,9 @@ def shard(names: list[str], i: int, n: int) -> list[str]:
 
 
 def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
+    for name, values in (("cams", cams), ("stage_cams", stage_cams)):
+        if values is not None and not np.isfinite(values).all():  # a diverged model: say so, write nothing
+            raise DataError(f"{path}: non-finite values in the {name} to be written (did the classifier diverge?)")
     arrays = {"keys": np.asarray(keys, np.int16), "cams": np.asarray(cams, np.float16)}
     if stage_cams is not None:
         arrays["stage_cams"] = np.asarray(stage_cams, np.float16)
@@ -83,6 +86,8 @@ def check_maps(path: Path, keys: np.ndarray, cams: np.ndarray, label: np.ndarray
         raise DataError(f"{path}: keys {keys.tolist()} disagree with the image labels {expected}")
     if cams.shape[1:] != tuple(size):
         raise DataError(f"{path}: map size {cams.shape[1:]} differs from the image size {tuple(size)}")
+    if not np.isfinite(cams).all():
+        raise DataError(f"{path}: the map holds non-finite values")
 
 
 def check_no_strays(cam_dirs: list[Path], listed: set[str], split: str) -> None:
@@ -91,7 +96,7 @@ def check_no_strays(cam_dirs: list[Path], listed: set[str], split: str) -> None:
         if not d.is_dir():
             raise DataError(f"{d}: map folder not found")
         for f in sorted(d.glob("*.npz")):
-            if f.stem not in listed:
+            if f.stem not in listed and not is_temporary(f):
                 raise DataError(
                     f"{f}: map for an image that is not in split {split!r} (pass --allow-extra-maps if the maps "
                     f"cover a larger split on purpose)"

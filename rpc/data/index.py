@@ -133,9 +133,9 @@ class DatasetIndex:
                 root=root,
                 name=desc["name"],
                 classes=tuple(read_classes(root / desc["classes"])),
-                image_dirs=tuple(_resolve(root, p) for p in desc["image_dirs"]),
+                image_dirs=_find_dirs(desc_path, "image", desc["image_dirs"], desc.get("image_dirs_relative")),
                 image_suffix=desc["image_suffix"],
-                mask_dirs=tuple(_resolve(root, p) for p in desc["mask_dirs"]),
+                mask_dirs=_find_dirs(desc_path, "mask", desc["mask_dirs"], desc.get("mask_dirs_relative")),
                 splits={k: root / v for k, v in desc["splits"].items()},
                 labels_file=root / desc["labels"],
             )
@@ -152,8 +152,10 @@ class DatasetIndex:
                 "name": self.name,
                 "classes": "classes.txt",
                 "image_dirs": [str(p) for p in self.image_dirs],
+                "image_dirs_relative": [os.path.relpath(p, self.root) for p in self.image_dirs],
                 "image_suffix": self.image_suffix,
                 "mask_dirs": [str(p) for p in self.mask_dirs],
+                "mask_dirs_relative": [os.path.relpath(p, self.root) for p in self.mask_dirs],
                 "splits": {k: str(v.relative_to(self.root)) for k, v in self.splits.items()},
                 "labels": str(self.labels_file.relative_to(self.root)),
             },
@@ -207,6 +209,22 @@ class DatasetIndex:
 def _resolve(root: Path, p: str) -> Path:
     p = Path(p)
     return p if p.is_absolute() else root / p
+
+
+def _find_dirs(desc_path: Path, kind: str, stored: list[str], relative: list[str] | None) -> tuple[Path, ...]:
+    """The image (or mask) folders of a dataset description: as stored, else relative to the prepared folder
+    (the project, or the data beside it, was moved or mounted elsewhere); neither is a clear error."""
+    found = []
+    for i, p in enumerate(stored):
+        candidates = [_resolve(desc_path.parent, p)]
+        if relative is not None and i < len(relative):
+            candidates.append(desc_path.parent / relative[i])
+        hit = next((c for c in candidates if c.is_dir()), None)
+        if hit is None:
+            raise DataError(f"{desc_path}: {kind} folder {p} not found (nor {candidates[-1]}); the data was moved? "
+                            f"prepare the dataset again")  # fmt: skip
+        found.append(hit)
+    return tuple(found)
 
 
 def write_prepared(

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rpc.utils.io import write_text_atomic
+from rpc.utils.io import remove_temporaries, write_text_atomic
 
 MARKER = "COMPLETE"
 SETTINGS = "SETTINGS"
@@ -64,6 +64,20 @@ def start_work_dir(path: str | os.PathLike, settings: dict | None = None) -> Pat
     return path
 
 
+def clean_finished(root: str | os.PathLike, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Remove the work folders under ``root`` whose run finished (``COMPLETE``): their result is in the declared
+    output and a rerun would start afresh anyway. Unfinished ones (resume points) are kept. Returns
+    ``[(folder, bytes)]`` of what was (or, with ``dry_run``, would be) removed."""
+    removed = []
+    for marker in sorted(Path(root).rglob(MARKER)):
+        folder = marker.parent
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        removed.append((folder, size))
+        if not dry_run:
+            shutil.rmtree(folder)
+    return removed
+
+
 def mark_complete(path: str | os.PathLike, info: dict) -> None:
     write_text_atomic(Path(path) / MARKER, json.dumps(info) + "\n")
 
@@ -98,6 +112,7 @@ def staged_outputs(outs: dict[str, str | os.PathLike], work: str | os.PathLike |
     folders = {k: root / k for k in outs}
     for f in folders.values():
         f.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(f)  # a write cut by a kill: redone, not published
     yield folders
     for k, out in outs.items():
         publish_dir(folders[k], out)

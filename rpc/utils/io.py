@@ -34,6 +34,20 @@ def normal_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
+def is_temporary(path: str | os.PathLike) -> bool:
+    """A file of :func:`atomic_path` that a killed process left behind (``.<stem>.<random>.tmp<suffix>``)."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete what killed writers left in ``folder``; returns how many."""
+    stale = [p for p in Path(folder).iterdir() if p.is_file() and is_temporary(p)] if Path(folder).is_dir() else []
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
