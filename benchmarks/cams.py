@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import median_time, voc_sized_dataset, write_result
 from rpc.cams.generate import DEFAULT_SCALES, make_rs_cams
 from rpc.data.datasets import MultiScaleInferenceSet
-from rpc.engine.checkpoint import save_model
+from rpc.models.checkpoint import save_model
 from rpc.models.rpc import RPCModel, config_to_dict, make_config
 
 

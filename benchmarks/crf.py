@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from benchmarks.common import median_time, voc_sized_dataset, write_result
-from rpc.cams.store import save_cams
 from rpc.crf.pseudo import confident_labels, make_pseudo_masks
+from rpc.data.maps import save_cams
 
 
 def blurred_gt_maps(index, name: str) -> tuple[np.ndarray, np.ndarray]:

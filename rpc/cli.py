@@ -81,7 +81,7 @@ def _cams(a):
 
 
 def _eval_cams(a):
-    from rpc.cams.evaluate import evaluate_cams, markdown
+    from rpc.evaluation.local_maps import evaluate_cams, markdown
     from rpc.utils.io import write_json_atomic, write_text_atomic
 
     result = evaluate_cams(a.dataset, a.split, a.cams)
@@ -97,8 +97,8 @@ def _eval_cams(a):
 def _crf(a):
     import json
 
-    from rpc.crf.dense import PSEUDO_MASK_CRF, parse_params
     from rpc.crf.pseudo import make_pseudo_masks
+    from rpc.models.dense_crf import PSEUDO_MASK_CRF, parse_params
 
     result = make_pseudo_masks(
         a.dataset, a.split, a.cams, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
@@ -131,7 +131,7 @@ def _seg_train(a):
 def _seg_predict(a):
     import json
 
-    from rpc.crf.dense import SEGMENTATION_CRF, parse_params
+    from rpc.models.dense_crf import SEGMENTATION_CRF, parse_params
     from rpc.segmentation.predict import predict_segmentation
 
     result = predict_segmentation(
@@ -143,7 +143,7 @@ def _seg_predict(a):
 
 
 def _clean_work(a):
-    from rpc.engine.workdir import clean_finished
+    from rpc.utils.workdir import clean_finished
 
     removed = clean_finished(a.work, dry_run=a.dry_run)
     for folder, size in removed:
@@ -161,8 +161,8 @@ def _ablation_tables(a):
 def _export_backbone(a):
     import torch
 
-    from rpc.engine.checkpoint import load_model
     from rpc.models.backbone import torchvision_state_dict
+    from rpc.models.checkpoint import load_model
     from rpc.utils.io import atomic_path
 
     model, _, _ = load_model(a.model)

@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rpc.cams.evaluate import evaluate_cams
 from rpc.cams.generate import make_rs_cams
-from rpc.cams.store import load_cams, save_cams
-from rpc.engine.checkpoint import save_model
+from rpc.data.maps import load_cams, save_cams
 from rpc.evaluation.figures import TITLE_HEIGHT, make_figures, mask_panel
+from rpc.evaluation.local_maps import evaluate_cams
+from rpc.models.checkpoint import save_model
 from rpc.models.rpc import RPCModel, config_to_dict, make_config
 from rpc.utils.io import DataError
 

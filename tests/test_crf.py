@@ -7,10 +7,10 @@ import pytest
 from PIL import Image, ImageFilter
 
 import rpc.crf.pseudo as pseudo
-from rpc.cams.store import save_cams
-from rpc.crf.dense import PSEUDO_MASK_CRF, crf_from_labels, crf_from_probs, label_unary, parse_params
+from rpc.data.maps import save_cams
 from rpc.data.palette import read_mask, write_mask
 from rpc.evaluation.masks import evaluate_mask_dir
+from rpc.models.dense_crf import PSEUDO_MASK_CRF, crf_from_labels, crf_from_probs, label_unary, parse_params
 from rpc.utils.io import DataError
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from rpc.cams.store import label_keys, load_cams, save_cams
+from rpc.data.maps import label_keys, load_cams, save_cams
 from rpc.data.palette import read_mask
-from rpc.engine.workdir import SETTINGS, staged_outputs
+from rpc.utils.workdir import SETTINGS, staged_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = REPO / "tests" / "faults"

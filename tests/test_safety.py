@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from rpc.cams.store import check_maps, check_no_strays, save_cams
-from rpc.engine.workdir import MARKER, clean_finished, staged_outputs
+from rpc.data.maps import check_maps, check_no_strays, save_cams
 from rpc.utils.io import DataError
+from rpc.utils.workdir import MARKER, clean_finished, staged_outputs
 
 
 def test_a_temporary_left_by_a_killed_write_is_ignored_and_removed(tmp_path):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rpc.cams.store import save_cams
+from rpc.data.maps import save_cams
 from rpc.data.palette import IGNORE_INDEX, read_mask, write_mask
 from rpc.evaluation.parts import PartCounter, evaluate_parts
 from rpc.evaluation.summary import paper_reference, write_run_summary, write_summary

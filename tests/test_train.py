@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from rpc.engine.checkpoint import load_model
 from rpc.engine.config import build_configs
 from rpc.engine.train import TrainConfig, TrainingDiverged, classifier_settings, train_classifier
-from rpc.engine.workdir import settings_hash
+from rpc.models.checkpoint import load_model
 from rpc.models.rpc import RPCModel, make_config
+from rpc.utils.workdir import settings_hash
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,7 @@ def test_precision_settings():
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_written_files_follow_the_umask(tmp_path, umask):
     """Results on a shared cluster: readable by the group like any file, not tempfile's private 0600 / 0700."""
-    from rpc.engine.checkpoint import save_checkpoint
+    from rpc.models.checkpoint import save_checkpoint
     from rpc.utils.io import write_text_atomic
 
     old = os.umask(umask)

@@ -1,1 +1,2 @@
-"""RS-CAM generation (multi-scale + flip inference) and evaluation of localisation maps."""
+"""RS-CAM generation (multi-scale + flip inference) into map files (their format: ``rpc.data.maps``; their score:
+``rpc.evaluation.local_maps``)."""

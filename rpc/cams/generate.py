@@ -2,7 +2,7 @@
 
 Per image: for each scale, the image and its flip go through the model together (flips fused inside the model;
 consecutive images of equal size share the batch); each scale's map is upsampled bilinearly to the image size;
-scales are summed; each channel is max-normalised. Stored as ``<name>.npz`` (no pickle, see ``rpc.cams.store``):
+scales are summed; each channel is max-normalised. Stored as ``<name>.npz`` (no pickle, see ``rpc.data.maps``):
 ``keys`` (int16: 0 and the present classes), ``cams`` (float16 ``(len(keys), H, W)``) and, optionally,
 ``stage_cams`` (float16 ``(K, len(keys), H, W)``).
 """
@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from rpc.cams.store import is_complete, label_keys, save_cams, shard
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
-from rpc.engine.checkpoint import load_model
-from rpc.engine.workdir import file_identity, staged_outputs
+from rpc.data.maps import is_complete, label_keys, save_cams
+from rpc.models.checkpoint import load_model
 from rpc.utils.device import pick_device, use_bf16
+from rpc.utils.shard import shard
+from rpc.utils.workdir import file_identity, staged_outputs
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
 
@@ -87,7 +88,7 @@ def make_rs_cams(
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
     images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.device``). Consecutive images of equal
     size share a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there
-    and moved to ``out_dir`` when the shard is complete (``rpc.engine.workdir.staged_outputs``); complete maps
+    and moved to ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps
     found there (or in ``out_dir`` without it) are skipped, truncated ones redone."""
     dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)

@@ -1,1 +1,2 @@
-"""Dense-CRF refinement: pseudo masks from localisation maps, and post-processing of segmentation scores."""
+"""Pseudo masks: dense-CRF refinement of localisation maps (the CRF itself, also used to post-process segmentation
+scores: ``rpc.models.dense_crf``)."""

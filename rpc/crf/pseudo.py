@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rpc.cams.store import as_dirs, check_maps, check_no_strays, find_map, load_cams, shard
-from rpc.crf.dense import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
 from rpc.data.index import DatasetIndex
+from rpc.data.maps import as_dirs, check_maps, check_no_strays, find_map, load_cams
 from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
-from rpc.engine.workdir import file_identity, staged_outputs
+from rpc.models.dense_crf import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
+from rpc.utils.shard import shard
+from rpc.utils.workdir import file_identity, staged_outputs
 
 BG_SCALE = 0.5
 
@@ -113,7 +114,7 @@ def make_pseudo_masks(
 ) -> dict:
     """Pseudo masks ``out_dir/<name>.png`` for shard ``shard_index`` of ``num_shards`` of ``split``, with maps
     read from ``cam_dirs`` (one folder or the shard folders of one run). With ``work_dir`` the masks are written
-    there and moved to ``out_dir`` when the shard is complete (``rpc.engine.workdir.staged_outputs``). Returns
+    there and moved to ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``). Returns
     timings: ``{images, skipped, wall_s, crf_s, images_per_s}`` (``crf_s``: total time inside the CRF passes)."""
     index = DatasetIndex.load(dataset_dir)
     cam_dirs = as_dirs(cam_dirs)

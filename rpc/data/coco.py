@@ -21,8 +21,8 @@ import numpy as np
 
 from rpc.data.index import DatasetIndex, write_prepared
 from rpc.data.palette import write_mask
-from rpc.engine.workdir import file_identity, staged_outputs
 from rpc.utils.io import DataError
+from rpc.utils.workdir import file_identity, staged_outputs
 
 
 def coco_classes(categories: list[dict]) -> tuple[list[str], dict[int, int]]:

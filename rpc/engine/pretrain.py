@@ -27,11 +27,11 @@ import torchvision
 
 from rpc.data.corpus import NUM_CLASSES, CorpusSpec, generate_corpus
 from rpc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from rpc.engine.checkpoint import load_checkpoint, save_checkpoint
-from rpc.engine.workdir import mark_complete, start_work_dir
 from rpc.models.backbone import DEPTHS
+from rpc.models.checkpoint import load_checkpoint, save_checkpoint
 from rpc.utils.device import pick_device, use_bf16
 from rpc.utils.io import write_json_atomic
+from rpc.utils.workdir import mark_complete, start_work_dir
 
 
 @dataclass

@@ -7,7 +7,7 @@ statistics, augmentation depends only on ``(seed, epoch, image)``, and the Batch
 statistics (the SFA attention's) compute them over the global batch (:class:`GlobalBatchNorm2d`).
 
 Work folder layout: ``last.pt`` (latest checkpoint, atomically replaced), ``metrics.jsonl`` (one JSON object per
-log interval), ``SETTINGS`` (``rpc.engine.workdir``). A rerun with the same work folder resumes from ``last.pt``
+log interval), ``SETTINGS`` (``rpc.utils.workdir``). A rerun with the same work folder resumes from ``last.pt``
 only if it was started with the same settings (:func:`classifier_settings`: model, schedule, data, initial
 weights) and has not finished; otherwise it starts afresh and says so. The final model goes to ``out`` only when
 training completes.
@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
-from rpc.engine.checkpoint import load_checkpoint, save_checkpoint, save_model
-from rpc.engine.workdir import file_identity, mark_complete, settings_hash, start_work_dir
+from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
 from rpc.utils.device import use_bf16
+from rpc.utils.distributed import on_rank0
+from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 
 @dataclass
@@ -77,26 +78,6 @@ def _dist():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return world, rank
-
-
-def on_rank0(fn, world: int, rank: int):
-    """``fn()`` on rank 0 only; every rank returns its result (a picklable value). The other ranks wait for it:
-    a barrier for work-folder preparation. An exception on rank 0 is raised on every rank (as a RuntimeError
-    with its message elsewhere), so no rank is left waiting in a later collective."""
-    if world == 1:
-        return fn()
-    box = [None, None]  # result, error message
-    if rank == 0:
-        try:
-            box[0] = fn()
-        except Exception as exc:
-            box[1] = f"{type(exc).__name__}: {exc}"
-            torch.distributed.broadcast_object_list(box, src=0)
-            raise
-    torch.distributed.broadcast_object_list(box, src=0)
-    if box[1] is not None:
-        raise RuntimeError(f"rank 0 failed while preparing the run: {box[1]}")
-    return box[0]
 
 
 def classifier_settings(dataset_dir, index: DatasetIndex, model_cfg: ModelConfig, cfg: TrainConfig) -> dict:

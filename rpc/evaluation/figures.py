@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rpc.cams.store import as_dirs, find_map, load_cams
 from rpc.data.index import DatasetIndex
+from rpc.data.maps import as_dirs, find_map, load_cams
 from rpc.data.palette import IGNORE_INDEX, read_mask, voc_colormap
 from rpc.utils.io import atomic_path
 

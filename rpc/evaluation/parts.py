@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rpc.cams.evaluate import labels_from_cams
-from rpc.cams.store import as_dirs, check_maps, find_map, load_cams
 from rpc.data.index import DatasetIndex
+from rpc.data.maps import as_dirs, check_maps, find_map, load_cams
 from rpc.data.palette import IGNORE_INDEX, read_mask
+from rpc.evaluation.local_maps import labels_from_cams
 from rpc.utils.io import DataError
 
 PART_BACKGROUND, PART_SUB, PART_DISC = 0, 1, 2

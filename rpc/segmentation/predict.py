@@ -4,7 +4,7 @@ Per image: the whole image (no sliding window) at each scale and, optionally, fl
 the image size and averaged; ``argmax`` -> ``out_dir/<name>.png``. With ``crf_dir``, the averaged scores are also
 refined by the softmax-unary dense CRF (METHOD.md post-processing parameters) -> ``crf_dir/<name>.png``.
 Images whose outputs exist and read back are skipped (resume); with a work folder they are kept there until the
-split is done (``rpc.engine.workdir.staged_outputs``), so a killed job resumes under Snakemake too.
+split is done (``rpc.utils.workdir.staged_outputs``), so a killed job resumes under Snakemake too.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
-from rpc.cams.store import shard  # noqa: E402
-from rpc.crf.dense import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
-from rpc.engine.checkpoint import load_checkpoint  # noqa: E402
-from rpc.engine.workdir import file_identity, staged_outputs  # noqa: E402
+from rpc.models.checkpoint import load_checkpoint  # noqa: E402
+from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
+from rpc.utils.shard import shard  # noqa: E402
+from rpc.utils.workdir import file_identity, staged_outputs  # noqa: E402
 
 
 def load_segmenter(path: str | os.PathLike, device="cpu"):

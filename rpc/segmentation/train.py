@@ -4,7 +4,7 @@ Before training: the class count is taken from the dataset (the config's is repl
 have a mask, and mask values must lie in 0..C or 255. The declared result is ``out``: the final weights and the
 resolved config as JSON data (never code), loadable with ``weights_only=True``.
 
-Work folder (``rpc.engine.workdir``): mmengine's periodic checkpoints (``iter_N.pth``) and ``last_checkpoint``.
+Work folder (``rpc.utils.workdir``): mmengine's periodic checkpoints (``iter_N.pth``) and ``last_checkpoint``.
 A rerun resumes only if the folder was started with the same settings (:func:`segmentation_settings`: the
 resolved config text, the mask folder and the backbone weights file, the process count) and has not finished;
 otherwise it starts afresh and says so. mmengine's ``CheckpointHook`` deletes the oldest kept checkpoint before it
@@ -37,11 +37,11 @@ import rpc.segmentation.dataset  # noqa: E402, F401  (registers PreparedSegDatas
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
-from rpc.engine.checkpoint import save_checkpoint  # noqa: E402
-from rpc.engine.train import on_rank0  # noqa: E402
-from rpc.engine.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
+from rpc.models.checkpoint import save_checkpoint  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
+from rpc.utils.distributed import on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
+from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
 
 def parse_options(items: list[str]) -> dict:

@@ -18,13 +18,6 @@ from rpc.utils.io import DataError, is_temporary, save_npz_atomic
 _BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
 
 
-def shard(names: list[str], i: int, n: int) -> list[str]:
-    """Shard ``i`` of ``n`` (0-based), interleaved so that shards get similar mixes of images."""
-    if not 0 <= i < n:
-        raise ValueError(f"shard index {i} outside 0..{n - 1}")
-    return names[i::n]
-
-
 def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
     for name, values in (("cams", cams), ("stage_cams", stage_cams)):
         if values is not None and not np.isfinite(values).all():  # a diverged model: say so, write nothing

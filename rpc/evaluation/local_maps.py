@@ -13,8 +13,8 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from rpc.cams.store import as_dirs, check_maps, find_map, load_cams
 from rpc.data.index import DatasetIndex
+from rpc.data.maps import as_dirs, check_maps, find_map, load_cams
 from rpc.evaluation.confusion import ConfusionMatrix
 
 IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))

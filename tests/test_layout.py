@@ -1,0 +1,139 @@
+"""The package layers of ``rpc/__init__.py``: a package imports only packages of a lower layer, and no stage
+package imports another (file formats and shared helpers live in the lower layers).
+
+Every module under ``rpc/`` is parsed with ``ast``; every ``import rpc.X...`` / ``from rpc.X import ...`` /
+``from rpc import X`` / relative import counts, wherever it stands (module level, inside a function, under
+``if TYPE_CHECKING``).
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+RPC = Path(__file__).resolve().parents[1] / "rpc"
+
+# the layers written in rpc/__init__.py's docstring; "cli" and "__main__" are the top-level modules
+LAYERS = {
+    "utils": 0,
+    "data": 1,
+    "models": 1,
+    "engine": 2,
+    "cams": 2,
+    "crf": 2,
+    "segmentation": 2,
+    "evaluation": 2,
+    "cli": 3,
+    "__main__": 4,
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in RPC.rglob("*.py") if ".venv" not in p.parts)
+
+
+def _own_name(path: Path, root: Path) -> list[str]:
+    """``rpc/cams/generate.py`` -> ``["rpc", "cams", "generate"]``; a package's ``__init__`` is the package."""
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _package_of(path: Path) -> str | None:
+    """The first-level name under ``rpc`` (a subpackage or a top-level module); None for ``rpc/__init__.py``."""
+    parts = path.relative_to(RPC).with_suffix("").parts
+    return None if parts == ("__init__",) else parts[0]
+
+
+def _imported(path: Path, root: Path = RPC) -> list[tuple[int, str]]:
+    """``(line, dotted name)`` of every ``rpc`` module or name the file imports (``root``: the ``rpc`` folder),
+    relative imports resolved, in line order."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    own = _own_name(path, root)
+    package = own if path.name == "__init__.py" else own[:-1]  # what "." means in this file
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            # "from rpc import cams" imports the package cams: name each imported name under the module
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return sorted((line, name) for line, name in found if name == "rpc" or name.startswith("rpc."))
+
+
+def _dependencies() -> dict[str, dict[str, list[str]]]:
+    """package -> {package it imports -> ["file:line", ...]}, own package and the bare ``rpc`` left out."""
+    deps: dict[str, dict[str, list[str]]] = {}
+    for path in _modules():
+        source = _package_of(path)
+        if source is None:
+            continue
+        for line, name in _imported(path, RPC):
+            parts = name.split(".")
+            if len(parts) < 2 or parts[1] == "__version__" or parts[1] == source:
+                continue
+            where = f"{path.relative_to(RPC.parent)}:{line}"
+            deps.setdefault(source, {}).setdefault(parts[1], []).append(where)
+    return deps
+
+
+def test_every_package_has_a_layer():
+    packages = {_package_of(p) for p in _modules()} - {None}
+    assert packages == set(LAYERS), "place each package of rpc/ in a layer (rpc/__init__.py and LAYERS here)"
+
+
+def test_a_package_imports_only_lower_layers():
+    bad = [
+        f"{where}: rpc.{source} (layer {LAYERS[source]}) imports rpc.{target} (layer {LAYERS.get(target)})"
+        for source, targets in _dependencies().items()
+        for target, places in targets.items()
+        if target not in LAYERS or LAYERS[target] >= LAYERS[source]
+        for where in sorted(set(places))
+    ]
+    assert not bad, "imports against the layering of rpc/__init__.py:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_between_packages():
+    graph = {source: set(targets) for source, targets in _dependencies().items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                pytest.fail("package import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_check_sees_function_level_and_relative_imports(tmp_path):
+    module = tmp_path / "rpc" / "crf" / "mod.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(
+        "import os\n"
+        "from rpc.data.maps import load_cams\n"
+        "def f():\n"
+        "    from rpc.cams.generate import make_rs_cams\n"
+        "    import rpc.segmentation.predict\n"
+        "    from ..evaluation import masks\n"
+        "    from . import pseudo\n"
+        "    from rpc import engine\n"
+    )
+    names = [name for _, name in _imported(module, tmp_path / "rpc")]
+    assert names == [
+        "rpc.data.maps.load_cams",
+        "rpc.cams.generate.make_rs_cams",
+        "rpc.segmentation.predict",
+        "rpc.evaluation.masks",
+        "rpc.crf.pseudo",
+        "rpc.engine",
+    ]
