@@ -137,3 +137,21 @@ def test_the_check_sees_function_level_and_relative_imports(tmp_path):
         "rpc.crf.pseudo",
         "rpc.engine",
     ]
+
+
+@pytest.mark.parametrize(
+    "module, function, positional",
+    [
+        ("rpc.cams.generate", "make_rs_cams", ["model_path", "dataset_dir", "split", "out_dir"]),
+        ("rpc.crf.pseudo", "make_pseudo_masks", ["dataset_dir", "split", "cam_dirs", "out_dir"]),
+        ("rpc.segmentation.predict", "predict_segmentation", ["model_file", "dataset_dir", "split", "out_dir"]),
+    ],
+)
+def test_stage_entry_points_take_their_options_by_keyword(module, function, positional):
+    """Inputs and output positionally, every option by name: swapped options (workers, batch size) fail loudly."""
+    import importlib
+    import inspect
+
+    params = inspect.signature(getattr(importlib.import_module(module), function)).parameters.values()
+    assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
+    assert all(p.kind is p.KEYWORD_ONLY for p in params if p.name not in positional)

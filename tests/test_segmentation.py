@@ -299,10 +299,10 @@ def test_predictions_and_miou_agree_with_mmseg(trained):
     from mmseg.structures import SegDataSample
 
     index, tmp, _ = trained
-    result = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", tmp / "crf", scales=(1.0, 0.75),
-                                  flip=True)  # fmt: skip
+    result = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf",
+                                  scales=(1.0, 0.75), flip=True)  # fmt: skip
     assert result["images"] == 8 and result["crf_s"] > 0
-    again = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", tmp / "crf")
+    again = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf")
     assert again["images"] == 0 and again["skipped"] == 8  # resume
     ours = evaluate_mask_dir(index, "val", tmp / "pred", uncertain="ignore")
     metric = IoUMetric(iou_metrics=["mIoU"])

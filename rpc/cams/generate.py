@@ -75,6 +75,7 @@ def make_rs_cams(
     dataset_dir: str | os.PathLike,
     split: str,
     out_dir: str | os.PathLike,
+    *,
     shard_index: int = 0,
     num_shards: int = 1,
     scales=DEFAULT_SCALES,

@@ -105,6 +105,7 @@ def make_pseudo_masks(
     split: str,
     cam_dirs,
     out_dir: str | os.PathLike,
+    *,
     workers: int = 1,
     shard_index: int = 0,
     num_shards: int = 1,

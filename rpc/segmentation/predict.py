@@ -84,6 +84,7 @@ def predict_segmentation(
     dataset_dir: str | os.PathLike,
     split: str,
     out_dir: str | os.PathLike,
+    *,
     crf_dir: str | os.PathLike | None = None,
     scales=(1.0,),
     flip: bool = False,
