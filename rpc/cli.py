@@ -17,6 +17,20 @@ WORK_HELP = ("work folder for the finished images until the whole output is done
              "run); without it they are written to the output folder directly")  # fmt: skip
 
 
+def _synth_parser(sub) -> None:
+    s = sub.add_parser("synth", help="generate the synthetic VOC-format dataset")
+    s.add_argument("--out", required=True, help="folder for the VOC-format dataset")
+    s.add_argument("--prepared", help="also write the prepared dataset description here")
+    s.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--n-train", type=int, default=320)
+    s.add_argument("--n-train-eval", type=int, default=160)
+    s.add_argument("--n-val", type=int, default=96)
+    s.add_argument("--max-objects", type=int, default=2)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_synth)
+
+
 def _synth(a):
     from rpc.data.synthetic import SyntheticSpec, generate_dataset
     from rpc.data.voc import prepare_voc
@@ -30,10 +44,35 @@ def _synth(a):
         prepare_voc(a.out, a.prepared, name="synthetic")
 
 
+def _prepare_voc_parser(sub) -> None:
+    s = sub.add_parser("prepare-voc", help="describe a VOCdevkit (or VOC-format) folder as a prepared dataset")
+    s.add_argument("--root", required=True, help="VOCdevkit/VOC2012 (or a folder containing it)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--splits", nargs="+", default=["train_aug", "train", "val"])
+    s.add_argument("--name", default="voc")
+    s.set_defaults(func=_prepare_voc)
+
+
 def _prepare_voc(a):
     from rpc.data.voc import prepare_voc
 
     prepare_voc(a.root, a.out, splits=tuple(a.splits), name=a.name)
+
+
+def _prepare_coco_parser(sub) -> None:
+    s = sub.add_parser("prepare-coco", help="COCO instances JSON -> semantic masks, labels, lists")
+    s.add_argument(
+        "--instances",
+        nargs="+",
+        required=True,
+        metavar="SPLIT=JSON",
+        help="e.g. train2014=annotations/instances_train2014.json",
+    )
+    s.add_argument("--images", nargs="+", required=True, help="image folders (train2014/, val2014/)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--work", help=WORK_HELP)
+    s.set_defaults(func=_prepare_coco)
 
 
 def _prepare_coco(a):
@@ -41,6 +80,18 @@ def _prepare_coco(a):
 
     instances = dict(item.split("=", 1) for item in a.instances)
     prepare_coco(instances, a.images, a.out, workers=a.workers, work_dir=a.work)
+
+
+def _eval_masks_parser(sub) -> None:
+    s = sub.add_parser("eval-masks", help="mIoU of a folder of label PNGs against the ground truth")
+    s.add_argument("--dataset", required=True, help="prepared dataset folder")
+    s.add_argument("--split", required=True)
+    s.add_argument("--pred", required=True, help="folder of <name>.png predictions")
+    s.add_argument("--uncertain", choices=["background", "ignore"], default="background")
+    s.add_argument("--json", required=True)
+    s.add_argument("--md")
+    s.add_argument("--title")
+    s.set_defaults(func=_eval_masks)
 
 
 def _eval_masks(a):
@@ -51,6 +102,17 @@ def _eval_masks(a):
     result = evaluate_mask_dir(index, a.split, a.pred, uncertain=a.uncertain)
     write_report(result, a.json, a.md, title=a.title or f"{a.pred} ({a.split})")
     print(f"mIoU {100 * result['miou']:.2f} on {result['images']} images ({a.split}, 255 as {a.uncertain})")
+
+
+def _train_parser(sub) -> None:
+    s = sub.add_parser("train", help="train the RPC classifier (resumes from --work)")
+    s.add_argument("--dataset", required=True, help="prepared dataset folder")
+    s.add_argument("--work", required=True, help="work folder for checkpoints and metrics (resume point)")
+    s.add_argument("--out", required=True, help="final model file")
+    s.add_argument("--preset", default="rpc", choices=["cam", "sipe", "rpc"])
+    s.add_argument("--config", help="YAML with model: and train: sections")
+    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.depth=18")
+    s.set_defaults(func=_train)
 
 
 def _train(a):
@@ -67,214 +129,7 @@ def _train(a):
                          f"{a.out} is not written yet: rerun to continue from {a.work}")  # fmt: skip
 
 
-def _cams(a):
-    import json
-
-    from rpc.cams.generate import make_rs_cams
-
-    result = make_rs_cams(
-        a.model, a.dataset, a.split, a.out, shard_index=a.shard, num_shards=a.num_shards, scales=tuple(a.scales),
-        save_stages=a.save_stages, device=a.device, num_workers=a.workers, amp=a.amp, batch_size=a.batch_size,
-        work_dir=a.work,
-    )  # fmt: skip
-    print(json.dumps(result))
-
-
-def _eval_cams(a):
-    from rpc.evaluation.local_maps import evaluate_cams, markdown
-    from rpc.utils.io import write_json_atomic, write_text_atomic
-
-    result = evaluate_cams(a.dataset, a.split, a.cams)
-    write_json_atomic(a.json, result)
-    if a.md:
-        write_text_atomic(a.md, markdown(result, a.title or f"Local.Maps ({a.split})"))
-    print(
-        f"Local.Maps mIoU {100 * result['sipe']['miou']:.2f} (own background), "
-        f"{100 * result['irn']['best_miou']:.2f} (IRN t={result['irn']['best_threshold']:.2f})"
-    )
-
-
-def _crf(a):
-    import json
-
-    from rpc.crf.pseudo import make_pseudo_masks
-    from rpc.models.dense_crf import PSEUDO_MASK_CRF, parse_params
-
-    result = make_pseudo_masks(
-        a.dataset, a.split, a.cams, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
-        params=parse_params(a.param or [], PSEUDO_MASK_CRF), allow_extra_maps=a.allow_extra_maps, work_dir=a.work,
-    )  # fmt: skip
-    print(json.dumps(result))
-
-
-def _figures(a):
-    from rpc.data.index import DatasetIndex
-    from rpc.evaluation.figures import make_figures
-
-    names = a.names or DatasetIndex.load(a.dataset).names(a.split)[: a.count]
-    masks = dict(item.split("=", 1) for item in a.masks or [])
-    paths = make_figures(a.dataset, names, a.out, a.cams, masks, ground_truth=not a.no_ground_truth)
-    print(f"{len(paths)} figures in {a.out}")
-
-
-def _seg_train(a):
-    import json
-
-    from rpc.segmentation.train import train_segmentation
-
-    mask_dir = None if a.masks == "ground-truth" else a.masks
-    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher,
-                                a.backbone_weights)
-    print(json.dumps(result))
-
-
-def _seg_predict(a):
-    import json
-
-    from rpc.models.dense_crf import SEGMENTATION_CRF, parse_params
-    from rpc.segmentation.predict import predict_segmentation
-
-    result = predict_segmentation(
-        a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scales=tuple(a.scales), flip=a.flip,
-        device=a.device, shard_index=a.shard, num_shards=a.num_shards,
-        crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
-    )  # fmt: skip
-    print(json.dumps(result))
-
-
-def _clean_work(a):
-    from rpc.utils.workdir import clean_finished
-
-    removed = clean_finished(a.work, dry_run=a.dry_run)
-    for folder, size in removed:
-        print(f"{'would remove' if a.dry_run else 'removed'} {folder} ({size / 2**20:.1f} MiB)")
-    print(f"{len(removed)} finished work folder(s), {sum(s for _, s in removed) / 2**20:.1f} MiB; unfinished kept")
-
-
-def _ablation_tables(a):
-    from rpc.evaluation.ablations import write_ablation_tables
-
-    for t in write_ablation_tables(a.spec, a.results, a.md, a.json):
-        print(f"{t['title']}: best ours {t['ours_best']!r}, paper {t['paper_best']!r}")
-
-
-def _export_backbone(a):
-    import torch
-
-    from rpc.models.backbone import torchvision_state_dict
-    from rpc.models.checkpoint import load_model
-    from rpc.utils.io import atomic_path
-
-    model, _, _ = load_model(a.model)
-    with atomic_path(a.out) as tmp:
-        torch.save(torchvision_state_dict(model.stages[a.stage].backbone), tmp)
-    print(f"stage {a.stage} backbone of {a.model} -> {a.out}")
-
-
-def _pretrain(a):
-    import json
-
-    from rpc.engine.config import build_dataclass, parse_key_values
-    from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
-
-    cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
-    result = pretrain_backbone(a.out, a.work, cfg, a.report)
-    print(json.dumps({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")}))
-
-
-def _eval_parts(a):
-    from rpc.evaluation.parts import evaluate_parts
-    from rpc.utils.io import write_json_atomic
-
-    result = evaluate_parts(a.dataset, a.split, a.cams, a.masks)
-    write_json_atomic(a.json, result)
-    for kind in ("maps", "pseudo_masks"):
-        if result[kind]:
-            r = result[kind]
-            print(f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
-                  f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}")
-
-
-def _merge_dirs(a):
-    from rpc.utils.io import merge_dirs
-
-    n = merge_dirs(a.inputs, a.out)
-    print(f"{n} files in {a.out}")
-
-
-def _summary(a):
-    from rpc.evaluation.summary import write_run_summary, write_summary
-
-    if a.runs:
-        for run in a.runs:
-            write_run_summary(run, a.results, a.dataset_kind, a.md, a.json)
-        return
-    if not a.experiments:
-        raise DataError("summary needs --experiments (or --runs for one run's summary)")
-    seeds = {}
-    for item in a.experiments:  # NAME (the --seeds) or NAME=SEED,SEED,...
-        name, sep, own = item.partition("=")
-        seeds[name] = [int(x) for x in own.split(",")] if sep else list(a.seeds or [])
-        if not seeds[name]:
-            raise DataError(f"summary: no seeds for experiment {name!r} (give --seeds or {name}=15,16)")
-    write_summary(seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rpc", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("synth", help="generate the synthetic VOC-format dataset")
-    s.add_argument("--out", required=True, help="folder for the VOC-format dataset")
-    s.add_argument("--prepared", help="also write the prepared dataset description here")
-    s.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
-    s.add_argument("--size", type=int, default=128)
-    s.add_argument("--n-train", type=int, default=320)
-    s.add_argument("--n-train-eval", type=int, default=160)
-    s.add_argument("--n-val", type=int, default=96)
-    s.add_argument("--max-objects", type=int, default=2)
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=_synth)
-
-    s = sub.add_parser("prepare-voc", help="describe a VOCdevkit (or VOC-format) folder as a prepared dataset")
-    s.add_argument("--root", required=True, help="VOCdevkit/VOC2012 (or a folder containing it)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--splits", nargs="+", default=["train_aug", "train", "val"])
-    s.add_argument("--name", default="voc")
-    s.set_defaults(func=_prepare_voc)
-
-    s = sub.add_parser("prepare-coco", help="COCO instances JSON -> semantic masks, labels, lists")
-    s.add_argument(
-        "--instances",
-        nargs="+",
-        required=True,
-        metavar="SPLIT=JSON",
-        help="e.g. train2014=annotations/instances_train2014.json",
-    )
-    s.add_argument("--images", nargs="+", required=True, help="image folders (train2014/, val2014/)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--workers", type=int, default=1)
-    s.add_argument("--work", help=WORK_HELP)
-    s.set_defaults(func=_prepare_coco)
-
-    s = sub.add_parser("eval-masks", help="mIoU of a folder of label PNGs against the ground truth")
-    s.add_argument("--dataset", required=True, help="prepared dataset folder")
-    s.add_argument("--split", required=True)
-    s.add_argument("--pred", required=True, help="folder of <name>.png predictions")
-    s.add_argument("--uncertain", choices=["background", "ignore"], default="background")
-    s.add_argument("--json", required=True)
-    s.add_argument("--md")
-    s.add_argument("--title")
-    s.set_defaults(func=_eval_masks)
-    s = sub.add_parser("train", help="train the RPC classifier (resumes from --work)")
-    s.add_argument("--dataset", required=True, help="prepared dataset folder")
-    s.add_argument("--work", required=True, help="work folder for checkpoints and metrics (resume point)")
-    s.add_argument("--out", required=True, help="final model file")
-    s.add_argument("--preset", default="rpc", choices=["cam", "sipe", "rpc"])
-    s.add_argument("--config", help="YAML with model: and train: sections")
-    s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.depth=18")
-    s.set_defaults(func=_train)
-
+def _cams_parser(sub) -> None:
     s = sub.add_parser("cams", help="multi-scale + flip RS-CAMs for a split (one shard of it)")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
@@ -296,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_cams)
 
+
+def _cams(a):
+    import json
+
+    from rpc.cams.generate import make_rs_cams
+
+    result = make_rs_cams(
+        a.model, a.dataset, a.split, a.out, shard_index=a.shard, num_shards=a.num_shards, scales=tuple(a.scales),
+        save_stages=a.save_stages, device=a.device, num_workers=a.workers, amp=a.amp, batch_size=a.batch_size,
+        work_dir=a.work,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+def _eval_cams_parser(sub) -> None:
     s = sub.add_parser("eval-cams", help="Local.Maps mIoU (own background and IRN threshold sweep)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--split", required=True)
@@ -304,7 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md")
     s.add_argument("--title")
     s.set_defaults(func=_eval_cams)
-    s = sub.add_parser("crf", help="pseudo masks: two-pass confident dense-CRF labelling of the maps")
+
+
+def _eval_cams(a):
+    from rpc.evaluation.local_maps import evaluate_cams, markdown
+    from rpc.utils.io import write_json_atomic, write_text_atomic
+
+    result = evaluate_cams(a.dataset, a.split, a.cams)
+    write_json_atomic(a.json, result)
+    if a.md:
+        write_text_atomic(a.md, markdown(result, a.title or f"Local.Maps ({a.split})"))
+    print(
+        f"Local.Maps mIoU {100 * result['sipe']['miou']:.2f} (own background), "
+        f"{100 * result['irn']['best_miou']:.2f} (IRN t={result['irn']['best_threshold']:.2f})"
+    )
+
+
+def _pseudo_masks_parser(sub) -> None:
+    s = sub.add_parser("pseudo-masks", help="pseudo masks: two-pass confident dense-CRF labelling of the maps")
     s.add_argument("--dataset", required=True)
     s.add_argument("--split", required=True)
     s.add_argument("--cams", required=True, nargs="+", help="map folder(s), e.g. the shards of one run")
@@ -315,8 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=50")
     s.add_argument("--allow-extra-maps", action="store_true", help="maps may cover more images than the split")
     s.add_argument("--work", help=WORK_HELP)
-    s.set_defaults(func=_crf)
+    s.set_defaults(func=_pseudo_masks)
 
+
+def _pseudo_masks(a):
+    import json
+
+    from rpc.crf.pseudo import make_pseudo_masks
+    from rpc.models.dense_crf import PSEUDO_MASK_CRF, parse_params
+
+    result = make_pseudo_masks(
+        a.dataset, a.split, a.cams, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
+        params=parse_params(a.param or [], PSEUDO_MASK_CRF), allow_extra_maps=a.allow_extra_maps, work_dir=a.work,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+def _figures_parser(sub) -> None:
     s = sub.add_parser("figures", help="one PNG row per image: image, stage maps, RS-CAM, masks, ground truth")
     s.add_argument("--dataset", required=True)
     s.add_argument("--split", default="train")
@@ -328,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_figures)
 
+
+def _figures(a):
+    from rpc.data.index import DatasetIndex
+    from rpc.evaluation.figures import make_figures
+
+    names = a.names or DatasetIndex.load(a.dataset).names(a.split)[: a.count]
+    masks = dict(item.split("=", 1) for item in a.masks or [])
+    paths = make_figures(a.dataset, names, a.out, a.cams, masks, ground_truth=not a.no_ground_truth)
+    print(f"{len(paths)} figures in {a.out}")
+
+
+def _seg_train_parser(sub) -> None:
     s = sub.add_parser("seg-train", help="train DeepLabv2 (mmseg) on pseudo masks; resumes from --work")
     s.add_argument("--config", required=True, help="mmseg config, e.g. config/mmseg/deeplabv2_r101-d8_...py")
     s.add_argument("--dataset", required=True)
@@ -340,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backbone-weights", help="torchvision-format backbone state dict (e.g. the pretraining output)")
     s.set_defaults(func=_seg_train)
 
+
+def _seg_train(a):
+    import json
+
+    from rpc.segmentation.train import train_segmentation
+
+    mask_dir = None if a.masks == "ground-truth" else a.masks
+    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher,
+                                a.backbone_weights)
+    print(json.dumps(result))
+
+
+def _seg_predict_parser(sub) -> None:
     s = sub.add_parser("seg-predict", help="DeepLabv2 predictions for a split (optionally + CRF)")
     s.add_argument("--model", required=True)
     s.add_argument("--dataset", required=True)
@@ -355,11 +282,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_seg_predict)
 
+
+def _seg_predict(a):
+    import json
+
+    from rpc.models.dense_crf import SEGMENTATION_CRF, parse_params
+    from rpc.segmentation.predict import predict_segmentation
+
+    result = predict_segmentation(
+        a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scales=tuple(a.scales), flip=a.flip,
+        device=a.device, shard_index=a.shard, num_shards=a.num_shards,
+        crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
+    )  # fmt: skip
+    print(json.dumps(result))
+
+
+def _clean_work_parser(sub) -> None:
     s = sub.add_parser("clean-work", help="remove the work folders of finished trainings (unfinished ones kept)")
     s.add_argument("--work", default="work")
     s.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     s.set_defaults(func=_clean_work)
 
+
+def _clean_work(a):
+    from rpc.utils.workdir import clean_finished
+
+    removed = clean_finished(a.work, dry_run=a.dry_run)
+    for folder, size in removed:
+        print(f"{'would remove' if a.dry_run else 'removed'} {folder} ({size / 2**20:.1f} MiB)")
+    print(f"{len(removed)} finished work folder(s), {sum(s for _, s in removed) / 2**20:.1f} MiB; unfinished kept")
+
+
+def _ablation_tables_parser(sub) -> None:
     s = sub.add_parser("ablation-tables", help="the paper's ablation tables from the cells' local_maps.json")
     s.add_argument("--spec", default="config/ablations.yaml")
     s.add_argument("--results", default="results")
@@ -367,12 +321,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", required=True)
     s.set_defaults(func=_ablation_tables)
 
+
+def _ablation_tables(a):
+    from rpc.evaluation.ablations import write_ablation_tables
+
+    for t in write_ablation_tables(a.spec, a.results, a.md, a.json):
+        print(f"{t['title']}: best ours {t['ours_best']!r}, paper {t['paper_best']!r}")
+
+
+def _export_backbone_parser(sub) -> None:
     s = sub.add_parser("export-backbone", help="a trained classifier's backbone as a torchvision state dict")
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True, help=".pth file usable as model.weights")
     s.add_argument("--stage", type=int, default=0)
     s.set_defaults(func=_export_backbone)
 
+
+def _export_backbone(a):
+    import torch
+
+    from rpc.models.backbone import torchvision_state_dict
+    from rpc.models.checkpoint import load_model
+    from rpc.utils.io import atomic_path
+
+    model, _, _ = load_model(a.model)
+    with atomic_path(a.out) as tmp:
+        torch.save(torchvision_state_dict(model.stages[a.stage].backbone), tmp)
+    print(f"stage {a.stage} backbone of {a.model} -> {a.out}")
+
+
+def _pretrain_parser(sub) -> None:
     s = sub.add_parser("pretrain", help="pretrain a ResNet on the synthetic corpus (offline stand-in for ImageNet)")
     s.add_argument("--out", required=True, help="torchvision state dict (.pth), usable as model.weights")
     s.add_argument("--work", required=True, help="work folder (per-epoch resume point)")
@@ -380,6 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="PretrainConfig fields, e.g. epochs=8")
     s.set_defaults(func=_pretrain)
 
+
+def _pretrain(a):
+    import json
+
+    from rpc.engine.config import build_dataclass, parse_key_values
+    from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
+
+    cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
+    result = pretrain_backbone(a.out, a.work, cfg, a.report)
+    print(json.dumps({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")}))
+
+
+def _eval_parts_parser(sub) -> None:
     s = sub.add_parser("eval-parts", help="part-level recall of maps / pseudo masks (synthetic benchmark)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--split", required=True)
@@ -388,11 +379,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", required=True)
     s.set_defaults(func=_eval_parts)
 
+
+def _eval_parts(a):
+    from rpc.evaluation.parts import evaluate_parts
+    from rpc.utils.io import write_json_atomic
+
+    result = evaluate_parts(a.dataset, a.split, a.cams, a.masks)
+    write_json_atomic(a.json, result)
+    for kind in ("maps", "pseudo_masks"):
+        if result[kind]:
+            r = result[kind]
+            print(f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
+                  f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}")
+
+
+def _merge_dirs_parser(sub) -> None:
     s = sub.add_parser("merge-dirs", help="gather shard folders into one (hard links; copies across devices)")
     s.add_argument("--inputs", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_merge_dirs)
 
+
+def _merge_dirs(a):
+    from rpc.utils.io import merge_dirs
+
+    n = merge_dirs(a.inputs, a.out)
+    print(f"{n} files in {a.out}")
+
+
+def _summary_parser(sub) -> None:
     s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
     s.add_argument("--experiments", nargs="+", help="NAME or NAME=SEED,SEED; runs are <experiment>-s<seed>")
     s.add_argument("--seeds", nargs="+", type=int, help="seeds of the experiments named without their own")
@@ -405,6 +420,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
     s.set_defaults(func=_summary)
+
+
+def _summary(a):
+    from rpc.evaluation.summary import write_run_summary, write_summary
+
+    if a.runs:
+        for run in a.runs:
+            write_run_summary(run, a.results, a.dataset_kind, a.md, a.json)
+        return
+    if not a.experiments:
+        raise DataError("summary needs --experiments (or --runs for one run's summary)")
+    seeds = {}
+    for item in a.experiments:  # NAME (the --seeds) or NAME=SEED,SEED,...
+        name, sep, own = item.partition("=")
+        seeds[name] = [int(x) for x in own.split(",")] if sep else list(a.seeds or [])
+        if not seeds[name]:
+            raise DataError(f"summary: no seeds for experiment {name!r} (give --seeds or {name}=15,16)")
+    write_summary(seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
+
+
+#: One sub-command per stage, in the order `--help` lists them; each parser sits next to its handler above.
+PARSERS = [
+    _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
+    _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
+    _clean_work_parser,
+    _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
+    _summary_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rpc", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
     return p
 
 

@@ -40,11 +40,13 @@ def test_schema_lists_exactly_the_model_and_train_fields():
 
 
 def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
-    work = _workdir(tmp_path, crf40={"crf": {"bilateral_sxy": 40}})
+    work = _workdir(tmp_path, crf40={"crf": {"bilateral_sxy": 40}, "segmentation": {"crf": {"bilateral_sxy": 67}}})
     proc = _dry_run(work, "--configfile", "crf40.yaml")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    crf = _commands(proc.stdout, "crf")
+    crf = _commands(proc.stdout, "pseudo-masks")
     assert crf and all("bilateral_sxy=40" in c for c in crf)
+    predict = _commands(proc.stdout, "seg-predict")  # the segmentation CRF is configurable the same way
+    assert predict and all(c[c.index("--crf-param") + 1] == "bilateral_sxy=67" for c in predict)
     assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
 
 

@@ -65,7 +65,7 @@ def test_a_dead_crf_worker_ends_the_job_with_the_images_named(tiny_synthetic, tm
         keys = label_keys(index.label(name))
         h, w = index.read_image(name).shape[:2]
         save_cams(tmp_path / "maps" / f"{name}.npz", keys, rng.random((len(keys), h, w)))
-    cmd = [sys.executable, "-m", "rpc", "crf", "--dataset", str(index.root), "--split", "val", "--cams",
+    cmd = [sys.executable, "-m", "rpc", "pseudo-masks", "--dataset", str(index.root), "--split", "val", "--cams",
            str(tmp_path / "maps"), "--out", str(tmp_path / "out"), "--workers", "2", "--work", str(tmp_path / "w")]
     # each worker writes one mask, then is killed before its second: the job must end, not wait
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,

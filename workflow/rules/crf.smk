@@ -21,7 +21,7 @@ rule pseudo_masks_shard:
         mem_mb=4000,
         runtime=240,
     shell:
-        "python -m rpc crf --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
+        "python -m rpc pseudo-masks --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
         " --shard {wildcards.shard} --num-shards {params.shards:q} --workers {threads} --param {params.crf} --work {params.work:q} > {log:q} 2>&1"
 
 

@@ -45,6 +45,7 @@ rule predict_segmentation:
         split=SPLITS["val"],
         scales=" ".join(str(s) for s in config["segmentation"]["scales"]),
         flip="--flip" if config["segmentation"]["flip"] else "",
+        crf=key_values(config["segmentation"]["crf"]),
         work="work/{experiment}/predict",  # finished predictions survive a killed job
     conda:
         "../../envs/rpc.yaml"
@@ -60,5 +61,4 @@ rule predict_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
-        " --work {params.work:q}"
-        " > {log:q} 2>&1"
+        " --work {params.work:q} --crf-param {params.crf} > {log:q} 2>&1"
