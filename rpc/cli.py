@@ -61,14 +61,9 @@ def _prepare_voc(a):
 
 def _prepare_coco_parser(sub) -> None:
     s = sub.add_parser("prepare-coco", help="COCO instances JSON -> semantic masks, labels, lists")
-    s.add_argument(
-        "--instances",
-        nargs="+",
-        required=True,
-        metavar="SPLIT=JSON",
-        help="e.g. train2014=annotations/instances_train2014.json",
-    )
-    s.add_argument("--images", nargs="+", required=True, help="image folders (train2014/, val2014/)")
+    s.add_argument("--root", help="a COCO 2014 folder (annotations/, train2014/, val2014/); or give both of:")
+    s.add_argument("--instances", nargs="+", metavar="SPLIT=JSON", help="e.g. train2014=annotations/instances.json")
+    s.add_argument("--images", nargs="+", help="image folders (train2014/, val2014/)")
     s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--work", help=WORK_HELP)
@@ -77,9 +72,15 @@ def _prepare_coco_parser(sub) -> None:
 
 def _prepare_coco(a):
     from rpc.data.coco import prepare_coco
+    from rpc.data.roots import coco_files
 
-    instances = dict(item.split("=", 1) for item in a.instances)
-    prepare_coco(instances, a.images, a.out, workers=a.workers, work_dir=a.work)
+    if a.root:
+        instances, images = coco_files(a.root)
+    elif a.instances and a.images:
+        instances, images = dict(item.split("=", 1) for item in a.instances), a.images
+    else:
+        raise DataError("prepare-coco needs --root, or both --instances and --images")
+    prepare_coco(instances, images, a.out, workers=a.workers, work_dir=a.work)
 
 
 def _eval_masks_parser(sub) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from rpc.data.index import DatasetIndex, read_classes, write_prepared
 from rpc.data.palette import IGNORE_INDEX, read_mask
+from rpc.data.roots import find_voc_root
 from rpc.utils.io import DataError, read_list
 
 VOC_CLASSES = (
@@ -64,17 +65,6 @@ def _read_shipped_labels(classes) -> dict[str, list[int]]:
         name, _, names = line.partition("\t")
         labels[name] = sorted(lookup[n] for n in names.split())
     return labels
-
-
-def find_voc_root(root: str | os.PathLike) -> Path:
-    """Accept ``VOCdevkit/VOC2012``, ``VOCdevkit`` or a folder holding ``VOC2012``."""
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: dataset root does not exist")
-    for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
-        if (cand / "JPEGImages").is_dir():
-            return cand
-    raise DataError(f"{root}: not a VOC folder (no JPEGImages/ in it, nor in VOC2012/ or VOCdevkit/VOC2012/)")
 
 
 def prepare_voc(

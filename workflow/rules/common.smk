@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from rpc.data.roots import check_root
+
 PRETRAINED = "results/pretrain/backbone.pth"
 
 
@@ -70,23 +72,9 @@ wildcard_constraints:
 
 
 def dataset_root():
-    """The configured dataset root, checked for the expected layout (a clear error instead of a late failure)."""
-    root = config["dataset"].get("root")
-    if KIND == "synthetic":
-        return None
-    if not root or str(root).lower() in ("null", "none"):  # `--config` passes null as text
-        raise ValueError(f"dataset.root is required for dataset.kind={KIND} (set it in the config or with --config)")
-    path = Path(root)
-    if KIND == "voc":
-        candidates = [path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"]
-        if not any((c / "JPEGImages").is_dir() for c in candidates):
-            raise ValueError(f"dataset.root={root}: no JPEGImages/ found; expected VOCdevkit/VOC2012 (or a parent)")
-    else:
-        needed = ["annotations/instances_train2014.json", "annotations/instances_val2014.json", "train2014", "val2014"]
-        missing = [n for n in needed if not (path / n).exists()]
-        if missing:
-            raise ValueError(f"dataset.root={root}: not a COCO 2014 folder, missing {', '.join(missing)}")
-    return str(path)
+    """The configured dataset root, checked for the expected layout by rpc.data.roots (a clear error instead of a
+    late failure); None for the synthetic data."""
+    return check_root(KIND, config["dataset"].get("root"))
 
 
 def experiment_settings(experiment):

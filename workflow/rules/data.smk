@@ -46,8 +46,7 @@ else:
         output:
             directory(DATASET),
         params:
-            instances=[f"{split}={dataset_root()}/annotations/instances_{split}.json" for split in ("train2014", "val2014")],
-            images=[f"{dataset_root()}/{split}" for split in ("train2014", "val2014")],
+            root=dataset_root(),
             work="work/data/prepare",  # finished masks survive a killed job
         conda:
             "../../envs/rpc.yaml"
@@ -58,5 +57,5 @@ else:
             mem_mb=16000,
             runtime=240,
         shell:
-            "python -m rpc prepare-coco --instances {params.instances:q} --images {params.images:q} --out {output:q}"
+            "python -m rpc prepare-coco --root {params.root:q} --out {output:q}"
             " --workers {threads} --work {params.work:q} > {log:q} 2>&1"
