@@ -30,6 +30,9 @@ if not _given or "dataset" not in (yaml.safe_load(_given[0].read_text()) or {}):
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
