@@ -130,7 +130,8 @@ def test_deeplab_trains_on_two_processes(tiny_synthetic, tmp_path):
     assert results == [{"iterations": 2, "resumed": False, "images": 24}] * 2  # one line per rank
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
     assert "decode_head.aspp.0.weight" in ckpt["state_dict"] and (tmp_path / "w" / "COMPLETE").is_file()
-    assert "backend='gloo'" in ckpt["config"] or 'backend="gloo"' in ckpt["config"]
+    stored = json.loads(ckpt["config"])  # the resolved config, as JSON data
+    assert stored["env_cfg"]["dist_cfg"]["backend"] == "gloo" and stored["model_wrapper_cfg"]["device_ids"] is None
     # as if killed after iteration 1's checkpoint: rank 0 picks the resume point, both ranks resume from it
     work = tmp_path / "w"
     for name in ("COMPLETE", "iter_2.pth"):

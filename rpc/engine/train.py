@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
-from rpc.utils.device import use_bf16
-from rpc.utils.distributed import on_rank0
+from rpc.utils.device import pick_device, use_bf16
+from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 
@@ -72,12 +73,6 @@ NOT_RESULT_FIELDS = ("num_workers", "log_interval", "checkpoint_interval", "max_
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def _dist():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return world, rank
 
 
 def classifier_settings(dataset_dir, index: DatasetIndex, model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
@@ -155,14 +150,6 @@ def use_global_batch_norm(model: torch.nn.Module) -> int:
     return changed
 
 
-def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(cfg.device)
-
-
 def finite_on_all_ranks(loss: torch.Tensor, world: int) -> bool:
     """Whether ``loss`` is finite on every process. Under DDP all ranks must agree before one of them stops:
     a rank that raised alone would leave the others waiting in the next gradient all-reduce until the
@@ -193,6 +180,110 @@ def epoch_batches(n: int, batch: int, seed: int, epoch: int) -> list[list[int]]:
     return [order[i : i + batch].tolist() for i in range(0, n - batch + 1, batch)]
 
 
+def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """``(world, rank, device)``: the process group under torchrun (nccl on GPUs, gloo on CPUs), this rank's
+    device, and the check that every process gets the same share of the global batch."""
+    world, rank, local_rank = dist_info()
+    device = pick_device(cfg.device, local_rank)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    return world, rank, device
+
+
+def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, world: int):
+    """``(model, bf16 autocast?, channels-last?)`` on ``device``, seeded by ``train.seed``."""
+    torch.manual_seed(cfg.seed)
+    model = RPCModel(model_cfg).to(device)
+    amp = use_bf16(cfg.amp, device)
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world > 1:
+        use_global_batch_norm(model)  # BatchNorm statistics over the global batch, as in one process
+    return model, amp, channels_last
+
+
+def build_optimizer(model: RPCModel, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with the backbone at ``lr`` and the new layers at ``lr * new_layer_lr_mult`` (``base_lr`` per group,
+    decayed by :func:`poly_lr`)."""
+    backbone, new = model.param_groups()
+    return torch.optim.SGD(
+        [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
+         {"params": new, "lr": cfg.lr * cfg.new_layer_lr_mult, "base_lr": cfg.lr * cfg.new_layer_lr_mult}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+    )  # fmt: skip
+
+
+def resume(last: Path, model: RPCModel, opt: torch.optim.Optimizer, cfg: TrainConfig, device) -> int:
+    """Load ``last.pt`` if there is one (the work folder's settings already match); returns the step to go on."""
+    if not last.is_file():
+        return 0
+    ckpt = load_checkpoint(last, map_location=device)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr * cfg.new_layer_lr_mult), strict=True):
+        g["base_lr"] = base  # the configured lr wins over the one stored in the checkpoint
+    return int(ckpt["step"])
+
+
+def train_step(ddp_model, model: RPCModel, opt, batch: dict, step: int, total: int, cfg: TrainConfig, run) -> dict:
+    """One SGD step on this rank's share of a global batch; returns the losses. Every rank stops together on a
+    non-finite loss (:class:`TrainingDiverged`). ``run``: device, world, rank, amp, channels_last, last."""
+    for g in opt.param_groups:
+        g["lr"] = poly_lr(g["base_lr"], step, total, cfg.poly_power)
+    x = batch["image"].to(run.device, non_blocking=True)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = batch["label"].to(run.device)
+    ctx = torch.autocast(run.device.type, dtype=torch.bfloat16) if run.amp else contextlib.nullcontext()
+    with ctx:
+        outputs = ddp_model(x, y, batch["valid"].to(run.device))
+    losses = model.losses(outputs, y)
+    if not finite_on_all_ranks(losses["total"].detach(), run.world):
+        raise TrainingDiverged(
+            f"non-finite loss at step {step} on at least one of {run.world} process(es) (this one, rank "
+            f"{run.rank}: { {k: v.item() for k, v in losses.items()} }); "
+            f"the last good checkpoint is kept in {run.last}; lower train.lr or check the data"
+        )
+    opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    opt.step()
+    return losses
+
+
+class MetricsLog:
+    """Rank 0's ``metrics.jsonl`` and progress bar: every ``log_interval`` steps the global batch's losses."""
+
+    def __init__(self, work: Path, rank: int, start: int, stop_at: int):
+        self.rank, self.t0, self.seen, self.last = rank, time.perf_counter(), 0, {}
+        self.file = (work / "metrics.jsonl").open("a") if rank == 0 else None
+        self.bar = tqdm(total=stop_at, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
+
+    def step(self, step: int, epoch: int, images: int, losses: dict, lr: float, due: bool, world: int) -> None:
+        self.seen += images
+        self.bar.update(1)
+        if not due:
+            return
+        logged = global_mean(losses, world)  # a collective: every rank takes part
+        if self.rank == 0:
+            rate = self.seen / (time.perf_counter() - self.t0)
+            self.last = {"step": step, "epoch": epoch, **{k: round(v, 5) for k, v in logged.items()},
+                         "images_per_s": round(rate, 2), "lr": lr}  # fmt: skip
+            self.file.write(json.dumps(self.last) + "\n")
+            self.file.flush()
+            self.bar.write(" ".join(f"{k}={v}" for k, v in self.last.items()))
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file:
+            self.file.close()
+
+
 def train_classifier(
     dataset_dir: str | os.PathLike,
     work_dir: str | os.PathLike,
@@ -201,72 +292,38 @@ def train_classifier(
     cfg: TrainConfig,
 ) -> dict:
     """Train; returns a summary dict (steps, images/s, final losses). Resumes from ``work_dir/last.pt``."""
-    world, rank = _dist()
-    device = _device(cfg)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if cfg.batch_size % world:
-        raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
-
+    world, rank, device = _setup(cfg)
     index = DatasetIndex.load(dataset_dir)
     if model_cfg.num_classes != index.num_classes - 1:
         model_cfg = dataclasses.replace(model_cfg, num_classes=index.num_classes - 1)
     settings = classifier_settings(dataset_dir, index, model_cfg, cfg)
     # rank 0 alone prepares the folder (it may empty it); the others wait, then read last.pt
     work = Path(on_rank0(lambda: str(start_work_dir(work_dir, settings)), world, rank))
-    if rank == 0:
-        print(f"work folder {work} (settings {settings_hash(settings)})")
     data = ClassificationTrainSet(index, cfg.split, cfg.long_side, cfg.crop, cfg.seed)
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"split {cfg.split} has {len(data)} images, fewer than one batch of {cfg.batch_size}")
     total = steps_per_epoch * cfg.epochs
-
-    torch.manual_seed(cfg.seed)
     if rank == 0:
+        print(f"work folder {work} (settings {settings_hash(settings)})")
         print(f"model config: {json.dumps(config_to_dict(model_cfg))}")
-    model = RPCModel(model_cfg).to(device)
-    amp = use_bf16(cfg.amp, device)
-    use_cl = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
-    if use_cl:
-        model = model.to(memory_format=torch.channels_last)
-    if world > 1:
-        use_global_batch_norm(model)  # BatchNorm statistics over the global batch, as in one process
-    backbone, new = model.param_groups()
-    opt = torch.optim.SGD(
-        [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
-         {"params": new, "lr": cfg.lr * cfg.new_layer_lr_mult, "base_lr": cfg.lr * cfg.new_layer_lr_mult}],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-    )  # fmt: skip
-
-    step = 0
+    model, amp, channels_last = build_model(model_cfg, cfg, device, world)
+    opt = build_optimizer(model, cfg)
     last = work / "last.pt"
-    if last.is_file():
-        ckpt = load_checkpoint(last, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        for g, base in zip(opt.param_groups, (cfg.lr, cfg.lr * cfg.new_layer_lr_mult), strict=True):
-            g["base_lr"] = base  # the configured lr wins over the one stored in the checkpoint
-        step = int(ckpt["step"])
-        if rank == 0:
-            print(f"resumed from {last} at step {step}/{total}")
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    step = resume(last, model, opt, cfg, device)
+    if step and rank == 0:
+        print(f"resumed from {last} at step {step}/{total}")
+    ddp_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)  # fmt: skip
+    run = SimpleNamespace(device=device, world=world, rank=rank, amp=amp, channels_last=channels_last, last=last)
 
     def checkpoint():
         if rank == 0:
             save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step})
 
-    metrics_file = (work / "metrics.jsonl").open("a") if rank == 0 else None
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-    bar = tqdm(total=stop_at, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True)
+    log = MetricsLog(work, rank, step, stop_at)
     model.train()
-    seen, t0, summary = 0, time.perf_counter(), {}
     try:
         while step < stop_at:
             epoch, skip = divmod(step, steps_per_epoch)
@@ -277,39 +334,10 @@ def train_classifier(
             for batch in loader:
                 if step >= stop_at:
                     break
-                for g in opt.param_groups:
-                    g["lr"] = poly_lr(g["base_lr"], step, total, cfg.poly_power)
-                x = batch["image"].to(device, non_blocking=True)
-                if use_cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = batch["label"].to(device)
-                valid = batch["valid"].to(device)
-                ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-                with ctx:
-                    outputs = ddp_model(x, y, valid)
-                losses = model.losses(outputs, y)
-                if not finite_on_all_ranks(losses["total"].detach(), world):
-                    raise TrainingDiverged(
-                        f"non-finite loss at step {step} on at least one of {world} process(es) (this one, rank "
-                        f"{rank}: { {k: v.item() for k, v in losses.items()} }); "
-                        f"the last good checkpoint is kept in {last}; lower train.lr or check the data"
-                    )
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
+                losses = train_step(ddp_model, model, opt, batch, step, total, cfg, run)
                 step += 1
-                seen += x.shape[0] * world
-                bar.update(1)
-                if step % cfg.log_interval == 0 or step == stop_at:
-                    logged = global_mean(losses, world)  # the global batch's losses, as one process logs them
-                if rank == 0 and (step % cfg.log_interval == 0 or step == stop_at):
-                    rate = seen / (time.perf_counter() - t0)
-                    summary = {"step": step, "epoch": epoch, **{k: round(v, 5) for k, v in logged.items()},
-                               "images_per_s": round(rate, 2), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
-                    metrics_file.write(json.dumps(summary) + "\n")
-                    metrics_file.flush()
-                    bar.write(" ".join(f"{k}={v}" for k, v in summary.items()))
+                due = step % cfg.log_interval == 0 or step == stop_at
+                log.step(step, epoch, batch["image"].shape[0] * world, losses, opt.param_groups[0]["lr"], due, world)
                 if step % cfg.checkpoint_interval == 0:
                     checkpoint()
         checkpoint()
@@ -319,9 +347,8 @@ def train_classifier(
             save_model(out, model, config_to_dict(model_cfg), list(index.classes), meta)
             mark_complete(work, {"out": str(out), "steps": step})
     finally:
-        bar.close()
-        if metrics_file:
-            metrics_file.close()
-    elapsed = time.perf_counter() - t0
+        log.close()
+    elapsed = time.perf_counter() - log.t0
     # the last logged losses (``total`` is the total loss), then the run's own numbers
-    return {**summary, "step": step, "total_steps": total, "images_per_s": seen / elapsed if elapsed else math.nan}
+    return {**log.last, "step": step, "total_steps": total,
+            "images_per_s": log.seen / elapsed if elapsed else math.nan}  # fmt: skip

@@ -28,10 +28,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def save_model(path: str | os.PathLike, model, model_config: dict, classes: list[str], meta: dict) -> None:
-    """The final classifier: state dict + its configuration as JSON text (so a weights-only load suffices)."""
+    """A final model file (classifier or DeepLab): state dict + its configuration, classes and metadata as JSON
+    text, so a weights-only load suffices and reading it never runs code."""
+    try:
+        texts = {"config": json.dumps(model_config), "classes": json.dumps(classes), "meta": json.dumps(meta)}
+    except TypeError as exc:  # e.g. a class object instead of a registry name in an mmengine config
+        raise DataError(f"{path}: the model configuration holds a value that is not plain data ({exc})") from exc
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
-    save_checkpoint(path, {"state_dict": state, "config": json.dumps(model_config), "classes": json.dumps(classes),
-                           "meta": json.dumps(meta)})  # fmt: skip
+    save_checkpoint(path, {"state_dict": state, **texts})
 
 
 def load_model(path: str | os.PathLike, map_location="cpu"):

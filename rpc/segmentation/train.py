@@ -21,7 +21,6 @@ need GPUs).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 from pathlib import Path
@@ -37,9 +36,9 @@ import rpc.segmentation.dataset  # noqa: E402, F401  (registers PreparedSegDatas
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
-from rpc.models.checkpoint import save_checkpoint  # noqa: E402
+from rpc.models.checkpoint import save_model  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
-from rpc.utils.distributed import on_rank0  # noqa: E402
+from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
@@ -106,18 +105,10 @@ def keep_two_checkpoints(cfg: Config) -> None:
     """``default_hooks.checkpoint.max_keep_ckpts``: at least :data:`MIN_KEPT_CHECKPOINTS` (or unlimited)."""
     hook = (cfg.get("default_hooks") or {}).get("checkpoint")
     if hook is not None and 0 < hook.get("max_keep_ckpts", -1) < MIN_KEPT_CHECKPOINTS:
-        if int(os.environ.get("RANK", "0")) == 0:
+        if dist_info()[1] == 0:
             print(f"default_hooks.checkpoint.max_keep_ckpts {hook.max_keep_ckpts} -> {MIN_KEPT_CHECKPOINTS} (a "
                   f"kill while mmengine saves would otherwise leave no checkpoint to resume from)")  # fmt: skip
         hook.max_keep_ckpts = MIN_KEPT_CHECKPOINTS
-
-
-def config_json(cfg: Config) -> str:
-    """The resolved config as JSON: data a reader parses, never Python it executes (``load_segmenter``)."""
-    try:
-        return json.dumps(cfg.to_dict())
-    except TypeError as exc:  # e.g. a class object instead of a registry name
-        raise DataError(f"the DeepLab config holds a value that is not plain data ({exc}); use registry names") from exc
 
 
 def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_size: int) -> dict:
@@ -241,11 +232,8 @@ def train_segmentation(
     cfg.launcher = launcher
     runner = Runner.from_cfg(cfg)
     runner.train()
-    model = runner.model.module if hasattr(runner.model, "module") else runner.model
     if runner.rank == 0:
         meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir)}
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_checkpoint(out, {"state_dict": state, "config": config_json(cfg),
-                              "classes": json.dumps(list(index.classes)), "meta": json.dumps(meta)})  # fmt: skip
+        save_model(out, runner.model, cfg.to_dict(), list(index.classes), meta)  # the config as JSON data
         mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
     return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names)}

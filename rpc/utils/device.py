@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 
 
-def pick_device(setting: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+def pick_device(setting: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` -> this process's GPU (``local_rank`` under torchrun) when CUDA is present, else CPU; anything
+    else is passed to ``torch.device``."""
     if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     return torch.device(setting)
 
 

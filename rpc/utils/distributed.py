@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -23,3 +25,9 @@ def on_rank0(fn, world: int, rank: int):
     if box[1] is not None:
         raise RuntimeError(f"rank 0 failed while preparing the run: {box[1]}")
     return box[0]
+
+
+def dist_info() -> tuple[int, int, int]:
+    """``(world size, rank, local rank)`` of this process as torchrun sets them (``(1, 0, 0)`` alone)."""
+    env = os.environ
+    return int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0"))
