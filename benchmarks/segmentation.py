@@ -52,8 +52,8 @@ def main(argv=None):
         for n in a.iters:
             shutil.rmtree(work / "w", ignore_errors=True)
             t0 = time.perf_counter()
-            train_segmentation(a.config, index.root, split, None, work / "w", work / "m.pt",
-                               [*opts, f"train_cfg.max_iters={n}", f"param_scheduler.0.end={n}"])  # fmt: skip
+            train_segmentation(a.config, index.root, split, mask_dir=None, work_dir=work / "w", out=work / "m.pt",
+                               options=[*opts, f"train_cfg.max_iters={n}", f"param_scheduler.0.end={n}"])  # fmt: skip
             walls.append(time.perf_counter() - t0)
         s_per_iter = (walls[1] - walls[0]) / (a.iters[1] - a.iters[0])
         logged = logged_iteration_times(work / "w")

@@ -262,8 +262,17 @@ def _seg_train(a):
     from rpc.segmentation.train import train_segmentation
 
     mask_dir = None if a.masks == "ground-truth" else a.masks
-    result = train_segmentation(a.config, a.dataset, a.split, mask_dir, a.work, a.out, a.cfg_options, a.launcher,
-                                a.backbone_weights)
+    result = train_segmentation(
+        a.config,
+        a.dataset,
+        a.split,
+        mask_dir=mask_dir,
+        work_dir=a.work,
+        out=a.out,
+        options=a.cfg_options,
+        launcher=a.launcher,
+        backbone_weights=a.backbone_weights,
+    )
     print(json.dumps(result))
 
 
@@ -317,7 +326,8 @@ def _clean_work(a):
 def _ablation_tables_parser(sub) -> None:
     s = sub.add_parser("ablation-tables", help="the paper's ablation tables from the cells' local_maps.json")
     s.add_argument("--spec", default="config/ablations.yaml")
-    s.add_argument("--results", default="results")
+    s.add_argument("--results", default="results", help="folder holding the <run>/ result folders")
+    s.add_argument("--inputs", nargs="+", required=True, help="the <results>/<run>/local_maps.json files to read")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
     s.set_defaults(func=_ablation_tables)
@@ -325,8 +335,9 @@ def _ablation_tables_parser(sub) -> None:
 
 def _ablation_tables(a):
     from rpc.evaluation.ablations import write_ablation_tables
+    from rpc.evaluation.declared import DeclaredFiles
 
-    for t in write_ablation_tables(a.spec, a.results, a.md, a.json):
+    for t in write_ablation_tables(a.spec, DeclaredFiles(a.inputs, a.results), a.md, a.json):
         print(f"{t['title']}: best ours {t['ours_best']!r}, paper {t['paper_best']!r}")
 
 
@@ -390,8 +401,10 @@ def _eval_parts(a):
     for kind in ("maps", "pseudo_masks"):
         if result[kind]:
             r = result[kind]
-            print(f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
-                  f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}")
+            print(
+                f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
+                f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}"
+            )
 
 
 def _merge_dirs_parser(sub) -> None:
@@ -417,6 +430,12 @@ def _summary_parser(sub) -> None:
     s.add_argument("--dataset", help="prepared dataset (the paper's values are shown only for VOC / COCO themselves)")
     s.add_argument("--plot", help="PNG bar plot of the part-level scores")
     s.add_argument("--results", default="results", help="folder holding the <run>/ result folders")
+    s.add_argument(
+        "--inputs",
+        nargs="+",
+        required=True,
+        help="the score files to read (<results>/<run>/<file>; the rule's declared input)",
+    )
     s.add_argument("--dataset-kind", default="synthetic", help="voc | coco | synthetic (picks the paper's values)")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
@@ -424,11 +443,13 @@ def _summary_parser(sub) -> None:
 
 
 def _summary(a):
+    from rpc.evaluation.declared import DeclaredFiles
     from rpc.evaluation.summary import write_run_summary, write_summary
 
+    files = DeclaredFiles(a.inputs, a.results)
     if a.runs:
         for run in a.runs:
-            write_run_summary(run, a.results, a.dataset_kind, a.md, a.json)
+            write_run_summary(run, files, a.dataset_kind, a.md, a.json)
         return
     if not a.experiments:
         raise DataError("summary needs --experiments (or --runs for one run's summary)")
@@ -438,15 +459,28 @@ def _summary(a):
         seeds[name] = [int(x) for x in own.split(",")] if sep else list(a.seeds or [])
         if not seeds[name]:
             raise DataError(f"summary: no seeds for experiment {name!r} (give --seeds or {name}=15,16)")
-    write_summary(seeds, a.results, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
+    write_summary(seeds, files, a.dataset_kind, a.md, a.json, a.extra or [], a.dataset, a.plot)
 
 
 #: One sub-command per stage, in the order `--help` lists them; each parser sits next to its handler above.
 PARSERS = [
-    _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
-    _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
+    _synth_parser,
+    _prepare_voc_parser,
+    _prepare_coco_parser,
+    _eval_masks_parser,
+    _train_parser,
+    _cams_parser,
+    _eval_cams_parser,
+    _pseudo_masks_parser,
+    _figures_parser,
+    _seg_train_parser,
+    _seg_predict_parser,
     _clean_work_parser,
-    _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
+    _ablation_tables_parser,
+    _export_backbone_parser,
+    _pretrain_parser,
+    _eval_parts_parser,
+    _merge_dirs_parser,
     _summary_parser,
 ]
 

@@ -105,6 +105,7 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     import yaml
 
     from rpc.evaluation.ablations import write_ablation_tables
+    from rpc.evaluation.declared import DeclaredFiles
     from rpc.utils.io import DataError
 
     spec = {"seeds": [1, 2], "cells": {"a": {}, "b": {"seeds": [1]}},
@@ -115,7 +116,8 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
         (tmp_path / run).mkdir()
         res = {"sipe": {"miou": miou}, "irn": {"best_miou": miou + 0.1}}
         (tmp_path / run / "local_maps.json").write_text(json.dumps(res))
-    tables = write_ablation_tables(tmp_path / "spec.yaml", tmp_path, tmp_path / "t.md", tmp_path / "t.json")
+    files = DeclaredFiles(sorted(tmp_path.glob("*/local_maps.json")), tmp_path)
+    tables = write_ablation_tables(tmp_path / "spec.yaml", files, tmp_path / "t.md", tmp_path / "t.json")
     rows = tables[0]["rows"]
     assert rows[0]["runs"] == ["a-s1", "a-s2"] and rows[1]["runs"] == ["b-s1"]
     assert rows[0]["mean"] == pytest.approx(45.0) and rows[0]["std"] == pytest.approx(7.0711, abs=1e-3)
@@ -124,5 +126,8 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert "| A | 45.0 ± 7.1 | 40.0, 50.0 | 55.0 | nan | 50.0 |" in md and "(differs)" in md
     (tmp_path / "a-s2" / "local_maps.json").unlink()  # a missing run is an error, not a silent gap
-    with pytest.raises(DataError, match="a-s2"):
-        write_ablation_tables(tmp_path / "spec.yaml", tmp_path, tmp_path / "t.md", tmp_path / "t.json")
+    with pytest.raises(DataError, match="a-s2/local_maps.json: result file missing"):
+        write_ablation_tables(tmp_path / "spec.yaml", files, tmp_path / "t.md", tmp_path / "t.json")
+    files = DeclaredFiles([tmp_path / "a-s1" / "local_maps.json", tmp_path / "b-s1" / "local_maps.json"], tmp_path)
+    with pytest.raises(DataError, match="a-s2/local_maps.json: needed but not among the declared inputs"):
+        write_ablation_tables(tmp_path / "spec.yaml", files, tmp_path / "t.md", tmp_path / "t.json")

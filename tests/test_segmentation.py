@@ -114,9 +114,19 @@ def trained(tiny_synthetic, tmp_path_factory):
     _, _, index = tiny_synthetic
     tmp = tmp_path_factory.mktemp("seg")
     with _killed_after(2), pytest.raises(_Killed):
-        train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
+        train_segmentation(
+            CONFIG,
+            index.root,
+            "train_aug",
+            mask_dir=None,
+            work_dir=tmp / "work",
+            out=tmp / "model.pt",
+            options=_opts(4),
+        )
     assert (tmp / "work" / "iter_2.pth").is_file() and not (tmp / "model.pt").exists()
-    result = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "model.pt", _opts(4))
+    result = train_segmentation(
+        CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp / "work", out=tmp / "model.pt", options=_opts(4)
+    )
     return index, tmp, result
 
 
@@ -136,14 +146,26 @@ def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsy
     # a fresh run, not "resumed at 2/2" (nothing trained) or a mix of two schedules
     _, _, index = tiny_synthetic
     with _killed_after(2), pytest.raises(_Killed):
-        train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt", _opts(4))
+        train_segmentation(
+            CONFIG,
+            index.root,
+            "train_aug",
+            mask_dir=None,
+            work_dir=tmp_path / "w",
+            out=tmp_path / "m.pt",
+            options=_opts(4),
+        )
     capsys.readouterr()
     other = [*_opts(2), "optim_wrapper.optimizer.lr=0.01"]
-    again = train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt", other)
+    again = train_segmentation(
+        CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w", out=tmp_path / "m.pt", options=other
+    )
     out = capsys.readouterr().out
     assert "was started with other settings" in out and "starting afresh" in out
     assert again == {"iterations": 2, "resumed": False, "images": 24}
-    fresh = train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "f", tmp_path / "f.pt", other)
+    fresh = train_segmentation(
+        CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "f", out=tmp_path / "f.pt", options=other
+    )
     assert fresh == again
     a, b = _weights(tmp_path / "m.pt"), _weights(tmp_path / "f.pt")
     for key in a:
@@ -213,7 +235,7 @@ def hook_open(path, mode="r", *args, **kwargs):
 Runner.save_checkpoint = save_checkpoint
 checkpoint_hook.open = hook_open
 config, dataset, work, out, options = json.loads(sys.argv[2])
-train_segmentation(config, dataset, "train_aug", None, work, out, options)
+train_segmentation(config, dataset, "train_aug", mask_dir=None, work_dir=work, out=out, options=options)
 """
 
 
@@ -235,7 +257,9 @@ def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path,
         assert (work / "last_checkpoint").read_text().endswith("iter_2.pth")
     else:
         assert (work / "last_checkpoint").read_text() == ""
-    result = train_segmentation(CONFIG, index.root, "train_aug", None, work, tmp_path / "m.pt", options)
+    result = train_segmentation(
+        CONFIG, index.root, "train_aug", mask_dir=None, work_dir=work, out=tmp_path / "m.pt", options=options
+    )
     assert result == {"iterations": 4, "resumed": True, "images": 24}
     out = capsys.readouterr().out
     if window == "checkpoint":  # the pointer named the kept checkpoint 2; the cut-short 3 is written again
@@ -261,8 +285,8 @@ def test_non_finite_loss_stops_deeplab_training(tiny_synthetic, tmp_path):
 
     _, _, index = tiny_synthetic
     with pytest.raises(NonFiniteLoss, match="non-finite DeepLab loss .* at iteration 2"):
-        train_segmentation(CONFIG, index.root, "train_aug", None, tmp_path / "w", tmp_path / "m.pt",
-                           [*_opts(4), "optim_wrapper.optimizer.lr=nan"])  # fmt: skip
+        train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w",
+                           out=tmp_path / "m.pt", options=[*_opts(4), "optim_wrapper.optimizer.lr=nan"])  # fmt: skip
     assert not (tmp_path / "m.pt").exists()  # no model of NaNs for later stages
 
 
@@ -284,12 +308,28 @@ def test_bad_training_input_fails_before_training(tiny_synthetic, tmp_path):
     for n in names[1:]:
         write_mask(masks / f"{n}.png", index.read_mask(n))
     with pytest.raises(DataError, match=f"1 mask\\(s\\) missing .* {names[0]}.png"):
-        train_segmentation(CONFIG, index.root, "train_aug", masks, tmp_path / "w", tmp_path / "m.pt", _opts(1))
+        train_segmentation(
+            CONFIG,
+            index.root,
+            "train_aug",
+            mask_dir=masks,
+            work_dir=tmp_path / "w",
+            out=tmp_path / "m.pt",
+            options=_opts(1),
+        )
     bad = index.read_mask(names[0]).copy()
     bad[0, 0] = 9  # class 9 >= 7 classes
     write_mask(masks / f"{names[0]}.png", bad)
     with pytest.raises(DataError, match=f"{names[0]}.png"):
-        train_segmentation(CONFIG, index.root, "train_aug", masks, tmp_path / "w", tmp_path / "m.pt", _opts(1))
+        train_segmentation(
+            CONFIG,
+            index.root,
+            "train_aug",
+            mask_dir=masks,
+            work_dir=tmp_path / "w",
+            out=tmp_path / "m.pt",
+            options=_opts(1),
+        )
     assert not (tmp_path / "w").exists() and not (tmp_path / "m.pt").exists()
 
 
@@ -343,5 +383,7 @@ def test_a_crafted_segmentation_model_file_runs_no_code(trained, tmp_path):
 def test_finished_segmentation_run_is_retrained_not_resumed(trained):
     index, tmp, _ = trained
     assert (tmp / "work" / "COMPLETE").is_file()
-    result = train_segmentation(CONFIG, index.root, "train_aug", None, tmp / "work", tmp / "again.pt", _opts(2))
+    result = train_segmentation(
+        CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp / "work", out=tmp / "again.pt", options=_opts(2)
+    )
     assert result == {"iterations": 2, "resumed": False, "images": 24}

@@ -7,6 +7,7 @@ import pytest
 
 from rpc.data.maps import save_cams
 from rpc.data.palette import IGNORE_INDEX, read_mask, write_mask
+from rpc.evaluation.declared import DeclaredFiles
 from rpc.evaluation.parts import PartCounter, evaluate_parts
 from rpc.evaluation.summary import paper_reference, write_run_summary, write_summary
 from rpc.utils.io import DataError
@@ -75,7 +76,8 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     for f in ("val", "val_crf"):
         (tmp_path / "ground_truth" / "segmentation" / f"{f}.json").write_text(json.dumps({"miou": 0.8}))
     seeds = {"rpc": [1, 2, 3], "sipe": [1, 2, 3], "cam": [1, 2, 3]}
-    out = write_summary(seeds, tmp_path, "synthetic", tmp_path / "s.md", tmp_path / "s.json",
+    files = _declared(tmp_path)
+    out = write_summary(seeds, files, "synthetic", tmp_path / "s.md", tmp_path / "s.json",
                         extra=["ground_truth"], plot_path=tmp_path / "p.png")  # fmt: skip
     agg = out["aggregate"]
     assert agg["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, -1.0, 5.0])
@@ -90,14 +92,25 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     assert out["parts"]["rpc"]["maps"]["sub_recall"] == pytest.approx([55.0, 43.0, 56.0])
     assert "(60.5)" not in md  # the paper's VOC values only for PASCAL VOC itself
     # an experiment with its own seeds: differences only over the seeds both share
-    out = write_summary({"rpc": [1, 3], "sipe": [1, 2, 3]}, tmp_path, "synthetic", tmp_path / "s.md",
+    out = write_summary({"rpc": [1, 3], "sipe": [1, 2, 3]}, files, "synthetic", tmp_path / "s.md",
                         tmp_path / "s.json")  # fmt: skip
     assert out["aggregate"]["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, 5.0])
-    (tmp_path / "cam-s2" / "pseudo_masks.json").unlink()
-    with pytest.raises(DataError, match="cam-s2/pseudo_masks.json"):
-        write_summary({"cam": [1, 2]}, tmp_path, "synthetic", tmp_path / "s.md", tmp_path / "s.json")
-    row = write_run_summary("rpc-s1", tmp_path, "synthetic", tmp_path / "r.md", tmp_path / "r.json")
+    row = write_run_summary("rpc-s1", files, "synthetic", tmp_path / "r.md", tmp_path / "r.json")
     assert row["local_maps"] == pytest.approx(55.0)
+    # a declared file that is missing, and a file the summary needs that no rule declared: errors naming them
+    (tmp_path / "cam-s2" / "pseudo_masks.json").unlink()
+    with pytest.raises(DataError, match="cam-s2/pseudo_masks.json: result file missing"):
+        write_summary({"cam": [1, 2]}, files, "synthetic", tmp_path / "s.md", tmp_path / "s.json")
+    undeclared = DeclaredFiles([f for f in files._files.values() if f.name != "val_crf.json"], tmp_path)
+    with pytest.raises(DataError, match="rpc-s1/segmentation/val_crf.json: needed but not among the declared"):
+        write_run_summary("rpc-s1", undeclared, "synthetic", tmp_path / "r.md", tmp_path / "r.json")
+    with pytest.raises(DataError, match="not under the results folder"):
+        DeclaredFiles([tmp_path / "rpc-s1" / "local_maps.json"], tmp_path / "elsewhere")
+
+
+def _declared(root):
+    """Every JSON file under root, declared (as the summary rule's input lists them)."""
+    return DeclaredFiles(sorted(root.glob("*/**/*.json")), root)
 
 
 def test_paper_values_only_for_pascal_voc_itself(voc_index, tiny_synthetic, tmp_path):

@@ -2,8 +2,8 @@
 
 The spec (``config/ablations.yaml``) lists cells (a preset + overrides, trained once per seed: the spec's
 ``seeds``, or the cell's own) and tables; each row averages its cells over all their seeds. Each run's
-``results/<cell>-s<seed>/local_maps.json`` (written by ``eval-cams``) gives its mIoU (own background channel,
-SIPE convention) and the IRN-convention best. A missing file is an error.
+``results/<cell>-s<seed>/local_maps.json`` (written by ``eval-cams``, declared as the rule's input) gives its mIoU
+(own background channel, SIPE convention) and the IRN-convention best. A file not declared or missing is an error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from rpc.evaluation.declared import DeclaredFiles
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
 
 
@@ -38,13 +39,10 @@ def cell_runs(spec: dict, cell: str) -> list[str]:
     return [f"{cell}-s{seed}" for seed in spec["cells"][cell].get("seeds", spec.get("seeds", [15]))]
 
 
-def _row_result(results_root: Path, runs: list[str]) -> dict:
+def _row_result(files: DeclaredFiles, runs: list[str]) -> dict:
     own, irn, empty = [], [], []
     for run in runs:
-        path = results_root / run / "local_maps.json"
-        if not path.is_file():
-            raise DataError(f"{path}: Local.Maps result of ablation run {run} missing")
-        res = json.loads(path.read_text())
+        res = json.loads(files.path(run, "local_maps.json").read_text())
         own.append(100 * res["sipe"]["miou"])
         irn.append(100 * res["irn"]["best_miou"])
         empty.append(100 * res.get("empty_foreground_maps", {}).get("final", float("nan")))
@@ -57,9 +55,9 @@ def _best(rows: list[dict], key) -> str | None:
     return max(scored, key=key)["label"] if scored else None
 
 
-def write_ablation_tables(spec_path, results_root, md_path, json_path) -> list[dict]:
+def write_ablation_tables(spec_path, files: DeclaredFiles, md_path, json_path) -> list[dict]:
+    """The tables of the spec from the declared ``local_maps.json`` of its runs."""
     spec = load_spec(spec_path)
-    results_root = Path(results_root)
     out = []
     lines = [
         "# Ablations on the synthetic benchmark",
@@ -74,7 +72,7 @@ def write_ablation_tables(spec_path, results_root, md_path, json_path) -> list[d
         for row in table["rows"]:
             runs = [r for c in row["cells"] for r in cell_runs(spec, c)]
             rows.append({"label": row["label"], "cells": row["cells"], "runs": runs, "paper": row.get("paper"),
-                         **_row_result(results_root, runs)})  # fmt: skip
+                         **_row_result(files, runs)})  # fmt: skip
         ours_best, paper_best = _best(rows, lambda r: r["mean"]), _best(rows, lambda r: r["paper"])
         out.append({"title": table["title"], "rows": rows, "ours_best": ours_best, "paper_best": paper_best})
         lines += [f"## {table['title']}", ""]

@@ -4,7 +4,8 @@ the part-level evidence, with the evaluation convention of every column.
 A *run* is one experiment trained with one seed; its results live in ``<results>/<experiment>-s<seed>/``:
 ``local_maps.json`` (eval-cams), ``pseudo_masks.json`` / ``pseudo_masks_ignore.json`` (eval-masks with 255 as
 background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of the DeepLab
-predictions) and, on the synthetic benchmark, ``parts.json`` (eval-parts). A missing file is an error. The
+predictions) and, on the synthetic benchmark, ``parts.json`` (eval-parts). The files come from the rule's declared
+inputs (``rpc.evaluation.declared``); one that is not declared or does not exist is an error. The
 ``ground_truth`` run (DeepLab on the true masks, the upper bound) has only the segmentation files.
 """
 
@@ -16,6 +17,7 @@ import statistics
 from pathlib import Path
 
 from rpc.data.index import DatasetIndex
+from rpc.evaluation.declared import DeclaredFiles
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
 
 # The paper's numbers (mIoU %). VOC: Tables 1, 2 (ResNet-101 DeepLabv2) and 4 (the CAM row); COCO: Table 3.
@@ -41,22 +43,15 @@ PART_KEYS = (("disc_recall", "disc. part recall"), ("sub_recall", "sub-disc. par
              ("bg_false_positive", "background FP rate"))  # fmt: skip
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: result file missing (the summary reads every score of every run)")
-    return json.loads(path.read_text())
-
-
-def run_row(result_dir: str | os.PathLike, segmentation_only: bool = False) -> dict:
+def run_row(files: DeclaredFiles, run: str, segmentation_only: bool = False) -> dict:
     """``{column key: mIoU %}`` of one run, plus ``uncertain_fraction``, ``irn_threshold``, ``irn_at_edge``,
-    ``local_maps_split`` and ``parts`` (part-level scores, when the run has them)."""
-    result_dir = Path(result_dir)
+    ``local_maps_split`` and ``parts`` (part-level scores, when ``parts.json`` is declared)."""
     row: dict = {}
     for key, _, file, read in COLUMNS:
         if segmentation_only and key not in SEG_KEYS:
             row[key] = None
             continue
-        res = _read(result_dir / file)
+        res = json.loads(files.path(run, file).read_text())
         row[key] = 100 * read(res)
         if key == "crf":
             row["uncertain_fraction"] = res["uncertain_fraction"]
@@ -64,9 +59,8 @@ def run_row(result_dir: str | os.PathLike, segmentation_only: bool = False) -> d
             row["irn_threshold"] = res["irn"]["best_threshold"]
             row["irn_at_edge"] = res["irn"]["at_edge"]
             row["local_maps_split"] = f"{res['split']} ({res['images']})"
-    parts = result_dir / "parts.json"
-    if not segmentation_only and parts.is_file():
-        row["parts"] = json.loads(parts.read_text())
+    if not segmentation_only and files.has(run, "parts.json"):
+        row["parts"] = json.loads(files.path(run, "parts.json").read_text())
     return row
 
 
@@ -234,14 +228,13 @@ def plot_parts(parts: dict, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def write_summary(seeds: dict[str, list[int]], results_root, dataset_kind: str, md_path, json_path,
+def write_summary(seeds: dict[str, list[int]], files: DeclaredFiles, dataset_kind: str, md_path, json_path,
                   extra: list[str] = (), dataset_dir=None, plot_path=None) -> dict:  # fmt: skip
     """Summarise the runs ``<experiment>-s<seed>`` of every experiment and its seeds (``{experiment: seeds}``),
-    plus the ``extra`` runs (e.g. ``ground_truth``), from ``results_root``; write Markdown, JSON and (optionally)
-    the part-level plot."""
-    results_root = Path(results_root)
-    rows = {f"{e}-s{s}": run_row(results_root / f"{e}-s{s}") for e, ss in seeds.items() for s in ss}
-    rows.update({name: run_row(results_root / name, segmentation_only=True) for name in extra})
+    plus the ``extra`` runs (e.g. ``ground_truth``), from the declared ``files``; write Markdown, JSON and
+    (optionally) the part-level plot."""
+    rows = {f"{e}-s{s}": run_row(files, f"{e}-s{s}") for e, ss in seeds.items() for s in ss}
+    rows.update({name: run_row(files, name, segmentation_only=True) for name in extra})
     agg = aggregate(rows, seeds)
     parts = part_table(rows, seeds)
     paper = paper_reference(dataset_dir, dataset_kind)
@@ -257,9 +250,9 @@ def write_summary(seeds: dict[str, list[int]], results_root, dataset_kind: str, 
     return {"runs": rows, "aggregate": agg, "parts": parts}
 
 
-def write_run_summary(run: str, results_root, dataset_kind: str, md_path, json_path) -> dict:
+def write_run_summary(run: str, files: DeclaredFiles, dataset_kind: str, md_path, json_path) -> dict:
     """The one-run summary (``results/<run>/summary.md``): its row of every column."""
-    row = run_row(Path(results_root) / run, segmentation_only=run == "ground_truth")
+    row = run_row(files, run, segmentation_only=run == "ground_truth")
     lines = _markdown({run: row}, {}, [], {}, None, {}, dataset_kind)
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     write_json_atomic(json_path, {"dataset": dataset_kind, "run": run,

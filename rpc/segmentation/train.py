@@ -194,6 +194,7 @@ def train_segmentation(
     config: str | os.PathLike,
     dataset_dir: str | os.PathLike,
     split: str,
+    *,
     mask_dir: str | os.PathLike | None,
     work_dir: str | os.PathLike,
     out: str | os.PathLike,

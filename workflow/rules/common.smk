@@ -147,10 +147,13 @@ def has_parts():
 
 
 def experiment_results(experiment):
-    """Every score file the summary reads for one run."""
-    seg = [f"results/{experiment}/segmentation/val.json", f"results/{experiment}/segmentation/val_crf.json"]
+    """Every score file the summary reads for one run: the outputs of the evaluation rules (evaluation.smk,
+    included before the summaries use this), so the summary's declared inputs follow the rules that write them."""
+    fill = lambda path: path.format(experiment=experiment)
+    seg = [fill(rules.eval_segmentation.output.raw), fill(rules.eval_segmentation.output.crf)]
     if experiment == "ground_truth":
         return seg
-    parts = [f"results/{experiment}/parts.json"] if has_parts() else []
-    return [f"results/{experiment}/local_maps.json", f"results/{experiment}/pseudo_masks.json",
-            f"results/{experiment}/pseudo_masks_ignore.json"] + seg + parts  # fmt: skip
+    parts = [fill(rules.eval_parts.output[0])] if has_parts() else []
+    maps = [fill(rules.eval_cams.output.json)]
+    masks = [fill(rules.eval_pseudo_masks.output.bg), fill(rules.eval_pseudo_masks.output.ignore)]
+    return maps + masks + seg + parts

@@ -74,7 +74,8 @@ rule experiment_summary:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc summary --runs {wildcards.experiment} --results results --dataset-kind {params.kind:q}"
+        "python -m rpc summary --runs {wildcards.experiment} --results results --inputs {input:q}"
+        " --dataset-kind {params.kind:q}"
         " --md {output.md:q} --json {output.json:q} > {log:q} 2>&1"
 
 
@@ -106,14 +107,14 @@ rule summary:
         runtime=5,
     shell:
         "python -m rpc summary --experiments {params.experiments:q} {params.extra}"
-        " --results results --dataset {input.dataset:q} --dataset-kind {params.kind:q} --md {output.md:q}"
-        " --json {output.json:q} {params.plot} > {log:q} 2>&1"
+        " --results results --inputs {input.results:q} --dataset {input.dataset:q} --dataset-kind {params.kind:q}"
+        " --md {output.md:q} --json {output.json:q} {params.plot} > {log:q} 2>&1"
 
 
 rule ablation_tables:
     input:
         spec=config["ablations"],
-        maps=expand("results/{experiment}/local_maps.json", experiment=list(ABLATION_RUNS)),
+        maps=expand(rules.eval_cams.output.json, experiment=list(ABLATION_RUNS)),
     output:
         md=report("results/ablations.md", caption="../report/ablations.rst", category="Ablations"),
         json="results/ablations.json",
@@ -126,5 +127,5 @@ rule ablation_tables:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m rpc ablation-tables --spec {input.spec:q} --results results --md {output.md:q} --json {output.json:q}"
-        " > {log:q} 2>&1"
+        "python -m rpc ablation-tables --spec {input.spec:q} --results results --inputs {input.maps:q}"
+        " --md {output.md:q} --json {output.json:q} > {log:q} 2>&1"
