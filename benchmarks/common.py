@@ -13,28 +13,21 @@ from pathlib import Path
 import torch
 
 from rpc.utils.io import write_json_atomic
+from rpc.utils.precision import cpu_identity
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdata"))
 OUT = REPO / "benchmarks" / "out"
 
 
-def cpu_flags() -> list[str]:
-    """The CPU flags that decide bf16 speed (AMX, AVX-512 BF16/FP16, AVX-512F), from /proc/cpuinfo."""
-    wanted = ("amx_bf16", "amx_tile", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    present = set(line.partition(":")[2].split())
-    return [f for f in wanted if f in present]
-
-
 def machine() -> dict:
+    """The facts a timing depends on: cores, CPU model and bf16-relevant flags, threads, a oneDNN ISA limit."""
+    cpu = cpu_identity()
     return {
         "cpu_count": os.cpu_count(),
-        "cpu_flags": cpu_flags(),
+        "cpu_model": cpu["model"],
+        "cpu_flags": cpu["flags"],
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "torch_threads": torch.get_num_threads(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,

@@ -1,8 +1,8 @@
 """DeepLabv2 training speed with mmseg: seconds per iteration from the wall time of two runs of different
 length (the difference removes start-up), on the synthetic data or VOC-sized images.
 
-    python -m benchmarks.segmentation [--config ...] [--iters 10 30] [--dataset voc]
-        ->  benchmarks/out/segmentation_<config name>.json
+    python -m benchmarks.segmentation [--config ...] [--iters 10 30] [--dataset voc] [--amps none bf16]
+        ->  benchmarks/out/segmentation_<config name>.json   (one entry per precision)
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, nargs=2, default=[10, 30])
     ap.add_argument("--dataset", choices=["synthetic", "voc"], default="synthetic")
     ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")
+    ap.add_argument("--amps", nargs="+", default=["none", "bf16"], help="CPU precisions to time (seg-train --amp)")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_seg_"))
     try:
@@ -48,21 +49,26 @@ def main(argv=None):
             index, split = prepare_voc(raw, work / "prepared", name="synthetic"), "train_aug"
         opts = [f"model.decode_head.num_classes={index.num_classes}", "train_dataloader.persistent_workers=False",
                 *a.options]  # fmt: skip
-        walls = []
-        for n in a.iters:
-            shutil.rmtree(work / "w", ignore_errors=True)
-            t0 = time.perf_counter()
-            train_segmentation(a.config, index.root, split, mask_dir=None, work_dir=work / "w", out=work / "m.pt",
-                               options=[*opts, f"train_cfg.max_iters={n}", f"param_scheduler.0.end={n}"])  # fmt: skip
-            walls.append(time.perf_counter() - t0)
-        s_per_iter = (walls[1] - walls[0]) / (a.iters[1] - a.iters[0])
-        logged = logged_iteration_times(work / "w")
-        write_result(f"segmentation_{Path(a.config).stem}", {
-            "config": a.config, "dataset": a.dataset, "iters": a.iters, "wall_s": walls,
-            "s_per_iteration": s_per_iter, "iterations_per_s": 1 / s_per_iter,
-            # mmengine's own per-iteration time (data + forward + backward + step), the first logged one dropped
-            "logged_s_per_iteration_median": statistics.median(logged[1:]) if len(logged) > 1 else None,
-        })  # fmt: skip
+        results = {}
+        for amp in a.amps:
+            walls = []
+            for n in a.iters:
+                shutil.rmtree(work / "w", ignore_errors=True)
+                t0 = time.perf_counter()
+                train_segmentation(a.config, index.root, split, mask_dir=None, work_dir=work / "w", out=work / "m.pt",
+                                   options=[*opts, f"train_cfg.max_iters={n}", f"param_scheduler.0.end={n}"],
+                                   amp=amp)  # fmt: skip
+                walls.append(time.perf_counter() - t0)
+            s_per_iter = (walls[1] - walls[0]) / (a.iters[1] - a.iters[0])
+            logged = logged_iteration_times(work / "w")
+            results[amp] = {
+                "wall_s": walls, "s_per_iteration": s_per_iter, "iterations_per_s": 1 / s_per_iter,
+                # mmengine's own per-iteration time (data + forward + backward + step), the first logged one dropped
+                "logged_s_per_iteration_median": statistics.median(logged[1:]) if len(logged) > 1 else None,
+            }  # fmt: skip
+            print(amp, results[amp])
+        write_result(f"segmentation_{Path(a.config).stem}",
+                     {"config": a.config, "dataset": a.dataset, "iters": a.iters, "amp": results})  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

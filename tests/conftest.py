@@ -7,12 +7,15 @@ Without that folder the real-data tests are skipped with a visible reason, unles
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdata"))
+# amp: auto's timings (rpc.utils.precision) go to a cache of this session, not the user's ~/.cache
+os.environ.setdefault("RPC_CACHE_DIR", tempfile.mkdtemp(prefix="rpc_test_cache_"))
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 """Small shared helpers: gathering shard folders, precision choice, file permissions."""
 
+import json
 import os
 import stat
+import time
 
 import pytest
 import torch
 
-from rpc.utils.device import use_bf16
 from rpc.utils.io import DataError, merge_dirs
 
 
@@ -25,11 +26,45 @@ def test_merge_dirs_links_every_file_and_refuses_clashes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["x.png", "y.png"]  # the old result survives
 
 
-def test_precision_settings():
+def _fake_step(seconds: dict, calls: list):
+    """A step that takes ``seconds[bf16]`` and records its calls."""
+
+    def step(bf16: bool) -> None:
+        calls.append(bf16)
+        time.sleep(seconds[bf16])
+
+    return step
+
+
+def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
+    """auto picks the faster precision by timing the stage's own step, once per workload and machine."""
+    from rpc.utils import precision
+
+    monkeypatch.setenv("RPC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     cpu = torch.device("cpu")
-    assert use_bf16("bf16", cpu) and not use_bf16("none", cpu)
+    calls = []
+    assert precision.decide_bf16("auto", cpu, {"w": 1}, _fake_step({False: 0.05, True: 0.01}, calls))
+    assert calls.count(True) == calls.count(False) == 4  # one warm-up + 3 each
+    cached = json.loads((tmp_path / "precision.json").read_text())
+    (entry,) = cached.values()
+    assert entry["bf16"] and entry["bf16_s"] < entry["fp32_s"] and entry["key"]["workload"] == {"w": 1}
+    calls.clear()  # the same workload again: the cached answer, nothing timed
+    assert precision.decide_bf16("auto", cpu, {"w": 1}, _fake_step({False: 0.05, True: 0.01}, calls))
+    assert calls == []
+    # another workload where bf16 is slower (AVX-512 BF16 without AMX): fp32, and within 10 % counts as slower
+    assert not precision.decide_bf16("auto", cpu, {"w": 2}, _fake_step({False: 0.01, True: 0.05}, calls))
+    assert not precision.decide_bf16("auto", cpu, {"w": 3}, _fake_step({False: 0.020, True: 0.019}, []))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a limited ISA is another machine: re-timed
+    calls.clear()
+    precision.decide_bf16("auto", cpu, {"w": 1}, _fake_step({False: 0.01, True: 0.02}, calls))
+    assert calls and len(json.loads((tmp_path / "precision.json").read_text())) == 4
+    # explicit settings are never timed; without native bf16 auto is fp32 untimed
+    assert precision.decide_bf16("bf16", cpu, {}, None) and not precision.decide_bf16("none", cpu, {}, None)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert not precision.decide_bf16("auto", cpu, {"w": 9}, None)
     with pytest.raises(ValueError, match="auto, bf16 or none"):
-        use_bf16("fp16", cpu)
+        precision.decide_bf16("fp16", cpu, {}, None)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

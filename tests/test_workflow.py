@@ -51,11 +51,14 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_of_default_config_shows_the_whole_dag(tmp_path):
     jobs = _planned([], _workdir(tmp_path))
     assert set(jobs) == SYNTHETIC_RULES
-    # 3 experiments x 3 seeds, 2 shards of maps and pseudo masks each; DeepLab also on the ground truth; one
+    # 3 experiments x 1 seed, 2 shards of maps and pseudo masks each; DeepLab also on the ground truth; one
     # pretraining stage shared by every classifier and DeepLab
-    assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 18 and jobs["train_classifier"] == 9
-    assert jobs["train_segmentation"] == 10 and jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
-    assert jobs["eval_parts"] == 9
+    assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 6 and jobs["train_classifier"] == 3
+    assert jobs["train_segmentation"] == 4 and jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
+    assert jobs["eval_parts"] == 3
+    # the evidence overlay: 3 seeds of everything
+    jobs = _planned(["--configfile", "config/seeds.yaml"], _workdir(tmp_path / "seeds"))
+    assert jobs["rs_cams"] == 18 and jobs["train_classifier"] == 9 and jobs["train_segmentation"] == 10
 
 
 def _fake_voc(root: Path) -> Path:

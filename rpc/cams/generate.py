@@ -14,6 +14,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -21,7 +22,9 @@ from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.data.maps import is_complete, label_keys, save_cams
 from rpc.models.checkpoint import load_model
-from rpc.utils.device import pick_device, use_bf16
+from rpc.models.rpc import config_to_dict
+from rpc.utils.device import pick_device
+from rpc.utils.precision import decide_bf16
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -30,6 +33,36 @@ DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)
 
 def _max_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / (x.amax(dim=(-2, -1), keepdim=True) + 1e-5)
+
+
+def by_size(index: DatasetIndex, names: list[str]) -> list[str]:
+    """``names`` grouped by image size (from the file headers, nothing decoded), so that images of one size come
+    one after another and share batches: a folder of many sizes (VOC, COCO, a user's own) otherwise runs at
+    batch 1. Within a size the order is kept; sizes in order of first appearance."""
+    first: dict[tuple[int, int], int] = {}
+    sizes = {}
+    for name in names:
+        with Image.open(index.image_path(name)) as im:
+            sizes[name] = im.size
+        first.setdefault(sizes[name], len(first))
+    return sorted(names, key=lambda n: first[sizes[n]])  # stable: the split's order within a size
+
+
+def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_classes: int):
+    """``step(bf16)``: one map forward of ``batch_size`` random images (each with its flip) at ``size``, for
+    ``amp: auto``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2 * batch_size, 3, *size, generator=g).to(dev)
+    labels = torch.ones(batch_size, num_classes, device=dev)
+
+    @torch.inference_mode()
+    def step(bf16: bool) -> None:
+        fmt = torch.channels_last if bf16 or dev.type == "cuda" else torch.contiguous_format
+        m = model.to(memory_format=fmt)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            m.maps(x.contiguous(memory_format=fmt), labels)
+
+    return step
 
 
 def _same_size_batches(items, batch_size: int):
@@ -70,6 +103,16 @@ def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, ch
         save_cams(item["out"], keys, cams, stages)
 
 
+def _precision(amp: str, model, cfg, index: DatasetIndex, todo: list[str], batch_size: int, dev) -> bool:
+    """bf16 or not (``rpc.utils.precision``), timed on the size of the first image to do (at scale 1)."""
+    if not todo:
+        return False
+    with Image.open(index.image_path(todo[0])) as im:
+        size = im.size[::-1]
+    workload = {"stage": "maps", "model": config_to_dict(cfg), "size": list(size), "batch": batch_size}
+    return decide_bf16(amp, dev, workload, _calibration_step(model, size, batch_size, dev, cfg.num_classes))
+
+
 def make_rs_cams(
     model_path: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -87,16 +130,13 @@ def make_rs_cams(
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.device``). Consecutive images of equal
-    size share a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there
+    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``). Images are grouped by
+    size (:func:`by_size`) and consecutive images of equal size share a batch (``batch_size`` images, each with its
+    flip). With ``work_dir`` the maps are written there
     and moved to ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps
     found there (or in ``out_dir`` without it) are skipped, truncated ones redone."""
     dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)
-    amp = use_bf16(amp, dev)
-    channels_last = amp or dev.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_path)
     settings = {"model": file_identity(model_path), "dataset": str(index.root), "split": split,
@@ -104,7 +144,10 @@ def make_rs_cams(
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs({"maps": out_dir}, work_dir, settings) as folders:
         maps = folders["maps"]
-        todo = [n for n in names if not is_complete(maps / f"{n}.npz")]
+        todo = by_size(index, [n for n in names if not is_complete(maps / f"{n}.npz")])
+        amp = _precision(amp, model, cfg, index, todo, batch_size, dev)
+        channels_last = amp or dev.type == "cuda"
+        model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None, num_workers=num_workers)
         t0 = time.perf_counter()
         bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)

@@ -14,6 +14,7 @@ names). A JSON report holds the held-out accuracy per epoch. Resumable per epoch
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -29,8 +30,9 @@ from rpc.data.corpus import NUM_CLASSES, CorpusSpec, generate_corpus
 from rpc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rpc.models.backbone import DEPTHS
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint
-from rpc.utils.device import pick_device, use_bf16
+from rpc.utils.device import pick_device
 from rpc.utils.io import write_json_atomic
+from rpc.utils.precision import decide_bf16
 from rpc.utils.workdir import mark_complete, start_work_dir
 
 
@@ -47,7 +49,7 @@ class PretrainConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     seed: int = 0
-    amp: str = "auto"  # auto | bf16 | none (rpc.utils.device)
+    amp: str = "auto"  # auto | bf16 | none (rpc.utils.precision)
     device: str = "auto"
 
     def corpus(self) -> CorpusSpec:
@@ -87,6 +89,24 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, device, amp: bool, batch: 
     return correct / len(x)
 
 
+def _calibration_step(model, x: torch.Tensor, device):
+    """``step(bf16)``: one forward/backward of a copy of ``model`` on ``x``, for ``amp: auto``."""
+    probe, y = [], torch.zeros(len(x), dtype=torch.long, device=device)
+    x = x.to(device)
+
+    def step(bf16: bool) -> None:
+        if not probe:
+            probe.append(copy.deepcopy(model).train())
+        fmt = torch.channels_last if bf16 else torch.contiguous_format
+        m = probe[0].to(memory_format=fmt)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = m(x.contiguous(memory_format=fmt))
+        m.zero_grad(set_to_none=True)
+        F.cross_entropy(logits.float(), y).backward()
+
+    return step
+
+
 def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: PretrainConfig,
                       report: str | os.PathLike | None = None) -> dict:  # fmt: skip
     """Train a ResNet-``cfg.depth`` on the corpus; write its torchvision state dict to ``out`` and the report
@@ -95,7 +115,6 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
         raise ValueError(f"pretrain depth must be one of {sorted(DEPTHS)}, got {cfg.depth}")
     work = start_work_dir(work_dir)
     device = pick_device(cfg.device)
-    amp = use_bf16(cfg.amp, device)
     t_gen = time.perf_counter()
     train_x, train_y = (torch.as_tensor(a) for a in generate_corpus(cfg.corpus(), "train"))
     val_x, val_y = (torch.as_tensor(a) for a in generate_corpus(cfg.corpus(), "val"))
@@ -104,6 +123,8 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
 
     torch.manual_seed(cfg.seed)
     model = getattr(torchvision.models, DEPTHS[cfg.depth])(weights=None, num_classes=NUM_CLASSES).to(device)
+    workload = {"stage": "pretrain", "depth": cfg.depth, "size": cfg.size, "batch": cfg.batch_size}
+    amp = decide_bf16(cfg.amp, device, workload, _calibration_step(model, train_x[: cfg.batch_size], device))
     if amp:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

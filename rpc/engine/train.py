@@ -16,6 +16,7 @@ training completes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -34,8 +35,9 @@ from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
-from rpc.utils.device import pick_device, use_bf16
+from rpc.utils.device import pick_device
 from rpc.utils.distributed import dist_info, on_rank0
+from rpc.utils.precision import decide_bf16
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 
@@ -58,7 +60,7 @@ class TrainConfig:
     num_workers: int = 4
     log_interval: int = 10
     checkpoint_interval: int = 200  # steps
-    amp: str = "auto"  # auto (bf16 where native: CUDA, AVX-512 BF16/AMX CPUs) | bf16 | none
+    amp: str = "auto"  # auto (bf16 where measured faster: rpc.utils.precision) | bf16 | none
     channels_last: str = "auto"  # auto (with bf16, or on CUDA) | on | off
     device: str = "auto"  # auto | cpu | cuda
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps: for tests and time limits
@@ -194,12 +196,44 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return world, rank, device
 
 
-def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, world: int):
-    """``(model, bf16 autocast?, channels-last?)`` on ``device``, seeded by ``train.seed``."""
+def _channels_last(cfg: TrainConfig, device: torch.device, amp: bool) -> bool:
+    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
+
+
+def calibration_step(model: RPCModel, cfg: TrainConfig, device: torch.device, world: int):
+    """``step(bf16)``: one forward/backward of a copy of ``model`` on a random batch of this rank's size, for
+    ``amp: auto`` (:func:`rpc.utils.precision.decide_bf16`); the model itself is left untouched."""
+    n, c = cfg.batch_size // world, model.cfg.num_classes
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, cfg.crop, cfg.crop, generator=g).to(device)
+    y = (torch.rand(n, c, generator=g) < 0.3).float().to(device)
+    y[:, 0] = 1.0  # every image has a class
+    valid = torch.ones(n, cfg.crop, cfg.crop, device=device)
+    probe = []  # the copy, made on the first call (none when nothing is measured)
+
+    def step(bf16: bool) -> None:
+        if not probe:
+            probe.append(copy.deepcopy(model).train())
+        fmt = torch.channels_last if _channels_last(cfg, device, bf16) else torch.contiguous_format
+        m = probe[0].to(memory_format=fmt)
+        with torch.random.fork_rng(devices=[]), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = m(x.contiguous(memory_format=fmt), y, valid)
+        m.zero_grad(set_to_none=True)
+        m.losses(out, y)["total"].backward()
+
+    return step
+
+
+def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, world: int, rank: int = 0):
+    """``(model, bf16 autocast?, channels-last?)`` on ``device``, seeded by ``train.seed``. ``amp: auto`` is
+    decided by measurement on rank 0 (cached per machine; every rank follows it)."""
     torch.manual_seed(cfg.seed)
     model = RPCModel(model_cfg).to(device)
-    amp = use_bf16(cfg.amp, device)
-    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and (device.type == "cuda" or amp))
+    workload = {"stage": "classifier", "model": config_to_dict(model_cfg), "crop": cfg.crop,
+                "batch": cfg.batch_size // world}  # fmt: skip
+    amp = on_rank0(lambda: decide_bf16(cfg.amp, device, workload, calibration_step(model, cfg, device, world)),
+                   world, rank)  # fmt: skip
+    channels_last = _channels_last(cfg, device, amp)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1:
@@ -307,7 +341,7 @@ def train_classifier(
     if rank == 0:
         print(f"work folder {work} (settings {settings_hash(settings)})")
         print(f"model config: {json.dumps(config_to_dict(model_cfg))}")
-    model, amp, channels_last = build_model(model_cfg, cfg, device, world)
+    model, amp, channels_last = build_model(model_cfg, cfg, device, world, rank)
     opt = build_optimizer(model, cfg)
     last = work / "last.pt"
     step = resume(last, model, opt, cfg, device)

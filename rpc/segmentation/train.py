@@ -38,6 +38,7 @@ import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.models.checkpoint import save_model  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
+from rpc.segmentation.precision import use_cpu_bf16, wants_bf16  # noqa: E402  (registers CPUBf16OptimWrapper)
 from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
@@ -201,9 +202,11 @@ def train_segmentation(
     options: list[str] | None = None,
     launcher: str = "none",
     backbone_weights: str | os.PathLike | None = None,
+    amp: str = "auto",
 ) -> dict:
     """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
-    ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says)."""
+    ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says).
+    ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
     if backbone_weights is not None:
@@ -215,8 +218,11 @@ def train_segmentation(
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
     keep_two_checkpoints(cfg)
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
-    config_text = cfg.pretty_text  # the settings: before the launcher's entries are added
+    config_text = cfg.pretty_text  # the settings: before the launcher's and the precision's entries are added
     rank, world = init_distributed(cfg, launcher)
+    bf16 = on_rank0(lambda: wants_bf16(cfg, amp), world, rank)  # every rank follows rank 0's timing
+    if bf16:
+        use_cpu_bf16(cfg)
 
     def prepare() -> tuple[str, str | None]:  # rank 0 only: it may empty the folder
         settings = segmentation_settings(config_text, mask_dir, backbone_weights, world)
@@ -237,4 +243,4 @@ def train_segmentation(
         meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir)}
         save_model(out, runner.model, cfg.to_dict(), list(index.classes), meta)  # the config as JSON data
         mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
-    return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names)}
+    return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names), "bf16": bf16}

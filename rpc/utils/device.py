@@ -1,9 +1,5 @@
-"""Device and precision choices shared by the torch stages.
-
-``auto`` precision means bf16 autocast + channels-last where the hardware runs bf16 natively: a CUDA GPU with
-bf16 support, or a CPU with AVX-512 BF16 / AMX (measured here: a ResNet-50 about 3x faster than fp32). Elsewhere
-(most laptops) bf16 on CPU is emulated and slower, so ``auto`` stays fp32 there.
-"""
+"""Device choice shared by the torch stages, and whether the hardware runs bf16 natively (a CUDA GPU with bf16
+support, or a CPU with AVX-512 BF16 / AMX); whether bf16 *pays* is measured: ``rpc.utils.precision``."""
 
 from __future__ import annotations
 
@@ -26,10 +22,3 @@ def native_bf16(device: torch.device) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(cpu, name, lambda: False)() for name in checks)
     return False
-
-
-def use_bf16(setting: str, device: torch.device) -> bool:
-    """``setting``: ``auto`` (native bf16 only) | ``bf16`` | ``none``."""
-    if setting not in ("auto", "bf16", "none"):
-        raise ValueError(f"precision must be auto, bf16 or none, got {setting!r}")
-    return setting == "bf16" or (setting == "auto" and native_bf16(device))

@@ -17,7 +17,7 @@ rule rs_cams:
         "logs/{experiment}/rs_cams_{shard}.log",
     benchmark:
         "benchmarks/out/{experiment}/rs_cams_{shard}.tsv"
-    threads: workflow.cores  # on a CPU it uses every core; profiles/local: one GPU job at a time
+    threads: stage_threads("cams")
     resources:
         mem_mb=8000,
         runtime=240,

@@ -25,7 +25,7 @@ rule train_classifier:
         "logs/{experiment}/train_classifier.log",
     benchmark:
         "benchmarks/out/{experiment}/train_classifier.tsv"
-    threads: workflow.cores
+    threads: stage_threads("train")
     resources:
         mem_mb=16000,
         runtime=720,

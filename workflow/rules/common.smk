@@ -102,6 +102,13 @@ def key_values(mapping, encode=str):
     return " ".join(shell_quote(f"{k}={encode(v)}") for k, v in sorted(mapping.items()))
 
 
+def stage_threads(stage):
+    """Threads of a model stage's job (config `cpu_threads`): `all` = every core of the run, else at most that many.
+    A cluster profile's set-threads overrides this per rule."""
+    value = config["cpu_threads"][stage]
+    return workflow.cores if value == "all" else min(int(value), workflow.cores)
+
+
 def gpu_count(resources):
     return int(getattr(resources, "gpu", 0) or 0)
 

@@ -4,7 +4,8 @@ rule pseudo_masks_shard:
         dataset=DATASET,
         cams="results/{experiment}/cams/shard_{shard}",
     output:
-        directory("results/{experiment}/pseudo_masks/shard_{shard}"),
+        # copied into merged/ by the next rule and read by nothing else: removed then (--notemp keeps it)
+        temp(directory("results/{experiment}/pseudo_masks/shard_{shard}")),
     params:
         split=SPLITS["train"],
         shards=config["cams"]["shards"],

@@ -13,7 +13,7 @@ rule pretrain_backbone:
         "logs/pretrain.log",
     benchmark:
         "benchmarks/out/pretrain.tsv"
-    threads: workflow.cores
+    threads: stage_threads("pretrain")
     resources:
         mem_mb=8000,
         runtime=120,

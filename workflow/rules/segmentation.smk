@@ -17,13 +17,14 @@ rule train_segmentation:
         python=python_launcher,
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
         backbone=lambda wc, input: f"--backbone-weights {shell_quote(input.backbone)}" if input.backbone else "",
+        amp=config["segmentation"]["amp"],
     conda:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/train_segmentation.log",
     benchmark:
         "benchmarks/out/{experiment}/train_segmentation.tsv"
-    threads: workflow.cores
+    threads: stage_threads("segmentation")
     resources:
         mem_mb=16000,
         runtime=1440,
@@ -31,7 +32,7 @@ rule train_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
-        " --launcher {params.launcher} {params.backbone} --cfg-options {params.options} > {log:q} 2>&1"
+        " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --cfg-options {params.options} > {log:q} 2>&1"
 
 
 rule predict_segmentation:
@@ -53,7 +54,7 @@ rule predict_segmentation:
         "logs/{experiment}/predict_segmentation.log",
     benchmark:
         "benchmarks/out/{experiment}/predict_segmentation.tsv"
-    threads: workflow.cores
+    threads: stage_threads("predict")
     resources:
         mem_mb=8000,
         runtime=240,

@@ -1,0 +1,87 @@
+"""bf16 DeepLab training on CPUs: mmengine's ``AmpOptimWrapper`` refuses to run without an accelerator, so CPU
+bf16 autocast gets its own small optimiser wrapper, plus a hook that puts the model in channels-last (oneDNN's
+fast layout for bf16 convolutions). bf16 needs no loss scaling, so the wrapper only adds the autocast context.
+
+Measured on a 2-core AMX CPU (DeepLabv2 ResNet-18, output stride 8, 128 px, batch 8, one SGD step): fp32 1.01 s,
+bf16 + channels-last 0.28 s; with oneDNN limited to AVX-512 BF16 (no AMX) bf16 is 2x slower than fp32, which is
+why ``amp: auto`` times the step (``rpc.utils.precision``) instead of trusting the CPU flags. On CUDA the config's
+own optimiser wrapper is kept (mmengine's ``AmpOptimWrapper`` serves GPUs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from rpc.segmentation.compat import ensure_mmseg
+
+ensure_mmseg()
+
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+from mmengine.optim import OptimWrapper  # noqa: E402
+from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS  # noqa: E402
+from mmseg.utils import register_all_modules  # noqa: E402
+
+from rpc.utils.precision import decide_bf16  # noqa: E402
+
+
+@OPTIM_WRAPPERS.register_module()
+class CPUBf16OptimWrapper(OptimWrapper):
+    """``OptimWrapper`` whose forward/loss context runs under CPU bf16 autocast."""
+
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+
+
+@HOOKS.register_module()
+class ChannelsLastHook(Hook):
+    """Before training (and after a resume has loaded the weights): the model's parameters in channels-last."""
+
+    priority = "LOWEST"
+
+    def before_train(self, runner) -> None:
+        runner.model.to(memory_format=torch.channels_last)
+
+
+def calibration_step(cfg: Config):
+    """``step(bf16)``: one forward/backward of a freshly built model of ``cfg`` on a random batch of the
+    training batch size at the crop size, for ``amp: auto``."""
+    batch = int(cfg.train_dataloader.batch_size)
+    h, w = cfg.model.data_preprocessor.get("size") or (cfg.get("crop_size") or (128, 128))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, h, w, generator=g)
+    y = torch.randint(0, int(cfg.model.decode_head.num_classes), (batch, h, w), generator=g)
+    probe = []
+
+    def step(bf16: bool) -> None:
+        if not probe:
+            register_all_modules(init_default_scope=True)  # what the Runner does with default_scope = "mmseg"
+            with torch.random.fork_rng(devices=[]):
+                probe.append(MODELS.build(cfg.model).train())
+        fmt = torch.channels_last if bf16 else torch.contiguous_format
+        model = probe[0].to(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model.decode_head(model.backbone(x.contiguous(memory_format=fmt)))
+            logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(logits.float(), y).backward()
+
+    return step
+
+
+def wants_bf16(cfg: Config, amp: str) -> bool:
+    """Whether this run trains in bf16 on the CPU: ``amp`` bf16, or auto and a timed step says it pays (cached).
+    CUDA runs: False (they keep the config's optimiser wrapper)."""
+    if torch.cuda.is_available():
+        return False
+    workload = {"stage": "deeplab", "model": cfg.model.to_dict(), "batch": int(cfg.train_dataloader.batch_size)}
+    return decide_bf16(amp, torch.device("cpu"), workload, calibration_step(cfg))
+
+
+def use_cpu_bf16(cfg: Config) -> None:
+    """Switch ``cfg`` to CPU bf16 autocast and a channels-last model."""
+    cfg.optim_wrapper.type = "CPUBf16OptimWrapper"
+    cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="ChannelsLastHook")]
