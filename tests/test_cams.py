@@ -146,3 +146,36 @@ def test_figures_show_each_panel(tiny_synthetic, model_file, tmp_path):
     assert fig.shape == (96 + TITLE_HEIGHT, 5 * 96, 3)
     np.testing.assert_array_equal(fig[TITLE_HEIGHT:, 4 * 96 :], mask_panel(index.read_mask(names[0])))
     np.testing.assert_array_equal(fig[TITLE_HEIGHT:, :96], index.read_image(names[0]))
+
+
+def test_images_of_mixed_sizes_share_batches_by_size(tmp_path, monkeypatch):
+    """A folder of interleaved sizes (VOC, COCO, a user's own) is grouped by size, so batches stay full; the maps
+    equal those computed one image at a time."""
+    import rpc.cams.generate as generate
+    from rpc.data.synthetic import SyntheticSpec, generate_dataset
+    from rpc.data.voc import prepare_voc
+
+    raw = generate_dataset(SyntheticSpec(n_train=8, n_train_eval=4, n_val=8, size=64), tmp_path / "raw")
+    index = prepare_voc(raw, tmp_path / "prepared", name="synthetic")
+    names = index.names("val")
+    for name in names[1::2]:  # every other image becomes 48 x 80: sizes interleave
+        path = index.image_path(name)
+        Image.open(path).resize((80, 48)).save(path, quality=95)
+    order = generate.by_size(index, names)
+    assert order == names[0::2] + names[1::2]  # one run per size, the split's order kept within a size
+    cfg = make_config("rpc", depth=18, weights="none", num_classes=index.num_classes - 1)
+    torch.manual_seed(0)
+    save_model(tmp_path / "m.pt", RPCModel(cfg), config_to_dict(cfg), list(index.classes), {})
+    seen = []
+    infer = generate._infer_batch
+    monkeypatch.setattr(
+        generate, "_infer_batch", lambda model, batch, *a: (seen.append(len(batch)), infer(model, batch, *a))
+    )
+    kw = dict(scales=(1.0, 0.5), num_workers=0, amp="none")
+    make_rs_cams(tmp_path / "m.pt", index.root, "val", tmp_path / "b4", batch_size=4, **kw)
+    assert seen == [4, 4]  # without grouping: 8 batches of one image
+    make_rs_cams(tmp_path / "m.pt", index.root, "val", tmp_path / "b1", batch_size=1, **kw)
+    for name in names:
+        (k4, c4), (k1, c1) = load_cams(tmp_path / "b4" / f"{name}.npz"), load_cams(tmp_path / "b1" / f"{name}.npz")
+        assert k4.tolist() == k1.tolist()
+        np.testing.assert_allclose(c4, c1, atol=2e-3)

@@ -127,7 +127,8 @@ def test_deeplab_trains_on_two_processes(tiny_synthetic, tmp_path):
     proc = _torchrun(cmd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert results == [{"iterations": 2, "resumed": False, "images": 24}] * 2  # one line per rank
+    assert len(results) == 2 and results[0] == results[1]  # one line per rank; amp auto: rank 0's choice for both
+    assert {k: v for k, v in results[0].items() if k != "bf16"} == {"iterations": 2, "resumed": False, "images": 24}
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
     assert "decode_head.aspp.0.weight" in ckpt["state_dict"] and (tmp_path / "w" / "COMPLETE").is_file()
     stored = json.loads(ckpt["config"])  # the resolved config, as JSON data
@@ -141,5 +142,5 @@ def test_deeplab_trains_on_two_processes(tiny_synthetic, tmp_path):
     proc = _torchrun(cmd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
-    assert results == [{"iterations": 2, "resumed": True, "images": 24}] * 2
+    assert results == [{"iterations": 2, "resumed": True, "images": 24, "bf16": results[0]["bf16"]}] * 2
     assert (tmp_path / "m.pt").is_file()

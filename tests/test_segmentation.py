@@ -132,7 +132,7 @@ def trained(tiny_synthetic, tmp_path_factory):
 
 def test_training_resumes_from_work_folder(trained):
     index, tmp, result = trained
-    assert result == {"iterations": 4, "resumed": True, "images": 24}
+    assert result == {"iterations": 4, "resumed": True, "images": 24, "bf16": mock.ANY}
     ckpt = torch.load(tmp / "model.pt", weights_only=True)  # the declared result loads weights-only
     assert json.loads(ckpt["classes"]) == list(index.classes)
     at_2 = torch.load(tmp / "work" / "iter_2.pth", weights_only=True)  # two checkpoints kept: 2 and 4
@@ -162,7 +162,7 @@ def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsy
     )
     out = capsys.readouterr().out
     assert "was started with other settings" in out and "starting afresh" in out
-    assert again == {"iterations": 2, "resumed": False, "images": 24}
+    assert again == {"iterations": 2, "resumed": False, "images": 24, "bf16": mock.ANY}
     fresh = train_segmentation(
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "f", out=tmp_path / "f.pt", options=other
     )
@@ -260,7 +260,7 @@ def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path,
     result = train_segmentation(
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=work, out=tmp_path / "m.pt", options=options
     )
-    assert result == {"iterations": 4, "resumed": True, "images": 24}
+    assert result == {"iterations": 4, "resumed": True, "images": 24, "bf16": mock.ANY}
     out = capsys.readouterr().out
     if window == "checkpoint":  # the pointer named the kept checkpoint 2; the cut-short 3 is written again
         assert "is empty" not in out
@@ -386,4 +386,4 @@ def test_finished_segmentation_run_is_retrained_not_resumed(trained):
     result = train_segmentation(
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp / "work", out=tmp / "again.pt", options=_opts(2)
     )
-    assert result == {"iterations": 2, "resumed": False, "images": 24}
+    assert result == {"iterations": 2, "resumed": False, "images": 24, "bf16": mock.ANY}

@@ -174,3 +174,25 @@ def test_non_finite_loss_is_agreed_across_ranks():
     mp.spawn(_finite_worker, args=(2, port, results), nprocs=2, join=True)
     assert results[0] is False and results[1] is False  # rank 0 saw a finite loss but stops too
     assert results[10] is True and results[11] is True
+
+
+@pytest.mark.slow  # compiling the model takes one to two minutes on two cores
+def test_compiled_training_stays_close_to_eager(tiny_synthetic, tmp_path):
+    """train.compile (torch.compile, inductor) changes the speed, not the result: 3 steps from the same start give
+    the same losses and weights within float tolerance; and it does not change the resume settings."""
+    _, _, index = tiny_synthetic
+    eager = train_classifier(index.root, tmp_path / "e", tmp_path / "e.pt", _model_cfg(), _cfg(max_steps=3))
+    compiled = train_classifier(index.root, tmp_path / "c", tmp_path / "c.pt", _model_cfg(),
+                                _cfg(max_steps=3, compile=True))  # fmt: skip
+    assert eager["step"] == compiled["step"] == 3
+    a = torch.load(tmp_path / "e" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
+    assert worst < 1e-3, worst
+    la = [json.loads(x)["total"] for x in (tmp_path / "e" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["total"] for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    assert la == pytest.approx(lb, abs=1e-3)
+    base = classifier_settings(index.root, index, _model_cfg(), _cfg())
+    assert settings_hash(base) == settings_hash(
+        classifier_settings(index.root, index, _model_cfg(), _cfg(compile=True))
+    )

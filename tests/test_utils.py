@@ -84,3 +84,12 @@ def test_written_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for name, mode in (("summary.md", 0o666), ("classifier.pt", 0o666), ("merged", 0o777)):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode & ~umask, name
+
+
+def test_local_gpu_count_reads_the_device_files(tmp_path):
+    from rpc.utils.gpus import local_gpu_count
+
+    assert local_gpu_count(tmp_path) == 0
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):  # control devices are not GPUs
+        (tmp_path / name).touch()
+    assert local_gpu_count(tmp_path) == 2

@@ -21,7 +21,7 @@ rule rs_cams:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"

@@ -29,7 +29,7 @@ rule train_classifier:
     resources:
         mem_mb=16000,
         runtime=720,
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"
         " --out {output:q} --preset {params.preset:q} --set {params.sets} > {log:q} 2>&1"

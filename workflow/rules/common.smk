@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from rpc.data.roots import check_root
+from rpc.utils.gpus import local_gpu_count
 
 PRETRAINED = "results/pretrain/backbone.pth"
 
@@ -107,6 +108,11 @@ def stage_threads(stage):
     A cluster profile's set-threads overrides this per rule."""
     value = config["cpu_threads"][stage]
     return workflow.cores if value == "all" else min(int(value), workflow.cores)
+
+
+# The model rules ask for one GPU only where the machine shows one, so on a CPU-only machine profiles/local's
+# `gpu: 1` limit does not run them one at a time. A cluster profile sets `gpu` per rule itself (profiles/slurm).
+GPU_PER_JOB = min(1, local_gpu_count())
 
 
 def gpu_count(resources):

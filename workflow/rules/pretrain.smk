@@ -17,7 +17,7 @@ rule pretrain_backbone:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc pretrain --out {output.weights:q} --report {output.report:q}"
         " --work {params.work:q} --set {params.settings} > {log:q} 2>&1"

@@ -28,7 +28,7 @@ rule train_segmentation:
     resources:
         mem_mb=16000,
         runtime=1440,
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
@@ -58,7 +58,7 @@ rule predict_segmentation:
     resources:
         mem_mb=8000,
         runtime=240,
-        gpu=1,
+        gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
