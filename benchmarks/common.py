@@ -35,8 +35,16 @@ def machine() -> dict:
     }
 
 
-def median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    """Median wall seconds of ``fn()`` over ``repeats`` runs (and all runs)."""
+def default_amp() -> str:
+    """What ``amp: auto`` picks here as the benchmarks' default precision: bf16 with AMX, fp32 (``none``) without
+    (measured: bf16 is slower than fp32 on AVX-512 BF16 alone); explicit, so no benchmark job times a calibration."""
+    return "bf16" if "amx_bf16" in cpu_identity()["flags"] else "none"
+
+
+def median_time(fn, repeats: int, warmup: int = 0) -> tuple[float, list[float]]:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs (and all runs), after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

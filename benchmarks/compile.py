@@ -11,24 +11,13 @@ shapes off) or compiled with dynamic shapes; both are timed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import default_amp, median_time, write_result
 from rpc.data.transforms import multiscale_flip
 from rpc.models.rpc import RPCModel, make_config
-from rpc.utils.precision import cpu_identity
-
-
-def _steps(fn, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def train_case(bf16: bool, compiled: bool, steps: int) -> dict:
@@ -54,7 +43,7 @@ def train_case(bf16: bool, compiled: bool, steps: int) -> dict:
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
-    return {"first_step_s": first, "step_s": _steps(step, steps)}
+    return {"first_step_s": first, "step_s": median_time(step, steps)[0]}
 
 
 def maps_case(bf16: bool, mode: str, images: int) -> dict:
@@ -77,14 +66,13 @@ def maps_case(bf16: bool, mode: str, images: int) -> dict:
     t0 = time.perf_counter()
     one_image()
     first = time.perf_counter() - t0
-    return {"first_image_s": first, "image_s": _steps(one_image, images)}
+    return {"first_image_s": first, "image_s": median_time(one_image, images)[0]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--amp", choices=["bf16", "none"], default="bf16" if "amx_bf16" in cpu_identity()["flags"] else
-                    "none")  # fmt: skip
+    ap.add_argument("--amp", choices=["bf16", "none"], default=default_amp())
     a = ap.parse_args(argv)
     bf16 = a.amp == "bf16"
     out = {"amp": a.amp, "train": {}, "maps": {}}

@@ -14,13 +14,11 @@ of ``--repeats`` runs after a warm-up. The class sweep runs at the middle size.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
-from benchmarks.common import OUT, write_result
+from benchmarks.common import OUT, default_amp, median_time, write_result
 from rpc.crf.pseudo import confident_labels
 from rpc.data.transforms import multiscale_flip
 from rpc.models.rpc import RPCModel, make_config
@@ -37,17 +35,6 @@ def smooth_field(shape: tuple[int, ...], size: int, seed: int) -> np.ndarray:
     return up.reshape(*shape, size, size).numpy()
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def map_seconds(model, size: int, present: int, bf16: bool, repeats: int) -> float:
     image = (smooth_field((3,), size, 0).transpose(1, 2, 0) * 255).astype(np.uint8)
     labels = torch.zeros(1, NUM_CLASSES)
@@ -61,14 +48,14 @@ def map_seconds(model, size: int, present: int, bf16: bool, repeats: int) -> flo
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 model.maps(x.contiguous(memory_format=fmt), labels)
 
-    return _median(run, repeats)
+    return median_time(run, repeats, warmup=2)[0]
 
 
 def crf_seconds(size: int, present: int, repeats: int) -> float:
     image = (smooth_field((3,), size, 0).transpose(1, 2, 0) * 255).astype(np.uint8)
     keys = np.arange(present + 1)
     cams = smooth_field((present + 1,), size, 1)
-    return _median(lambda: confident_labels(image, keys, cams), repeats)
+    return median_time(lambda: confident_labels(image, keys, cams), repeats, warmup=2)[0]
 
 
 def plot(result: dict, path) -> None:
@@ -103,8 +90,7 @@ def main(argv=None):
     ap.add_argument("--present", type=int, default=2, help="classes present in the size sweep")
     ap.add_argument("--depth", type=int, default=18)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--amp", choices=["bf16", "none"], default="bf16" if "amx_bf16" in cpu_identity()["flags"] else
-                    "none", help="default: what amp: auto picks on AMX / elsewhere")  # fmt: skip
+    ap.add_argument("--amp", choices=["bf16", "none"], default=default_amp())
     a = ap.parse_args(argv)
     bf16 = a.amp == "bf16"
     torch.manual_seed(0)

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_result
-from rpc.utils.precision import cpu_identity
+from benchmarks.common import default_amp, write_result
 
 
 def commands(results: Path, dataset: Path, tmp: Path, job: int, amp: str) -> dict[str, list[str]]:
@@ -69,9 +68,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default="results", help="a finished default run (dataset, rpc-s15 models)")
     ap.add_argument("--stages", nargs="+", default=["train", "maps", "deeplab", "predict"])
-    ap.add_argument("--amp", choices=["bf16", "none"], default="bf16" if "amx_bf16" in cpu_identity()["flags"] else
-                    "none", help="precision of the jobs (explicit, so no job times a calibration; default: what "
-                    "amp: auto picks on AMX / elsewhere)")  # fmt: skip
+    ap.add_argument("--amp", choices=["bf16", "none"], default=default_amp(), help="the jobs' precision")
     a = ap.parse_args(argv)
     results = Path(a.results)
     dataset = results / "data" / "prepared"

@@ -253,12 +253,8 @@ def _seg_train_parser(sub) -> None:
     s.add_argument("--cfg-options", nargs="*", metavar="KEY=VALUE", help="mmengine config overrides")
     s.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"], help="'pytorch' under torchrun")
     s.add_argument("--backbone-weights", help="torchvision-format backbone state dict (e.g. the pretraining output)")
-    s.add_argument(
-        "--amp",
-        default="auto",
-        choices=["auto", "bf16", "none"],
-        help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster",
-    )
+    s.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
+                   help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
     s.set_defaults(func=_seg_train)
 
 
@@ -268,18 +264,9 @@ def _seg_train(a):
     from rpc.segmentation.train import train_segmentation
 
     mask_dir = None if a.masks == "ground-truth" else a.masks
-    result = train_segmentation(
-        a.config,
-        a.dataset,
-        a.split,
-        mask_dir=mask_dir,
-        work_dir=a.work,
-        out=a.out,
-        options=a.cfg_options,
-        launcher=a.launcher,
-        backbone_weights=a.backbone_weights,
-        amp=a.amp,
-    )
+    result = train_segmentation(a.config, a.dataset, a.split, mask_dir=mask_dir, work_dir=a.work, out=a.out,
+                                options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
+                                amp=a.amp)  # fmt: skip
     print(json.dumps(result))
 
 
@@ -408,10 +395,8 @@ def _eval_parts(a):
     for kind in ("maps", "pseudo_masks"):
         if result[kind]:
             r = result[kind]
-            print(
-                f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
-                f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}"
-            )
+            print(f"{kind}: discriminative recall {100 * r['disc_recall']:.1f}, sub-discriminative recall "
+                  f"{100 * r['sub_recall']:.1f}, background false positives {100 * r['bg_false_positive']:.1f}")
 
 
 def _merge_dirs_parser(sub) -> None:
@@ -437,12 +422,8 @@ def _summary_parser(sub) -> None:
     s.add_argument("--dataset", help="prepared dataset (the paper's values are shown only for VOC / COCO themselves)")
     s.add_argument("--plot", help="PNG bar plot of the part-level scores")
     s.add_argument("--results", default="results", help="folder holding the <run>/ result folders")
-    s.add_argument(
-        "--inputs",
-        nargs="+",
-        required=True,
-        help="the score files to read (<results>/<run>/<file>; the rule's declared input)",
-    )
+    s.add_argument("--inputs", nargs="+", required=True,
+                   help="the score files to read (<results>/<run>/<file>; the rule's declared input)")
     s.add_argument("--dataset-kind", default="synthetic", help="voc | coco | synthetic (picks the paper's values)")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
@@ -471,23 +452,10 @@ def _summary(a):
 
 #: One sub-command per stage, in the order `--help` lists them; each parser sits next to its handler above.
 PARSERS = [
-    _synth_parser,
-    _prepare_voc_parser,
-    _prepare_coco_parser,
-    _eval_masks_parser,
-    _train_parser,
-    _cams_parser,
-    _eval_cams_parser,
-    _pseudo_masks_parser,
-    _figures_parser,
-    _seg_train_parser,
-    _seg_predict_parser,
+    _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
+    _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
     _clean_work_parser,
-    _ablation_tables_parser,
-    _export_backbone_parser,
-    _pretrain_parser,
-    _eval_parts_parser,
-    _merge_dirs_parser,
+    _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
     _summary_parser,
 ]
 

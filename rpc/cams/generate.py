@@ -24,7 +24,7 @@ from rpc.data.maps import is_complete, label_keys, save_cams
 from rpc.models.checkpoint import load_model
 from rpc.models.rpc import config_to_dict
 from rpc.utils.device import pick_device
-from rpc.utils.precision import decide_bf16
+from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -54,15 +54,8 @@ def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_cl
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2 * batch_size, 3, *size, generator=g).to(dev)
     labels = torch.ones(batch_size, num_classes, device=dev)
-
-    @torch.inference_mode()
-    def step(bf16: bool) -> None:
-        fmt = torch.channels_last if bf16 or dev.type == "cuda" else torch.contiguous_format
-        m = model.to(memory_format=fmt)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            m.maps(x.contiguous(memory_format=fmt), labels)
-
-    return step
+    return model_step(lambda: model, lambda m, fmt: m.maps(x.contiguous(memory_format=fmt), labels), dev,
+                      backward=False, channels_last=lambda bf16: bf16 or dev.type == "cuda")  # fmt: skip
 
 
 def _same_size_batches(items, batch_size: int):

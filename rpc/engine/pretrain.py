@@ -32,7 +32,7 @@ from rpc.models.backbone import DEPTHS
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint
 from rpc.utils.device import pick_device
 from rpc.utils.io import write_json_atomic
-from rpc.utils.precision import decide_bf16
+from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.workdir import mark_complete, start_work_dir
 
 
@@ -91,20 +91,9 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, device, amp: bool, batch: 
 
 def _calibration_step(model, x: torch.Tensor, device):
     """``step(bf16)``: one forward/backward of a copy of ``model`` on ``x``, for ``amp: auto``."""
-    probe, y = [], torch.zeros(len(x), dtype=torch.long, device=device)
-    x = x.to(device)
-
-    def step(bf16: bool) -> None:
-        if not probe:
-            probe.append(copy.deepcopy(model).train())
-        fmt = torch.channels_last if bf16 else torch.contiguous_format
-        m = probe[0].to(memory_format=fmt)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = m(x.contiguous(memory_format=fmt))
-        m.zero_grad(set_to_none=True)
-        F.cross_entropy(logits.float(), y).backward()
-
-    return step
+    x, y = x.to(device), torch.zeros(len(x), dtype=torch.long, device=device)
+    return model_step(lambda: copy.deepcopy(model).train(),
+                      lambda m, fmt: F.cross_entropy(m(x.contiguous(memory_format=fmt)).float(), y), device)
 
 
 def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: PretrainConfig,

@@ -37,7 +37,7 @@ from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
 from rpc.utils.device import pick_device
 from rpc.utils.distributed import dist_info, on_rank0
-from rpc.utils.precision import decide_bf16
+from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 
@@ -213,19 +213,9 @@ def calibration_step(model: RPCModel, cfg: TrainConfig, device: torch.device, wo
     y = (torch.rand(n, c, generator=g) < 0.3).float().to(device)
     y[:, 0] = 1.0  # every image has a class
     valid = torch.ones(n, cfg.crop, cfg.crop, device=device)
-    probe = []  # the copy, made on the first call (none when nothing is measured)
-
-    def step(bf16: bool) -> None:
-        if not probe:
-            probe.append(copy.deepcopy(model).train())
-        fmt = torch.channels_last if _channels_last(cfg, device, bf16) else torch.contiguous_format
-        m = probe[0].to(memory_format=fmt)
-        with torch.random.fork_rng(devices=[]), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = m(x.contiguous(memory_format=fmt), y, valid)
-        m.zero_grad(set_to_none=True)
-        m.losses(out, y)["total"].backward()
-
-    return step
+    return model_step(lambda: copy.deepcopy(model).train(),
+                      lambda m, fmt: m.losses(m(x.contiguous(memory_format=fmt), y, valid), y)["total"], device,
+                      channels_last=lambda bf16: _channels_last(cfg, device, bf16))  # fmt: skip
 
 
 def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, world: int, rank: int = 0):

@@ -43,6 +43,3 @@ class DeclaredFiles:
         if not path.is_file():
             raise DataError(f"{path}: result file missing (the summary reads every score of every run)")
         return path
-
-    def runs(self) -> set[str]:
-        return {run for run, _ in self._files}

@@ -23,7 +23,7 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
-from rpc.utils.precision import decide_bf16  # noqa: E402
+from rpc.utils.precision import decide_bf16, model_step  # noqa: E402
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -54,22 +54,17 @@ def calibration_step(cfg: Config):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, h, w, generator=g)
     y = torch.randint(0, int(cfg.model.decode_head.num_classes), (batch, h, w), generator=g)
-    probe = []
 
-    def step(bf16: bool) -> None:
-        if not probe:
-            register_all_modules(init_default_scope=True)  # what the Runner does with default_scope = "mmseg"
-            with torch.random.fork_rng(devices=[]):
-                probe.append(MODELS.build(cfg.model).train())
-        fmt = torch.channels_last if bf16 else torch.contiguous_format
-        model = probe[0].to(memory_format=fmt)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model.decode_head(model.backbone(x.contiguous(memory_format=fmt)))
-            logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(logits.float(), y).backward()
+    def build():
+        register_all_modules(init_default_scope=True)  # what the Runner does with default_scope = "mmseg"
+        return MODELS.build(cfg.model).train()
 
-    return step
+    def loss(model, fmt):
+        logits = model.decode_head(model.backbone(x.contiguous(memory_format=fmt)))
+        logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return torch.nn.functional.cross_entropy(logits.float(), y)
+
+    return model_step(build, loss, torch.device("cpu"))
 
 
 def wants_bf16(cfg: Config, amp: str) -> bool:

@@ -15,6 +15,7 @@ version, the thread count and ``ONEDNN_MAX_CPU_ISA``. ``amp: bf16`` / ``none`` s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -67,6 +68,31 @@ def measure(step: Callable[[bool], None], repeats: int = 3) -> dict:
         fp32.append(_time(step, False))
         bf16.append(_time(step, True))
     return {"fp32_s": statistics.median(fp32), "bf16_s": statistics.median(bf16)}
+
+
+def model_step(get_model: Callable[[], torch.nn.Module], loss: Callable, device: torch.device,
+               backward: bool = True, channels_last: Callable[[bool], bool] = bool) -> Callable[[bool], None]:
+    """The ``step(bf16)`` that :func:`decide_bf16` times, for a model: ``loss(model, memory_format)`` under
+    autocast (bf16 or not) on the model from ``get_model()`` (called once, on the first step, so nothing is built
+    when nothing is timed; give a copy when the stage's own model must stay untouched), then its backward
+    (``backward=False``: inference mode, no backward). The model is in channels-last when
+    ``channels_last(bf16)``; torch's random state is left as it was."""
+    model = []
+
+    def step(bf16: bool) -> None:
+        if not model:
+            with torch.random.fork_rng(devices=[]):
+                model.append(get_model())
+        fmt = torch.channels_last if channels_last(bf16) else torch.contiguous_format
+        m = model[0].to(memory_format=fmt)
+        with (contextlib.nullcontext() if backward else torch.inference_mode()), torch.random.fork_rng(devices=[]):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = loss(m, fmt)
+            if backward:
+                m.zero_grad(set_to_none=True)
+                out.backward()
+
+    return step
 
 
 def decide_bf16(setting: str, device: torch.device, workload: dict, step: Callable[[bool], None]) -> bool:
