@@ -37,6 +37,15 @@ def _json_result(log: str) -> dict:
     return json.loads([line for line in log.splitlines() if line.startswith("{")][-1])
 
 
+def _finished(folder: Path, pattern: str) -> list[str]:
+    """The names of the files written whole in ``folder``.
+
+    A dead pool worker makes the pool stop the other one too: a write it had begun can stay behind as a
+    temporary (never under the final name); the resumed run deletes it.
+    """
+    return sorted(p.stem for p in folder.glob(pattern) if not is_temporary(p))
+
+
 def test_staged_outputs_keep_work_until_complete_and_restart_on_other_settings(tmp_path, capsys):
     out, work = tmp_path / "results" / "shard_0", tmp_path / "work" / "shard_0"
     with pytest.raises(KeyboardInterrupt):
@@ -76,9 +85,7 @@ def test_a_dead_crf_worker_ends_the_job_with_the_images_named(tiny_synthetic, tm
     named = proc.stderr.rsplit("while processing one of:", 1)[1].split(";")[0]
     assert any(n in named for n in names), proc.stderr[-2000:]
     assert not (tmp_path / "out").exists()
-    # the pool stops the surviving worker too: a write it had begun may stay behind as a temporary, never as a mask
-    written = list((tmp_path / "w" / "masks").glob("*.png"))
-    kept = sorted(p.stem for p in written if not is_temporary(p))
+    kept = _finished(tmp_path / "w" / "masks", "*.png")
     assert 1 <= len(kept) <= 2
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -121,7 +128,7 @@ def test_killed_shard_jobs_resume_under_snakemake(tiny_workdir):
     done = _json_result((work / "logs/rpc-s15/rs_cams_0.log").read_text())
     assert done == {**done, "images": shard - 5, "skipped": 5}
     assert len(list((work / maps).glob("*.npz"))) == shard and not (work / "work/rpc-s15/cams/shard_0").exists()
-    kept = len(list((work / "work/rpc-s15/pseudo_masks/shard_0/masks").glob("*.png")))
+    kept = len(_finished(work / "work/rpc-s15/pseudo_masks/shard_0/masks", "*.png"))
     assert 3 <= kept <= 6 and not (work / masks).exists()
     # 3. rerun: only the missing masks
     _snakemake(work, str(masks))
