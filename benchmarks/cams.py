@@ -1,7 +1,11 @@
 """RS-CAM inference speed: ResNet-50 RPC (2 stages + SFA), 4 scales + flip, VOC-sized images, on this machine,
 fp32 and bf16 autocast + channels-last; achieved GFLOP/s next to a large matrix multiply's GFLOP/s.
 
-    python -m benchmarks.cams [--images 4] [--repeats 2] [--depth 50]   ->  benchmarks/out/cams.json
+    python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
+                              [--workers 1 ...]   ->  benchmarks/out/cams_r<depth>.json
+
+Several ``--workers`` values time each mode with that many data-loading processes (the rule's ``auto``: none on a
+CPU, threads - 1 on a GPU).
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ def matmul_gflops(n: int = 4096, dtype=torch.float32, repeats: int = 5) -> float
 
 @torch.inference_mode()
 def flops_per_image(model, index, name: str) -> float:
-    """FLOPs of the model's forward passes for one image at every scale (image + flip), counted by torch."""
+    """FLOPs of the model's forward passes for one image at every scale (image + flip), counted by torch (on the
+    model's device)."""
     item = MultiScaleInferenceSet(index, [name], DEFAULT_SCALES)[0]
+    dev = next(model.parameters()).device
     with FlopCounterMode(display=False) as counter:
         for x in item["scales"]:
-            model.maps(x, item["label"][None])
+            model.maps(x.to(dev), item["label"][None].to(dev))
     return float(counter.get_total_flops())
 
 
@@ -51,27 +57,34 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--copies", type=int, default=1, help="each real VOC image this many times")
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    ap.add_argument("--workers", nargs="+", default=["1"], help="data-loading processes (numbers or auto)")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_cams_"))
     try:
-        index = voc_sized_dataset(work, 1, limit=a.images)
+        index = voc_sized_dataset(work, a.copies, limit=a.images)
         names = index.names("train")
         cfg = make_config("rpc", depth=a.depth, weights="none", num_classes=index.num_classes - 1)
         torch.manual_seed(0)
         model = RPCModel(cfg).eval()
         save_model(work / "model.pt", model, config_to_dict(cfg), list(index.classes), {})
-        flops = sum(flops_per_image(model, index, n) for n in names) / len(names)
+        counted = model.to("cuda") if torch.cuda.is_available() else model
+        flops = sum(flops_per_image(counted, index, n) for n in names) / len(names)
         result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
                   "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
-        for mode, amp in (("fp32", "none"), ("bf16_channels_last", "bf16")):
+        for mode in a.modes:
+            for workers in a.workers:
 
-            def run(amp=amp):
-                shutil.rmtree(work / "maps", ignore_errors=True)
-                make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=1)
+                def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers):
+                    shutil.rmtree(work / "maps", ignore_errors=True)
+                    make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=workers)
 
-            t, runs = median_time(run, a.repeats)
-            result["modes"][mode] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
-                                     "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
+                t, runs = median_time(run, a.repeats, warmup=1)
+                key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
+                key += f", {workers} workers" if len(a.workers) > 1 else ""
+                result["modes"][key] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
+                                        "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
         result["matmul_gflop_s"] = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
         write_result(f"cams_r{a.depth}", result)
     finally:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rpc.cams.generate import make_rs_cams
+from rpc.cams.generate import loader_workers, make_rs_cams
 from rpc.data.maps import load_cams, save_cams
 from rpc.evaluation.figures import TITLE_HEIGHT, make_figures, mask_panel
 from rpc.evaluation.local_maps import evaluate_cams
@@ -24,6 +24,17 @@ def model_file(tiny_synthetic, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.pt"
     save_model(path, model, config_to_dict(cfg), list(index.classes), {})
     return path
+
+
+def test_loader_workers_auto_leaves_cpu_cores_to_the_model_and_feeds_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert loader_workers("auto", torch.device("cpu")) == 0
+    assert loader_workers("auto", torch.device("cuda")) == 7
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert loader_workers("auto", torch.device("cuda")) == 1
+    assert loader_workers("3", torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0
+    with pytest.raises(ValueError, match="auto or a number"):
+        loader_workers("many", torch.device("cpu"))
 
 
 def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_path):

@@ -48,6 +48,17 @@ def by_size(index: DatasetIndex, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: first[sizes[n]])  # stable: the split's order within a size
 
 
+def loader_workers(setting: int | str, dev: torch.device) -> int:
+    """Data-loading processes for the maps. ``auto``: none on a CPU (its cores compute the maps; a loader would
+    compete with them), one per CPU thread beyond the first on a GPU (at least one), so that decoding and the
+    multi-scale resizing of the next images overlap the GPU's work."""
+    if setting == "auto":
+        return 0 if dev.type == "cpu" else max(1, torch.get_num_threads() - 1)
+    if isinstance(setting, str) and not setting.isdigit():
+        raise ValueError(f"loader workers must be auto or a number, got {setting!r}")
+    return int(setting)
+
+
 def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_classes: int):
     """``step(bf16)``: one map forward of ``batch_size`` random images (each with its flip) at ``size``, for
     ``amp: auto``."""
@@ -117,13 +128,14 @@ def make_rs_cams(
     scales=DEFAULT_SCALES,
     save_stages: bool = False,
     device: str = "auto",
-    num_workers: int = 2,
+    num_workers: int | str = "auto",
     amp: str = "auto",
     batch_size: int = 4,
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``). Images are grouped by
+    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
+    :func:`loader_workers`. Images are grouped by
     size (:func:`by_size`) and consecutive images of equal size share a batch (``batch_size`` images, each with its
     flip). With ``work_dir`` the maps are written there
     and moved to ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps
@@ -141,7 +153,8 @@ def make_rs_cams(
         amp = _precision(amp, model, cfg, index, todo, batch_size, dev)
         channels_last = amp or dev.type == "cuda"
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None, num_workers=num_workers)
+        loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,
+                            num_workers=loader_workers(num_workers, dev))
         t0 = time.perf_counter()
         bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)
         for batch in _same_size_batches(loader, batch_size):

@@ -25,4 +25,4 @@ rule rs_cams:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
-        " --scales {params.scales} --batch-size {params.batch_size:q} --save-stages --workers 0 --work {params.work:q} > {log:q} 2>&1"
+        " --scales {params.scales} --batch-size {params.batch_size:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
