@@ -1,6 +1,7 @@
 """Small shared helpers: gathering shard folders, precision choice, file permissions."""
 
 import json
+import math
 import os
 import stat
 import time
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from rpc.utils.io import DataError, merge_dirs
+from rpc.utils.progress import ImageProgress
 
 
 def test_merge_dirs_links_every_file_and_refuses_clashes(tmp_path):
@@ -93,3 +95,19 @@ def test_local_gpu_count_reads_the_device_files(tmp_path):
     for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):  # control devices are not GPUs
         (tmp_path / name).touch()
     assert local_gpu_count(tmp_path) == 2
+
+
+def test_image_progress_counts_what_was_left_and_times_only_the_work():
+    progress = ImageProgress(["a", "b", "c", "d"], lambda n: n in ("b", "d"), "test")
+    assert progress.todo == ["a", "c"]
+    time.sleep(0.5)  # before the work: not counted
+    with progress:
+        time.sleep(0.05)
+        progress.update(2)
+    result = progress.result(crf_s=1.5)
+    assert result["images"] == 2 and result["skipped"] == 2 and result["crf_s"] == 1.5
+    assert 0.05 <= result["wall_s"] < 0.5
+    assert result["images_per_s"] == pytest.approx(2 / result["wall_s"])
+    with ImageProgress(["a"], lambda n: True, "test") as nothing:
+        pass
+    assert nothing.result()["images"] == 0 and math.isnan(nothing.result()["images_per_s"])

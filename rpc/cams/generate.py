@@ -10,13 +10,11 @@ scales are summed; each channel is max-normalised. Stored as ``<name>.npz`` (no 
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
@@ -25,6 +23,7 @@ from rpc.models.checkpoint import load_model
 from rpc.models.rpc import config_to_dict
 from rpc.utils.device import pick_device
 from rpc.utils.precision import decide_bf16, model_step
+from rpc.utils.progress import ImageProgress
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -134,7 +133,7 @@ def make_rs_cams(
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
+    wall_s, images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
     :func:`loader_workers`. Images are grouped by
     size (:func:`by_size`) and consecutive images of equal size share a batch (``batch_size`` images, each with its
     flip). With ``work_dir`` the maps are written there
@@ -149,20 +148,17 @@ def make_rs_cams(
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs({"maps": out_dir}, work_dir, settings) as folders:
         maps = folders["maps"]
-        todo = by_size(index, [n for n in names if not is_complete(maps / f"{n}.npz")])
+        progress = ImageProgress(names, lambda n: is_complete(maps / f"{n}.npz"), f"maps {shard_index}/{num_shards}")
+        todo = by_size(index, progress.todo)
         amp = _precision(amp, model, cfg, index, todo, batch_size, dev)
         channels_last = amp or dev.type == "cuda"
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,
                             num_workers=loader_workers(num_workers, dev))
-        t0 = time.perf_counter()
-        bar = tqdm(total=len(todo), desc=f"maps {shard_index}/{num_shards}", dynamic_ncols=True)
-        for batch in _same_size_batches(loader, batch_size):
-            for item in batch:
-                item["out"] = maps / f"{item['name']}.npz"
-            _infer_batch(model, batch, dev, amp, save_stages, channels_last)
-            bar.update(len(batch))
-        bar.close()
-        elapsed = time.perf_counter() - t0
-    return {"images": len(todo), "skipped": len(names) - len(todo), "bf16": amp,
-            "images_per_s": len(todo) / elapsed if todo else float("nan")}  # fmt: skip
+        with progress:
+            for batch in _same_size_batches(loader, batch_size):
+                for item in batch:
+                    item["out"] = maps / f"{item['name']}.npz"
+                _infer_batch(model, batch, dev, amp, save_stages, channels_last)
+                progress.update(len(batch))
+    return progress.result(bf16=amp)

@@ -22,12 +22,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from rpc.data.index import DatasetIndex
 from rpc.data.maps import as_dirs, check_maps, check_no_strays, find_map, load_cams
 from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
 from rpc.models.dense_crf import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
+from rpc.utils.progress import ImageProgress
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -127,25 +127,22 @@ def make_pseudo_masks(
                 "shard": [shard_index, num_shards], "crf": dataclasses.asdict(params)}  # fmt: skip
     with staged_outputs({"masks": out_dir}, work_dir, settings) as folders:
         masks = folders["masks"]
-        todo = [n for n in names if not is_valid_mask(masks / f"{n}.png", index.num_classes)]
-        for n in todo:  # fail before any work if a map is missing
+        progress = ImageProgress(names, lambda n: is_valid_mask(masks / f"{n}.png", index.num_classes),
+                                 f"crf {shard_index}/{num_shards}")  # fmt: skip
+        for n in progress.todo:  # fail before any work if a map is missing
             find_map(cam_dirs, n)
         init = (str(index.root), cam_dirs, masks, params)
-        t0 = time.perf_counter()
         crf_s = [0.0]
-        bar = tqdm(total=len(todo), desc=f"crf {shard_index}/{num_shards}", dynamic_ncols=True)
 
         def done(seconds: float) -> None:
             crf_s[0] += seconds
-            bar.update()
+            progress.update()
 
-        if workers <= 1:
-            _init_worker(*init)
-            for name in todo:
-                done(_process(name))
-        else:
-            _run_pool(todo, workers, init, done)
-        bar.close()
-        wall = time.perf_counter() - t0
-    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s[0],
-            "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip
+        with progress:
+            if workers <= 1:
+                _init_worker(*init)
+                for name in progress.todo:
+                    done(_process(name))
+            else:
+                _run_pool(progress.todo, workers, init, done)
+    return progress.result(crf_s=crf_s[0])

@@ -17,7 +17,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from rpc.segmentation.compat import ensure_mmseg
 
@@ -34,6 +33,7 @@ from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
+from rpc.utils.progress import ImageProgress  # noqa: E402
 from rpc.utils.shard import shard  # noqa: E402
 from rpc.utils.workdir import file_identity, staged_outputs  # noqa: E402
 
@@ -104,17 +104,18 @@ def predict_segmentation(
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs(outs, work_dir, settings) as folders:
         dirs = list(folders.values())
-        todo = [n for n in names if not all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs)]
-        t0, crf_s = time.perf_counter(), 0.0
-        for name in tqdm(todo, desc=f"predict {split}", dynamic_ncols=True):
-            image = index.read_image(name)
-            probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
-            write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
-            if crf_dir:
-                t1 = time.perf_counter()
-                refined = crf_from_probs(image, probs, crf_params)
-                crf_s += time.perf_counter() - t1
-                write_mask(folders["crf"] / f"{name}.png", refined.argmax(0).astype(np.uint8))
-        wall = time.perf_counter() - t0
-    return {"images": len(todo), "skipped": len(names) - len(todo), "wall_s": wall, "crf_s": crf_s,
-            "images_per_s": len(todo) / wall if todo else float("nan")}  # fmt: skip
+        progress = ImageProgress(names, lambda n: all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs),
+                                 f"predict {split}")  # fmt: skip
+        crf_s = 0.0
+        with progress:
+            for name in progress.todo:
+                image = index.read_image(name)
+                probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
+                write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
+                if crf_dir:
+                    t1 = time.perf_counter()
+                    refined = crf_from_probs(image, probs, crf_params)
+                    crf_s += time.perf_counter() - t1
+                    write_mask(folders["crf"] / f"{name}.png", refined.argmax(0).astype(np.uint8))
+                progress.update()
+    return progress.result(crf_s=crf_s)
