@@ -141,7 +141,7 @@ def _cams_parser(sub) -> None:
     s.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5, 1.5, 2.0])
     s.add_argument("--save-stages", action="store_true", help="also store each stage's map")
     s.add_argument("--device", default="auto")
-    s.add_argument("--workers", default="auto", help="loader processes; auto: 0 on a CPU, threads - 1 on a GPU")
+    s.add_argument("--workers", default="auto", help="loader processes (auto: 0 on CPU, threads-1 up to 4 on GPU)")
     s.add_argument(
         "--amp",
         default="auto",

@@ -27,9 +27,11 @@ def model_file(tiny_synthetic, tmp_path_factory):
 
 
 def test_loader_workers_auto_leaves_cpu_cores_to_the_model_and_feeds_a_gpu(monkeypatch):
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     assert loader_workers("auto", torch.device("cpu")) == 0
-    assert loader_workers("auto", torch.device("cuda")) == 7
+    assert loader_workers("auto", torch.device("cuda")) == 3
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert loader_workers("auto", torch.device("cuda")) == 4  # more gained little (H200: 6.7 -> 7.0 img/s)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert loader_workers("auto", torch.device("cuda")) == 1
     assert loader_workers("3", torch.device("cpu")) == 3 and loader_workers(0, torch.device("cuda")) == 0
