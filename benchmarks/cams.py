@@ -4,8 +4,8 @@ fp32 and bf16 autocast + channels-last; achieved GFLOP/s next to a large matrix 
     python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
                               [--workers 1 ...]   ->  benchmarks/out/cams_r<depth>.json
 
-Several ``--workers`` values time each mode with that many data-loading processes (the rule's ``auto``: none on a
-CPU, threads - 1 on a GPU).
+Each mode (and each ``--workers`` value: data-loading processes, a number or ``auto`` as in
+``rpc.cams.generate.loader_workers``) is run once untimed, then timed ``--repeats`` times (median).
 """
 
 from __future__ import annotations
