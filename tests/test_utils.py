@@ -56,7 +56,7 @@ def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
     assert calls == []
     # another workload where bf16 is slower (AVX-512 BF16 without AMX): fp32, and within 10 % counts as slower
     assert not precision.decide_bf16("auto", cpu, {"w": 2}, _fake_step({False: 0.01, True: 0.05}, calls))
-    assert not precision.decide_bf16("auto", cpu, {"w": 3}, _fake_step({False: 0.020, True: 0.019}, []))
+    assert not precision.decide_bf16("auto", cpu, {"w": 3}, _fake_step({False: 0.20, True: 0.19}, []))  # jitter << 10 %
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # a limited ISA is another machine: re-timed
     calls.clear()
     precision.decide_bf16("auto", cpu, {"w": 1}, _fake_step({False: 0.01, True: 0.02}, calls))
