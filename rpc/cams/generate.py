@@ -135,13 +135,12 @@ def make_rs_cams(
     batch_size: int = 4,
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped,
-    wall_s, images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
-    :func:`loader_workers`. Images are grouped by
-    size (:func:`by_size`) and consecutive images of equal size share a batch (``batch_size`` images, each with its
-    flip). With ``work_dir`` the maps are written there
-    and moved to ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps
-    found there (or in ``out_dir`` without it) are skipped, truncated ones redone."""
+    """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped, wall_s,
+    images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
+    :func:`loader_workers`. Images are grouped by size (:func:`by_size`) and consecutive images of equal size share
+    a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there and moved to
+    ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps found there (or in
+    ``out_dir`` without it) are skipped, truncated ones redone."""
     dev = pick_device(device)
     model, cfg, classes = load_model(model_path, map_location=dev)
     index = DatasetIndex.load(dataset_dir)
