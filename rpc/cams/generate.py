@@ -61,6 +61,11 @@ def loader_workers(setting: int | str, dev: torch.device) -> int:
     return int(setting)
 
 
+def _channels_last(bf16: bool, dev: torch.device) -> bool:
+    """Maps run in channels-last with bf16 (oneDNN's and cuDNN's fast layout) and on any GPU."""
+    return bf16 or dev.type == "cuda"
+
+
 def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_classes: int):
     """``step(bf16)``: one map forward of ``batch_size`` random images (each with its flip) at ``size``, for
     ``amp: auto``."""
@@ -68,7 +73,7 @@ def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_cl
     x = torch.randn(2 * batch_size, 3, *size, generator=g).to(dev)
     labels = torch.ones(batch_size, num_classes, device=dev)
     return model_step(lambda: model, lambda m, fmt: m.maps(x.contiguous(memory_format=fmt), labels), dev,
-                      backward=False, channels_last=lambda bf16: bf16 or dev.type == "cuda")  # fmt: skip
+                      backward=False, channels_last=lambda bf16: _channels_last(bf16, dev))  # fmt: skip
 
 
 def _same_size_batches(items, batch_size: int):
@@ -153,7 +158,7 @@ def make_rs_cams(
         progress = ImageProgress(names, lambda n: is_complete(maps / f"{n}.npz"), f"maps {shard_index}/{num_shards}")
         todo = by_size(index, progress.todo)
         amp = _precision(amp, model, cfg, index, todo, batch_size, dev)
-        channels_last = amp or dev.type == "cuda"
+        channels_last = _channels_last(amp, dev)
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,
                             num_workers=loader_workers(num_workers, dev))
