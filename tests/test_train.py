@@ -198,3 +198,30 @@ def test_compiled_training_stays_close_to_eager(tiny_synthetic, tmp_path):
     assert settings_hash(base) == settings_hash(
         classifier_settings(index.root, index, _model_cfg(), _cfg(compile=True))
     )
+
+
+@pytest.mark.parametrize("name, momentum", [("paper", 0.9), ("sipe_code", 1e-4)])
+def test_optimizer_switch_builds_the_intended_sgd(name, momentum):
+    """`sipe_code` is SGD as SIPE's PolyOptimizerSGD ends up: SGD.__init__(params, lr, weight_decay) puts the weight
+    decay (1e-4) into the momentum slot, and its parameter groups carry weight_decay 1e-4; `paper` keeps 0.9."""
+    from rpc.engine.train import build_optimizer
+
+    model = RPCModel(make_config("sipe", depth=18, weights="none", num_classes=3))
+    opt = build_optimizer(model, _cfg(optimizer=name, lr=0.1, weight_decay=1e-4))
+    assert len(opt.param_groups) == 2
+    for group, lr in zip(opt.param_groups, (0.1, 1.0), strict=True):
+        assert group["momentum"] == pytest.approx(momentum, rel=0, abs=1e-12)
+        assert group["weight_decay"] == pytest.approx(1e-4, rel=0, abs=1e-12)
+        assert group["lr"] == pytest.approx(lr)
+    # the momentum buffer follows: after two steps with the same gradient, the second update is g * (1 + momentum)
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    sgd = torch.optim.SGD([p], lr=1.0, momentum=opt.param_groups[0]["momentum"])
+    for _ in range(2):
+        p.grad = torch.ones(1, dtype=torch.float64)
+        sgd.step()
+    assert p.item() == pytest.approx(-(1 + (1 + momentum)), abs=1e-9)
+
+
+def test_optimizer_switch_rejects_unknown_names():
+    with pytest.raises(ValueError, match="train.optimizer"):
+        _cfg(optimizer="adam")

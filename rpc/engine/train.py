@@ -41,6 +41,9 @@ from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 
+OPTIMIZERS = ("paper", "sipe_code")
+
+
 @dataclass
 class TrainConfig:
     """Defaults: the paper / SIPE recipe for VOC and COCO (the synthetic config shrinks sizes and epochs)."""
@@ -50,6 +53,10 @@ class TrainConfig:
     epochs: int = 5
     lr: float = 0.1  # backbone; new layers get lr * new_layer_lr_mult
     new_layer_lr_mult: float = 10.0
+    # paper: SGD with `momentum` (0.9, as the paper states) | sipe_code: SGD as SIPE's code builds it
+    # (PolyOptimizerSGD passes weight_decay as SGD's third positional argument, which is momentum: momentum 1e-4
+    # = weight_decay, and weight_decay 1e-4 per parameter group); `momentum` is then not used.
+    optimizer: str = "paper"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
@@ -71,6 +78,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.long_side = tuple(self.long_side)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 # TrainConfig fields that do not change the trained weights: a rerun that differs only in them resumes
@@ -235,14 +244,24 @@ def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, 
     return model, amp, channels_last
 
 
+def optimizer_momentum(cfg: TrainConfig) -> float:
+    """SGD's momentum under ``train.optimizer``: ``paper`` -> ``train.momentum``; ``sipe_code`` ->
+    ``train.weight_decay``, as SIPE's ``PolyOptimizerSGD`` ends up with (``SGD.__init__(params, lr, weight_decay)``
+    fills the ``momentum`` slot), i.e. 1e-4: plain SGD for all practical purposes."""
+    return cfg.weight_decay if cfg.optimizer == "sipe_code" else cfg.momentum
+
+
 def build_optimizer(model: RPCModel, cfg: TrainConfig) -> torch.optim.SGD:
     """SGD with the backbone at ``lr`` and the new layers at ``lr * new_layer_lr_mult`` (``base_lr`` per group,
-    decayed by :func:`poly_lr`)."""
+    decayed by :func:`poly_lr`), weight decay ``train.weight_decay`` in both groups, momentum by
+    :func:`optimizer_momentum`."""
     backbone, new = model.param_groups()
+    wd = cfg.weight_decay
     return torch.optim.SGD(
-        [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr},
-         {"params": new, "lr": cfg.lr * cfg.new_layer_lr_mult, "base_lr": cfg.lr * cfg.new_layer_lr_mult}],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        [{"params": backbone, "lr": cfg.lr, "base_lr": cfg.lr, "weight_decay": wd},
+         {"params": new, "lr": cfg.lr * cfg.new_layer_lr_mult, "base_lr": cfg.lr * cfg.new_layer_lr_mult,
+          "weight_decay": wd}],
+        lr=cfg.lr, momentum=optimizer_momentum(cfg), weight_decay=wd,
     )  # fmt: skip
 
 
