@@ -40,7 +40,6 @@ from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
-
 OPTIMIZERS = ("paper", "sipe_code")
 
 

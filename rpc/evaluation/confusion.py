@@ -1,4 +1,5 @@
-"""Streaming confusion matrix, per-class IoU and mIoU (memory independent of the number of images)."""
+"""Streaming confusion matrix, per-class IoU and mIoU (memory independent of the number of images), optionally
+with each image's per-class counts for a bootstrap over images (``rpc.evaluation.uncertainty``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ class ConfusionMatrix:
 
     Ground-truth pixels equal to ``ignore_index`` are skipped. Predictions must lie in ``0..K-1`` (map any
     "uncertain" value to a class before calling ``update``).
+
+    With ``per_image=True`` every ``update`` (one image) also keeps that image's per-class true positives,
+    ground-truth and predicted pixel counts (``per_image_counts()``: three ``(N, K)`` arrays, 12 K bytes per
+    image), what a bootstrap over images resamples.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, per_image: bool = False):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self._per_image: list[np.ndarray] | None = [] if per_image else None
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
         pred, gt = np.asarray(pred), np.asarray(gt)
@@ -29,7 +35,18 @@ class ConfusionMatrix:
             raise ValueError(f"prediction values outside 0..{k - 1}: {sorted(set(np.unique(p)) - set(range(k)))}")
         if g.size and g.max() >= k:
             raise ValueError(f"ground-truth values outside 0..{k - 1} and {self.ignore_index}")
-        self.matrix += np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+        image = np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+        self.matrix += image
+        if self._per_image is not None:
+            self._per_image.append(np.stack([np.diag(image), image.sum(1), image.sum(0)]).astype(np.int32))
+
+    def per_image_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(tp, gt, pred)``, each ``(N, K)`` int64: per image and class, the true positives, the ground-truth
+        pixels and the predicted pixels (only with ``per_image=True``)."""
+        if self._per_image is None:
+            raise ValueError("per-image counts were not kept: ConfusionMatrix(..., per_image=True)")
+        stacked = np.stack(self._per_image).astype(np.int64) if self._per_image else np.zeros((0, 3, self.num_classes))
+        return stacked[:, 0], stacked[:, 1], stacked[:, 2]
 
     def merge(self, other: ConfusionMatrix) -> None:
         self.matrix += other.matrix

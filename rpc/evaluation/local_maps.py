@@ -1,6 +1,8 @@
 """Local.Maps mIoU of stored maps against the ground truth, in the two conventions of METHOD.md.
 
 - ``sipe``: argmax over the map's own background channel (headline numbers).
+  Its 95 % interval from a bootstrap over the scored images is ``sipe.bootstrap``
+  (``rpc.evaluation.uncertainty``).
 - ``irn``: foreground channels only, against a constant background score t swept over 0.00..0.95 (step 0.05;
   IRN's own sweep stops at 0.60, but on other data the best t can lie beyond it); the best t is reported with its
   mIoU, and ``at_edge`` says when it is the first or last value of the sweep (then the range was too narrow).
@@ -16,6 +18,7 @@ from tqdm import tqdm
 from rpc.data.index import DatasetIndex
 from rpc.data.maps import as_dirs, check_maps, find_map, load_cams
 from rpc.evaluation.confusion import ConfusionMatrix
+from rpc.evaluation.uncertainty import bootstrap_miou
 
 IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
 
@@ -45,7 +48,7 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     index = DatasetIndex.load(dataset_dir)
     cam_dirs = as_dirs(cam_dirs)
     k = index.num_classes
-    own = ConfusionMatrix(k)
+    own = ConfusionMatrix(k, per_image=True)
     # diagnostic: a present class whose map is zero everywhere got no seeds (an empty prototype)
     empty = {"final": [0, 0], "stages": None}
     swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
@@ -76,17 +79,24 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
             "final": empty["final"][0] / max(empty["final"][1], 1),
             "stages": None if empty["stages"] is None else [e / max(t, 1) for e, t in empty["stages"]],
         },
-        "sipe": own.summary(index.classes),
+        # the headline with its evaluation noise: a bootstrap over the scored images
+        "sipe": {**own.summary(index.classes), "bootstrap": bootstrap_miou(*own.per_image_counts())},
         "irn": {"best_threshold": float(best), "best_miou": sweep[best], "sweep": sweep,
                 "at_edge": bool(at_edge),
                 "per_class_iou": swept[float(best)].summary(index.classes)["per_class_iou"]},
     }  # fmt: skip
 
 
+def _interval(scores: dict) -> str:
+    b = scores["bootstrap"]
+    return f"{100 * b['low']:.1f}-{100 * b['high']:.1f}"
+
+
 def markdown(result: dict, title: str) -> str:
     return (
         f"### {title}\n\n| convention | mIoU (%) |\n|---|---:|\n"
-        f"| own background channel (SIPE) | {100 * result['sipe']['miou']:.1f} |\n"
+        f"| own background channel (SIPE) | {100 * result['sipe']['miou']:.1f} "
+        f"(95% bootstrap interval over images {_interval(result['sipe'])}) |\n"
         f"| constant background t={result['irn']['best_threshold']:.2f} (IRN, best of the sweep 0.00-0.95"
         f"{', at its edge' if result['irn'].get('at_edge') else ''}) | "
         f"{100 * result['irn']['best_miou']:.1f} |\n"

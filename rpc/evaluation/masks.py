@@ -11,6 +11,7 @@ from tqdm import tqdm
 from rpc.data.index import DatasetIndex
 from rpc.data.palette import IGNORE_INDEX, read_mask
 from rpc.evaluation.confusion import ConfusionMatrix, markdown_table
+from rpc.evaluation.uncertainty import bootstrap_miou
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
 
 UNCERTAIN_CONVENTIONS = ("background", "ignore")
@@ -31,7 +32,7 @@ def evaluate_mask_dir(
     missing = [n for n in names if not (pred_dir / f"{n}.png").is_file()]
     if missing:
         raise DataError(f"{pred_dir}: {len(missing)} prediction(s) missing for split {split}, e.g. {missing[0]}.png")
-    cm = ConfusionMatrix(index.num_classes)
+    cm = ConfusionMatrix(index.num_classes, per_image=True)
     uncertain_pixels = total = 0
     for name in tqdm(names, desc=f"eval {pred_dir.name}", leave=False):
         pred_path = pred_dir / f"{name}.png"
@@ -49,7 +50,8 @@ def evaluate_mask_dir(
             pred = np.where(unsure, 0, pred)
         cm.update(pred, gt)
     result = cm.summary(index.classes)
-    result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total)
+    result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total,
+                  bootstrap=bootstrap_miou(*cm.per_image_counts()))  # fmt: skip
     return result
 
 
