@@ -54,7 +54,9 @@ def _fake_run(root, name, local, crf, seg, parts=None):
     d = root / name
     (d / "segmentation").mkdir(parents=True)
     sweep = {f"{0.05 * i:.2f}": 0.1 for i in range(20)}
-    (d / "local_maps.json").write_text(json.dumps({"split": "train", "images": 4, "sipe": {"miou": local},
+    boot = {"low": local - 0.02, "high": local + 0.02, "std": 0.01 + local / 100}
+    (d / "local_maps.json").write_text(json.dumps({"split": "train", "images": 4,
+                                                   "sipe": {"miou": local, "bootstrap": boot},
                                                    "irn": {"best_miou": local - 0.05, "best_threshold": 0.3,
                                                            "sweep": sweep, "at_edge": False}}))  # fmt: skip
     (d / "pseudo_masks.json").write_text(json.dumps({"miou": crf, "uncertain_fraction": 0.1}))
@@ -80,13 +82,21 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     out = write_summary(seeds, files, "synthetic", tmp_path / "s.md", tmp_path / "s.json",
                         extra=["ground_truth"], plot_path=tmp_path / "p.png")  # fmt: skip
     agg = out["aggregate"]
-    assert agg["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, -1.0, 5.0])
-    assert agg["pairs"]["sipe-cam"]["local_maps"] == pytest.approx([10.0, 2.0, 13.0])
+    assert agg["pairs"]["rpc-sipe"]["local_maps"]["diffs"] == pytest.approx([5.0, -1.0, 5.0])
+    assert agg["pairs"]["sipe-cam"]["local_maps"]["diffs"] == pytest.approx([10.0, 2.0, 13.0])
+    assert agg["pairs"]["rpc-cam"]["local_maps"]["diffs"] == pytest.approx([15.0, 1.0, 18.0])
+    # t interval of 5, -1, 5: mean 3, std sqrt(12), t_{0.975,2} = 4.3027 -> half width 8.61
+    assert agg["pairs"]["rpc-sipe"]["local_maps"]["half_width"] == pytest.approx(4.302652729911275 * 2, rel=1e-6)
     assert agg["ordering_holds_on_seeds"]["local_maps"] == 2  # seed 2: RPC 43 < SIPE 44
     md = (tmp_path / "s.md").read_text()
     assert "| rpc | 51.3 ± 7.2 |" in md  # mean 51.33, std 7.23 of 55, 43, 56
-    assert "| rpc − sipe | 3.0 ± 3.5 (2/3) |" in md
+    assert "| rpc − sipe | +3.0 [-5.6, +11.6] (2/3) |" in md
+    assert "- rpc > sipe (Local.Maps (own bg)): not resolved at 95% (+3.0, 95% CI -5.6..+11.6; better on 2/3" in md
+    # sipe - cam: 10, 2, 13 (mean 8.3, std 5.7): the interval still reaches below 0
+    assert "- sipe > cam (DeepLab val): not resolved at 95%" in md
     assert "holds on: Local.Maps (own bg) 2/3 seeds" in md
+    # bootstrap std 1 + local/100 points: rpc mean of 1.55, 1.43, 1.56
+    assert "scored on the same images): rpc 1.5, sipe 1.5, cam 1.4." in md
     assert "| ground_truth (upper bound) | - | - | - | - | 80.0 |" in md
     assert "| rpc, stage 2 map |" in md and (tmp_path / "p.png").stat().st_size > 1000
     assert out["parts"]["rpc"]["maps"]["sub_recall"] == pytest.approx([55.0, 43.0, 56.0])
@@ -94,7 +104,7 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     # an experiment with its own seeds: differences only over the seeds both share
     out = write_summary({"rpc": [1, 3], "sipe": [1, 2, 3]}, files, "synthetic", tmp_path / "s.md",
                         tmp_path / "s.json")  # fmt: skip
-    assert out["aggregate"]["pairs"]["rpc-sipe"]["local_maps"] == pytest.approx([5.0, 5.0])
+    assert out["aggregate"]["pairs"]["rpc-sipe"]["local_maps"]["diffs"] == pytest.approx([5.0, 5.0])
     row = write_run_summary("rpc-s1", files, "synthetic", tmp_path / "r.md", tmp_path / "r.json")
     assert row["local_maps"] == pytest.approx(55.0)
     # a declared file that is missing, and a file the summary needs that no rule declared: errors naming them

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rpc.data.index import DatasetIndex
 from rpc.evaluation.declared import DeclaredFiles
+from rpc.evaluation.uncertainty import paired_comparison, verdict_sentence
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
 
 # The paper's numbers (mIoU %). VOC: Tables 1, 2 (ResNet-101 DeepLabv2) and 4 (the CAM row); COCO: Table 3.
@@ -38,7 +39,9 @@ COLUMNS = (  # key, header, file, how to read the number
     ("seg_val_crf", "DeepLab val + CRF", "segmentation/val_crf.json", lambda r: r["miou"]),
 )
 SEG_KEYS = ("seg_val", "seg_val_crf")
-PAIRS = (("rpc", "sipe"), ("sipe", "cam"))  # the paper's claims: RPC > SIPE > CAM
+PAIRS = (("rpc", "sipe"), ("rpc", "cam"), ("sipe", "cam"))  # the paper's claims: RPC > SIPE > CAM
+# the columns that get a verdict sentence per pair: the headline of each stage (SIPE's conventions)
+VERDICT_KEYS = ("local_maps", "crf_ignore", "seg_val")
 PART_KEYS = (("disc_recall", "disc. part recall"), ("sub_recall", "sub-disc. part recall"),
              ("bg_false_positive", "background FP rate"))  # fmt: skip
 
@@ -56,6 +59,9 @@ def run_row(files: DeclaredFiles, run: str, segmentation_only: bool = False) -> 
         if key == "crf":
             row["uncertain_fraction"] = res["uncertain_fraction"]
         if key == "local_maps":
+            if "bootstrap" in res["sipe"]:  # the evaluation noise of this run's headline number
+                b = res["sipe"]["bootstrap"]
+                row["local_maps_bootstrap"] = {"low": 100 * b["low"], "high": 100 * b["high"], "std": 100 * b["std"]}
             row["irn_threshold"] = res["irn"]["best_threshold"]
             row["irn_at_edge"] = res["irn"]["at_edge"]
             row["local_maps_split"] = f"{res['split']} ({res['images']})"
@@ -73,6 +79,13 @@ def _pm(values: list[float] | None) -> str:
         return "-"
     m, s = mean_std(values)
     return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def _paired_cell(c: dict | None) -> str:
+    if c is None:
+        return "-"
+    interval = f" [{c['low']:+.1f}, {c['high']:+.1f}]" if c["n"] > 1 else ""
+    return f"{c['mean']:+.1f}{interval} ({c['positive']}/{c['n']})"
 
 
 def paper_reference(dataset_dir: str | os.PathLike | None, dataset_kind: str) -> dict:
@@ -94,8 +107,10 @@ def paper_reference(dataset_dir: str | os.PathLike | None, dataset_kind: str) ->
 
 
 def aggregate(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict:
-    """Per experiment and column: the values over its seeds; per claimed pair: the differences on the seeds both
-    experiments share (paired: same seed, same data); the seeds on which CAM < SIPE < RPC holds."""
+    """Per experiment and column: the values over its seeds; per claimed pair and column: the paired comparison
+    on the seeds both experiments share (same seed, same data; :func:`rpc.evaluation.uncertainty.paired_comparison`:
+    differences, their mean with a 95 % Student-t interval, seeds where the first is better, verdict); the seeds
+    on which CAM < SIPE < RPC holds."""
     agg = {e: {k: [rows[f"{e}-s{s}"][k] for s in ss] for k, *_ in COLUMNS} for e, ss in seeds.items()}
 
     def shared(*names):
@@ -107,7 +122,11 @@ def aggregate(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict:
     pairs = {}
     for a, b in PAIRS:
         if a in seeds and b in seeds:
-            pairs[f"{a}-{b}"] = {k: [value(a, s, k) - value(b, s, k) for s in shared(a, b)] for k, *_ in COLUMNS}
+            common = shared(a, b)
+            pairs[f"{a}-{b}"] = {
+                k: paired_comparison([value(a, s, k) for s in common], [value(b, s, k) for s in common])
+                for k, *_ in COLUMNS
+            }
     order = None
     if all(e in seeds for e in ("cam", "sipe", "rpc")):
         common = shared("cam", "sipe", "rpc")
@@ -153,12 +172,25 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
         for name in extra:
             cells = [_pm(None if rows[name][k] is None else [rows[name][k]]) for k, *_ in COLUMNS]
             lines.append(f"| {name} (upper bound) | " + " | ".join(cells) + " |")
+        noise = {e: [rows[f"{e}-s{s}"]["local_maps_bootstrap"]["std"] for s in seeds[e]] for e in experiments
+                 if all("local_maps_bootstrap" in rows[f"{e}-s{s}"] for s in seeds[e])}  # fmt: skip
+        if noise:
+            lines += ["", "Evaluation noise of Local.Maps (standard deviation of a bootstrap over the scored images, "
+                      "mean over seeds; every seed is scored on the same images): "
+                      + ", ".join(f"{e} {statistics.mean(v):.1f}" for e, v in noise.items()) + "."]  # fmt: skip
         if agg["pairs"]:
-            lines += ["", "Paired differences per seed (same seed, same data): mean ± std, then the seeds where the "
-                      "first is better.", "", header, rule]  # fmt: skip
-            for pair, diffs in agg["pairs"].items():
-                cells = [f"{_pm(diffs[k])} ({sum(d > 0 for d in diffs[k])}/{len(diffs[k])})" for k, *_ in COLUMNS]
+            lines += ["", "Paired differences (same seed, same data): mean [95% Student-t interval over the seeds] "
+                      "(seeds where the first is better).", "", header, rule]  # fmt: skip
+            for pair, comps in agg["pairs"].items():
+                cells = [_paired_cell(comps.get(k)) for k, *_ in COLUMNS]
                 lines.append(f"| {pair.replace('-', ' − ')} | " + " | ".join(cells) + " |")
+            lines += ["", "Verdicts (a claim is supported when the 95% interval of the paired difference lies above 0,"
+                      " contradicted when it lies below, not resolved when it contains 0):", ""]  # fmt: skip
+            headers = {k: h for k, h, *_ in COLUMNS}
+            for pair, comps in agg["pairs"].items():
+                first, second = pair.split("-")
+                lines += [f"- {verdict_sentence(first, second, comps[k], headers[k])}" for k in VERDICT_KEYS
+                          if k in comps]  # fmt: skip
         if agg["ordering_holds_on_seeds"]:
             holds = agg["ordering_holds_on_seeds"]
             lines += ["", "CAM < SIPE < RPC (the paper's ordering) holds on: "
