@@ -255,6 +255,7 @@ def _seg_train_parser(sub) -> None:
     s.add_argument("--backbone-weights", help="torchvision-format backbone state dict (e.g. the pretraining output)")
     s.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
                    help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
+    s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
     s.set_defaults(func=_seg_train)
 
 
@@ -266,7 +267,7 @@ def _seg_train(a):
     mask_dir = None if a.masks == "ground-truth" else a.masks
     result = train_segmentation(a.config, a.dataset, a.split, mask_dir=mask_dir, work_dir=a.work, out=a.out,
                                 options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
-                                amp=a.amp)  # fmt: skip
+                                amp=a.amp, seed=a.seed)  # fmt: skip
     print(json.dumps(result))
 
 

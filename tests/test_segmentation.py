@@ -387,3 +387,18 @@ def test_finished_segmentation_run_is_retrained_not_resumed(trained):
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp / "work", out=tmp / "again.pt", options=_opts(2)
     )
     assert result == {"iterations": 2, "resumed": False, "images": 24, "bf16": mock.ANY}
+
+
+def test_the_seed_reaches_deeplab(tiny_synthetic, tmp_path):
+    """`seed` is mmengine's randomness.seed: recorded in the model file's config; another seed, another init."""
+    _, _, index = tiny_synthetic
+    runs = {}
+    for seed in (3, 4):
+        out = tmp_path / f"s{seed}.pt"
+        train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / f"w{seed}", out=out,
+                           options=_opts(1), seed=seed)  # fmt: skip
+        ckpt = torch.load(out, weights_only=True)
+        assert json.loads(ckpt["config"])["randomness"]["seed"] == seed
+        runs[seed] = _weights(out)
+    key = "decode_head.aspp.0.weight"
+    assert not torch.equal(runs[3][key], runs[4][key])

@@ -203,9 +203,12 @@ def train_segmentation(
     launcher: str = "none",
     backbone_weights: str | os.PathLike | None = None,
     amp: str = "auto",
+    seed: int | None = None,
 ) -> dict:
     """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
     ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says).
+    ``seed``: mmengine's ``randomness.seed`` (initialisation, sampling, augmentation; None: the config's), so a
+    run over several seeds includes DeepLab's own randomness; part of the resume settings.
     ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
@@ -216,6 +219,8 @@ def train_segmentation(
         check_masks(index, names, mask_dir)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
+    if seed is not None:
+        cfg.randomness = {**cfg.get("randomness", {}), "seed": int(seed)}
     keep_two_checkpoints(cfg)
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
     config_text = cfg.pretty_text  # the settings: before the launcher's and the precision's entries are added

@@ -50,6 +50,11 @@ KIND = config["dataset"]["kind"]
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 
+def run_seed(run):
+    """The training seed of a run (results/<run>/); the ground-truth upper bound takes the first seed."""
+    return SEEDS[0] if run == "ground_truth" else CLASSIFIERS[run]["train"]["seed"]
+
+
 def uses_pretrained():
     weights = [config.get("model", {}).get("weights")] + [
         c.get("model", {}).get("weights") for c in CLASSIFIERS.values()

@@ -18,6 +18,8 @@ rule train_segmentation:
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
         backbone=lambda wc, input: f"--backbone-weights {shell_quote(input.backbone)}" if input.backbone else "",
         amp=config["segmentation"]["amp"],
+        # the run's seed (the upper bound: the first seed), so the spread over seeds includes DeepLab's own
+        seed=lambda wc: run_seed(wc.experiment),
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -32,7 +34,8 @@ rule train_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
-        " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --cfg-options {params.options} > {log:q} 2>&1"
+        " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed}"
+        " --cfg-options {params.options} > {log:q} 2>&1"
 
 
 rule predict_segmentation:
