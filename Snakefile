@@ -15,12 +15,13 @@ min_version("9.0")
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
-# The base is the embedded default, unless the first `--configfile` is itself a base (it sets `dataset:`, like
-# config/voc.yaml): then it REPLACES the default, so the demo's training sizes never leak into a real run. Every
-# further file is an overlay, merged in order on top (`--configfile config/voc.yaml small.yaml`, or just
-# `--configfile crf40.yaml` over the default); `--config k=v` updates single keys last.
+# The base is the embedded default, unless the first `--configfile` is itself a base (it sets `dataset.kind`,
+# like config/voc.yaml): then it REPLACES the default, so the demo's training sizes never leak into a real run.
+# Every further file is an overlay, merged in order on top (`--configfile config/voc.yaml small.yaml`, or just
+# `--configfile crf40.yaml` / `config/creatures.yaml` over the default); `--config k=v` updates single keys last.
 _given = [Path(f) for f in workflow.overwrite_configfiles or []]
-if not _given or "dataset" not in (yaml.safe_load(_given[0].read_text()) or {}):
+_first = yaml.safe_load(_given[0].read_text()) or {} if _given else {}
+if "kind" not in (_first.get("dataset") or {}):
     _merged = yaml.safe_load(Path("config/config.yaml").read_text())
     update_config(_merged, config)  # recursively: what was given wins
     config.clear()

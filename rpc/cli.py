@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rpc.data.synthetic import DEFAULT_CLASSES
 from rpc.utils.io import DataError
 
 
@@ -21,7 +20,9 @@ def _synth_parser(sub) -> None:
     s = sub.add_parser("synth", help="generate the synthetic VOC-format dataset")
     s.add_argument("--out", required=True, help="folder for the VOC-format dataset")
     s.add_argument("--prepared", help="also write the prepared dataset description here")
-    s.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
+    s.add_argument("--generator", choices=["ellipses", "creatures"], default="ellipses",
+                   help="ellipses: rpc.data.synthetic (the default benchmark); creatures: rpc.data.creatures")
+    s.add_argument("--classes", nargs="+", help="class names (default: the generator's own)")
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--n-train", type=int, default=320)
     s.add_argument("--n-train-eval", type=int, default=160)
@@ -32,14 +33,16 @@ def _synth_parser(sub) -> None:
 
 
 def _synth(a):
-    from rpc.data.synthetic import SyntheticSpec, generate_dataset
+    from rpc.data import creatures, synthetic
     from rpc.data.voc import prepare_voc
 
-    spec = SyntheticSpec(
-        classes=tuple(a.classes), size=a.size, n_train=a.n_train, n_train_eval=a.n_train_eval,
+    spec_type, render = {"ellipses": (synthetic.SyntheticSpec, synthetic.generate_image),
+                         "creatures": (creatures.CreaturesSpec, creatures.generate_image)}[a.generator]  # fmt: skip
+    spec = spec_type(
+        classes=tuple(a.classes or spec_type.classes), size=a.size, n_train=a.n_train, n_train_eval=a.n_train_eval,
         n_val=a.n_val, max_objects=a.max_objects, seed=a.seed,
     )  # fmt: skip
-    generate_dataset(spec, a.out)
+    synthetic.generate_dataset(spec, a.out, render)
     if a.prepared:
         prepare_voc(a.out, a.prepared, name="synthetic")
 

@@ -50,6 +50,15 @@ def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
     assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
 
 
+def test_the_second_benchmark_is_an_overlay_of_the_default(tmp_path):
+    work = _workdir(tmp_path)
+    proc = _dry_run(work, "--configfile", "config/creatures.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    synth = _commands(proc.stdout, "synth")
+    assert synth and synth[0][synth[0].index("--generator") + 1] == "creatures"
+    assert "--size" in synth[0] and synth[0][synth[0].index("--n-train") + 1] == "320"  # the default's sizes
+
+
 def test_a_real_base_with_overlays_never_gets_the_demo_sizes(tmp_path, voc_root):
     work = _workdir(tmp_path, small={"train": {"epochs": 1}, "cams": {"shards": 1}},
                     later={"train": {"epochs": 2}})  # fmt: skip

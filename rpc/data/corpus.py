@@ -48,6 +48,7 @@ SHAPES = ("triangle", "square", "pentagon", "hexagon", "star", "cross", "ring", 
 TEXTURES = ("flat", "checker", "dots", "grain")
 HUE_MARGIN = 15.0  # degrees kept clear around each benchmark class hue
 MAX_SATURATION = 0.85
+MIN_SATURATION = 0.35  # of every object (the second benchmark's bodies stay far below: rpc.data.creatures)
 # the benchmark's class hues (degrees): hue c / C for its default C classes (rpc.data.synthetic.class_colours)
 BENCHMARK_HUES = tuple(360.0 * c / len(DEFAULT_CLASSES) for c in range(len(DEFAULT_CLASSES)))
 # two families of hue windows (degrees), each window centred between two benchmark hues
@@ -169,7 +170,7 @@ def render(label: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray,
     # the object
     mask = shape_mask(shape, size, rng)
     hue = object_hue(family, rng)
-    base = _rgb(hue, rng.uniform(0.35, MAX_SATURATION), rng.uniform(0.45, 0.9))
+    base = _rgb(hue, rng.uniform(MIN_SATURATION, MAX_SATURATION), rng.uniform(0.45, 0.9))
     pattern = _texture(texture, size, rng)[..., None]
     obj = base * (1.0 + 0.3 * pattern) + rng.normal(0, 4, size=img.shape)
     img = np.where(mask[..., None], obj, img)

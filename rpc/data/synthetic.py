@@ -148,7 +148,7 @@ def generate_image(spec: SyntheticSpec, index: int):
     return image, mask, parts, boxes
 
 
-def _annotation_xml(name: str, size: int, classes, boxes) -> str:
+def _annotation_xml(name: str, height: int, width: int, classes, boxes) -> str:
     objs = "".join(
         f"\t<object>\n\t\t<name>{classes[c]}</name>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>"
         f"<xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox>\n\t</object>\n"
@@ -156,13 +156,16 @@ def _annotation_xml(name: str, size: int, classes, boxes) -> str:
     )
     return (
         f"<annotation>\n\t<folder>synthetic</folder>\n\t<filename>{name}.jpg</filename>\n"
-        f"\t<size><width>{size}</width><height>{size}</height><depth>3</depth></size>\n"
+        f"\t<size><width>{width}</width><height>{height}</height><depth>3</depth></size>\n"
         f"\t<segmented>1</segmented>\n{objs}</annotation>\n"
     )
 
 
-def generate_dataset(spec: SyntheticSpec, out: str | os.PathLike) -> Path:
-    """Write the dataset in VOC layout to ``out`` (resumable: existing complete images are kept)."""
+def generate_dataset(spec, out: str | os.PathLike, render=None) -> Path:
+    """Write the dataset in VOC layout to ``out`` (resumable: existing complete images are kept). ``render(spec,
+    index)`` makes one sample (default :func:`generate_image`; the second benchmark passes
+    ``rpc.data.creatures.generate_image`` with its own spec)."""
+    render = render or generate_image
     out = Path(out)
     classes = ("background",) + tuple(spec.classes)
     total = spec.n_train + spec.n_val
@@ -171,12 +174,12 @@ def generate_dataset(spec: SyntheticSpec, out: str | os.PathLike) -> Path:
         xml = out / "Annotations" / f"{name}.xml"
         if xml.is_file():  # the XML is written last: its presence means the sample is complete
             continue
-        image, mask, parts, boxes = generate_image(spec, i)
+        image, mask, parts, boxes = render(spec, i)
         with atomic_path(out / "JPEGImages" / f"{name}.jpg") as tmp:
             Image.fromarray(image).save(tmp, format="JPEG", quality=95)
         write_mask(out / "SegmentationClass" / f"{name}.png", mask)
         write_mask(out / "SegmentationPart" / f"{name}.png", parts)
-        write_text_atomic(xml, _annotation_xml(name, spec.size, classes, boxes))
+        write_text_atomic(xml, _annotation_xml(name, *mask.shape, classes, boxes))
     seg = out / "ImageSets" / "Segmentation"
     write_list(seg / "train_aug.txt", names[: spec.n_train])
     write_list(seg / "train.txt", names[: spec.n_train_eval])

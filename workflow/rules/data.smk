@@ -16,7 +16,7 @@ if KIND == "synthetic":
             mem_mb=2000,
             runtime=30,
         shell:
-            "python -m rpc synth --out {output.raw:q} --prepared {output.prepared:q}"
+            "python -m rpc synth --generator {params.synthetic[generator]} --out {output.raw:q} --prepared {output.prepared:q}"
             " --size {params.synthetic[size]} --n-train {params.synthetic[n_train]}"
             " --n-train-eval {params.synthetic[n_train_eval]} --n-val {params.synthetic[n_val]}"
             " --seed {params.synthetic[seed]} > {log:q} 2>&1"
