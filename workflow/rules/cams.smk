@@ -10,6 +10,7 @@ rule rs_cams:
         shards=config["cams"]["shards"],
         scales=" ".join(str(s) for s in config["cams"]["scales"]),
         batch_size=config["cams"]["batch_size"],
+        amp=config["cams"]["amp"],
         work="work/{experiment}/cams/shard_{shard}",  # finished maps survive a killed job (moved in at the end)
     conda:
         "../../envs/rpc.yaml"
@@ -25,4 +26,4 @@ rule rs_cams:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
-        " --scales {params.scales} --batch-size {params.batch_size:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
+        " --scales {params.scales} --batch-size {params.batch_size:q} --amp {params.amp:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
