@@ -108,11 +108,13 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     from rpc.evaluation.declared import DeclaredFiles
     from rpc.utils.io import DataError
 
-    spec = {"seeds": [1, 2], "cells": {"a": {}, "b": {"seeds": [1]}},
+    spec = {"seeds": [1, 2], "cells": {"a": {}, "b": {"seeds": [1]}, "c": {"seeds": [1, 2, 3]}},
             "tables": [{"title": "T", "rows": [{"label": "A", "cells": ["a"], "paper": 50.0},
-                                                {"label": "B", "cells": ["b"], "paper": 60.0}]}]}  # fmt: skip
+                                                {"label": "B", "cells": ["b"], "paper": 60.0}]},
+                       {"title": "U", "reference": "A", "rows": [{"label": "A", "cells": ["a"]},
+                                                                 {"label": "C", "cells": ["c"]}]}]}  # fmt: skip
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    for run, miou in {"a-s1": 0.40, "a-s2": 0.50, "b-s1": 0.30}.items():
+    for run, miou in {"a-s1": 0.40, "a-s2": 0.50, "b-s1": 0.30, "c-s1": 0.45, "c-s2": 0.52, "c-s3": 0.9}.items():
         (tmp_path / run).mkdir()
         res = {"sipe": {"miou": miou}, "irn": {"best_miou": miou + 0.1}}
         (tmp_path / run / "local_maps.json").write_text(json.dumps(res))
@@ -124,7 +126,17 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     assert rows[0]["irn_mean"] == pytest.approx(55.0) and rows[1]["std"] == 0.0
     assert tables[0]["ours_best"] == "A" and tables[0]["paper_best"] == "B"
     md = (tmp_path / "t.md").read_text()
-    assert "| A | 45.0 ± 7.1 | 40.0, 50.0 | 55.0 | nan | 50.0 |" in md and "(differs)" in md
+    # 95% interval of 40, 50: 45 +- t_{0.975,1} (12.706) * 7.071 / sqrt(2) = 45 +- 63.5
+    assert "| A | 45.0 ± 7.1 | -18.5-108.5 | 40.0, 50.0 |  | 55.0 | nan | 50.0 |" in md and "(differs)" in md
+    # C vs A on the shared seeds 1, 2: differences 5 and 2 (seed 3 has no partner)
+    versus = tables[1]["rows"][1]["versus_reference"]
+    assert versus["diffs"] == pytest.approx([5.0, 2.0]) and versus["verdict"] == "not resolved"
+    assert tables[1]["rows"][0]["versus_reference"] is None
+    assert "| +3.5 [-15.6, +22.6] (2/2) not resolved |" in md
+    bad = {**spec, "tables": [{"title": "V", "reference": "Z", "rows": [{"label": "A", "cells": ["a"]}]}]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(DataError, match="reference 'Z' is not one of its one-cell rows"):
+        write_ablation_tables(tmp_path / "bad.yaml", files, tmp_path / "t.md", tmp_path / "t.json")
     (tmp_path / "a-s2" / "local_maps.json").unlink()  # a missing run is an error, not a silent gap
     with pytest.raises(DataError, match="a-s2/local_maps.json: result file missing"):
         write_ablation_tables(tmp_path / "spec.yaml", files, tmp_path / "t.md", tmp_path / "t.json")
