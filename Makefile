@@ -19,7 +19,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
 
-# The same over seeds 15, 16, 17 (the README's tables with mean +- std): about three times as long.
+# The same over seeds 15-19 (mean +- std, 95% intervals and verdicts in results/summary.md).
 run-seeds: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/seeds.yaml
 

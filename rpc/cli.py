@@ -24,7 +24,7 @@ def _synth_parser(sub) -> None:
                    help="ellipses: rpc.data.synthetic (the default benchmark); creatures: rpc.data.creatures")
     s.add_argument("--classes", nargs="+", help="class names (default: the generator's own)")
     s.add_argument("--size", type=int, default=128)
-    s.add_argument("--n-train", type=int, default=320)
+    s.add_argument("--n-train", type=int, default=640)
     s.add_argument("--n-train-eval", type=int, default=160)
     s.add_argument("--n-val", type=int, default=96)
     s.add_argument("--max-objects", type=int, default=2)

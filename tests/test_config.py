@@ -56,7 +56,7 @@ def test_the_second_benchmark_is_an_overlay_of_the_default(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     synth = _commands(proc.stdout, "synth")
     assert synth and synth[0][synth[0].index("--generator") + 1] == "creatures"
-    assert "--size" in synth[0] and synth[0][synth[0].index("--n-train") + 1] == "320"  # the default's sizes
+    assert "--size" in synth[0] and synth[0][synth[0].index("--n-train") + 1] == "640"  # the default's sizes
 
 
 def test_a_real_base_with_overlays_never_gets_the_demo_sizes(tmp_path, voc_root):

@@ -59,7 +59,7 @@ class CreaturesSpec:
 
     classes: tuple[str, ...] = CLASSES
     size: int = 128
-    n_train: int = 320
+    n_train: int = 640
     n_train_eval: int = 160
     n_val: int = 96
     max_objects: int = 2

@@ -58,7 +58,7 @@ class SyntheticSpec:
 
     classes: tuple[str, ...] = DEFAULT_CLASSES
     size: int = 128
-    n_train: int = 320
+    n_train: int = 640
     n_train_eval: int = 160
     n_val: int = 96
     max_objects: int = 2
