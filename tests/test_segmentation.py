@@ -203,6 +203,29 @@ def test_resume_point_is_a_checkpoint_that_loads(tmp_path, capsys):
     assert "does not load and no other checkpoint loads; starting afresh" in capsys.readouterr().out
 
 
+def test_only_a_checkpoint_cut_short_is_deleted(tmp_path, capsys):
+    """A whole checkpoint that does not load (here: a class outside the weights-only allow-list, as after an
+    environment change) is moved aside, not deleted; a file that cannot be read stops the job, deleting nothing."""
+    import datetime
+
+    from rpc.segmentation.train import checkpoint_state, find_resume_checkpoint
+
+    torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "iter_1.pth")
+    torch.save({"state_dict": {"w": torch.ones(2)}, "meta": {"when": datetime.date(2026, 1, 1)}},
+               tmp_path / "iter_2.pth")  # fmt: skip
+    (tmp_path / "iter_3.pth").write_bytes((tmp_path / "iter_1.pth").read_bytes()[:-30])  # the end is missing
+    assert [checkpoint_state(tmp_path / f"iter_{i}.pth") for i in (1, 2, 3)] == ["ok", "unloadable", "truncated"]
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_1.pth")
+    out = capsys.readouterr().out
+    assert "iter_3.pth: unreadable checkpoint (cut short" in out and not (tmp_path / "iter_3.pth").exists()
+    assert "iter_2.pth: a whole checkpoint that does not load" in out
+    assert (tmp_path / "iter_2.pth.unloadable").is_file() and (tmp_path / "iter_1.pth").is_file()
+    (tmp_path / "iter_4.pth").mkdir()  # stands for a file the system cannot read (NFS error, permissions)
+    with pytest.raises(OSError):
+        find_resume_checkpoint(tmp_path)
+    assert (tmp_path / "iter_1.pth").is_file() and (tmp_path / "iter_2.pth.unloadable").is_file()
+
+
 _DIE_WHILE_SAVING = """
 import json, os, sys
 from pathlib import Path

@@ -8,7 +8,9 @@ generated in memory (about 1.3 ms per 64 px image), so no data loader processes 
 Output: a torchvision state dict (``conv1``, ``bn1``, ``layer1``..``layer4``, ``fc``), loadable weights-only,
 usable as ``model.weights=<path>`` for every classifier (``fc`` is dropped there) and as DeepLab's backbone
 init (mmseg ``init_cfg=dict(type="Pretrained", checkpoint=<path>)``: mmseg's ResNet uses torchvision's key
-names). A JSON report holds the held-out accuracy per epoch. Resumable per epoch from ``work_dir/last.pt``.
+names). A JSON report holds the held-out accuracy per epoch. Resumable per epoch from ``work_dir/last.pt``, only by a
+run with the same settings (every ``PretrainConfig`` field but the device, and the resolved precision): another
+recipe starts afresh (``rpc.utils.workdir``).
 """
 
 from __future__ import annotations
@@ -102,7 +104,6 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
     (``{"epochs": [{"epoch", "loss", "val_accuracy", "images_per_s"}], "val_accuracy", ...}``) to ``report``."""
     if cfg.depth not in DEPTHS:
         raise ValueError(f"pretrain depth must be one of {sorted(DEPTHS)}, got {cfg.depth}")
-    work = start_work_dir(work_dir)
     device = pick_device(cfg.device)
     t_gen = time.perf_counter()
     train_x, train_y = (torch.as_tensor(a) for a in generate_corpus(cfg.corpus(), "train"))
@@ -114,6 +115,9 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
     model = getattr(torchvision.models, DEPTHS[cfg.depth])(weights=None, num_classes=NUM_CLASSES).to(device)
     workload = {"stage": "pretrain", "depth": cfg.depth, "size": cfg.size, "batch": cfg.batch_size}
     amp = decide_bf16(cfg.amp, device, workload, _calibration_step(model, train_x[: cfg.batch_size], device))
+    # resume only a run of the same recipe and resolved precision (another epochs, lr, size, depth, seed: afresh)
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}, "bf16": amp}
+    work = start_work_dir(work_dir, settings)
     if amp:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -126,34 +126,61 @@ def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_si
     return {"config": config_text, "masks": masks, "backbone": backbone, "world_size": world_size}
 
 
-def _checkpoint_loads(path: Path) -> bool:
+def _ends_like_a_zip(path: Path) -> bool:
+    """Whether the file ends with a zip archive's end-of-central-directory record (torch checkpoints are zip
+    archives, written front to back: a save cut short has none). Read errors (permissions, a network file system)
+    propagate: they say nothing about the file and must not get it deleted."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 65558))  # the record (22 bytes) plus the longest archive comment
+        return b"PK\x05\x06" in f.read()
+
+
+def checkpoint_state(path: Path) -> str:
+    """``ok`` (loads weights-only), ``truncated`` (provably cut short: no end of archive) or ``unloadable`` (a
+    whole archive that does not load, e.g. a class the allow-list does not hold after an environment change)."""
     import torch
 
+    if not _ends_like_a_zip(path):
+        return "truncated"
     try:  # mmap: the structure is read and unpickled, the tensors are not
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return True
+        return "ok"
+    except OSError:
+        raise
     except Exception:
-        return False
+        return "unloadable"
 
 
 def find_resume_checkpoint(work_dir: str | os.PathLike) -> str | None:
     """The checkpoint to resume from: the one ``last_checkpoint`` names if it exists and loads, else the newest
-    ``iter_N.pth`` / ``epoch_N.pth`` that loads (a kill while mmengine saved), else None. Unreadable checkpoints
-    (a write cut short) and a dangling ``last_checkpoint`` are removed, each with a line saying so."""
+    ``iter_N.pth`` / ``epoch_N.pth`` that loads (a kill while mmengine saved), else None. Only a checkpoint that is
+    provably cut short is deleted; one that is whole but does not load is moved aside to ``<name>.unloadable``
+    (kept for inspection, never resumed from), and a file that cannot be read at all stops the job with the error.
+    A dangling ``last_checkpoint`` is removed. Each step says what it did."""
     work_dir = Path(work_dir)
     pointer = work_dir / "last_checkpoint"
     named = pointer.read_text().strip() if pointer.is_file() else ""
-    if named and Path(named).is_file() and _checkpoint_loads(Path(named)):
+    if named and Path(named).is_file() and checkpoint_state(Path(named)) == "ok":
         return named
     why = f"names {named}, which {'does not load' if Path(named).is_file() else 'is missing'}" if named else "is empty"
     numbered = [(int(m[2]), p) for p in work_dir.iterdir() if (m := re.fullmatch(r"(iter|epoch)_(\d+)\.pth", p.name))]
     chosen = None
     for _, path in sorted(numbered, reverse=True):
-        if chosen is None and _checkpoint_loads(path):
+        if chosen is not None:
+            break
+        state = checkpoint_state(path)
+        if state == "ok":
             chosen = path
-        elif chosen is None:
-            print(f"{path}: unreadable checkpoint (a save cut short?); removed")
+        elif state == "truncated":
+            print(f"{path}: unreadable checkpoint (cut short: no end of archive); removed")
             path.unlink()
+        else:
+            aside = path.with_name(path.name + ".unloadable")
+            print(f"{path}: a whole checkpoint that does not load (weights-only allow-list, torch version?); "
+                  f"moved aside to {aside}, not resumed from")  # fmt: skip
+            path.rename(aside)
     if pointer.is_file():
         if chosen is not None:
             print(f"{pointer} {why}; resuming from {chosen}, the newest checkpoint that loads")
