@@ -5,6 +5,7 @@ import math
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +112,32 @@ def test_image_progress_counts_what_was_left_and_times_only_the_work():
     with ImageProgress(["a"], lambda n: True, "test") as nothing:
         pass
     assert nothing.result()["images"] == 0 and math.isnan(nothing.result()["images_per_s"])
+
+
+def test_split_lists_refuse_duplicates_and_path_like_ids(tmp_path):
+    from rpc.utils.io import read_list
+
+    good = tmp_path / "good.txt"
+    good.write_text("# comment\na\n\nb extra-column\n")
+    assert read_list(good) == ["a", "b"]
+    dup = tmp_path / "dup.txt"
+    dup.write_text("a\nb\na\n")
+    with pytest.raises(DataError, match=r"dup.txt: image id 'a' listed twice \(lines 1 and 3\)"):
+        read_list(dup)
+    for bad in ("../x", "sub/x", "..", "a\\b"):
+        path = tmp_path / "bad.txt"
+        path.write_text(f"ok\n{bad}\n")
+        with pytest.raises(DataError, match=r"bad.txt:2: image id .* is not a plain file name"):
+            read_list(path)
+
+
+def test_duplicate_seeds_are_refused_by_the_config_schema():
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    base = {"dataset": {"kind": "synthetic"}, "experiments": {"rpc": {"preset": "rpc"}}}
+    jsonschema.validate({**base, "seeds": [15, 16]}, schema)
+    for bad in ({**base, "seeds": [15, 15]}, {**base, "experiments": {"rpc": {"preset": "rpc", "seeds": [3, 3]}}}):
+        with pytest.raises(jsonschema.ValidationError, match="non-unique|has non-unique"):
+            jsonschema.validate(bad, schema)

@@ -92,16 +92,30 @@ def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def check_image_id(name: str, where: str) -> str:
+    """An image id is a file name stem, used to build paths: one with a path separator, ``.`` or ``..`` would
+    read or write outside its folder, so it is refused (``where``: the file and line it came from)."""
+    if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+        raise DataError(f"{where}: image id {name!r} is not a plain file name (path separators and . / .. are refused)")
+    return name
+
+
 def read_list(path: str | os.PathLike) -> list[str]:
-    """Read a split list: one image name per line; blank lines and ``#`` comments skipped."""
+    """Read a split list: one image name per line; blank lines and ``#`` comments skipped. An id listed twice
+    (it would count twice in every score and collide in every output folder) or one that is not a plain file
+    name (:func:`check_image_id`) is an error naming the file and lines."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split list not found")
-    names = []
-    for line in path.read_text().splitlines():
+    names, seen = [], {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            names.append(line.split()[0])
+            name = check_image_id(line.split()[0], f"{path}:{number}")
+            if name in seen:
+                raise DataError(f"{path}: image id {name!r} listed twice (lines {seen[name]} and {number})")
+            seen[name] = number
+            names.append(name)
     if not names:
         raise DataError(f"{path}: split list is empty")
     return names
