@@ -37,6 +37,17 @@ def test_schema_lists_exactly_the_model_and_train_fields():
     defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
     assert set(defs["model"]["properties"]) == {f.name for f in dataclasses.fields(ModelConfig)}
     assert set(defs["train"]["properties"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # every field typed (a value of the wrong type fails the dry run, not a job after pretraining)
+    for section in ("model", "train"):
+        untyped = [k for k, v in defs[section]["properties"].items() if "type" not in v]
+        assert not untyped, (section, untyped)
+
+
+def test_a_value_of_the_wrong_type_fails_the_dry_run(tmp_path):
+    work = _workdir(tmp_path)
+    (work / "typo.yaml").write_text("train:\n  lr: 5e-2\n")  # YAML 1.1 (PyYAML): a string, not a number
+    proc = _dry_run(work, "--configfile", "typo.yaml")
+    assert proc.returncode != 0 and "'5e-2' is not of type 'number'" in proc.stdout + proc.stderr
 
 
 def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
