@@ -250,3 +250,10 @@ def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
     assert 'model.weights="/tmp/it\'s here.pth"' in train, train
     seg = next(c for c in commands if "seg-train" in c)
     assert seg[seg.index("--cfg-options") + 1] == option
+    # a split name with a space and a command substitution: one argument everywhere, the title included
+    (work / "split.yaml").write_text(yaml.safe_dump({"splits": {"val": "my val $(touch pwned)"}}))
+    out = _run(["-n", "-p", *args, "split.yaml"], work).stdout
+    commands = [shlex.split(line.split("python -m rpc", 1)[1]) for line in out.splitlines() if "python -m rpc" in line]
+    scored = next(c for c in commands if "eval-masks" in c and "--title" in c and "DeepLab" in " ".join(c))
+    assert scored[scored.index("--split") + 1] == "my val $(touch pwned)"
+    assert scored[scored.index("--title") + 1] == "DeepLab my val $(touch pwned): rpc-s15"

@@ -8,6 +8,7 @@ rule eval_cams:
         md="results/{experiment}/local_maps.md",
     params:
         split=SPLITS["local_maps"],
+        title=lambda wc: f"Local.Maps: {wc.experiment}",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -18,7 +19,7 @@ rule eval_cams:
         runtime=60,
     shell:
         "python -m rpc eval-cams --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q}"
-        " --json {output.json:q} --md {output.md:q} --title 'Local.Maps: {wildcards.experiment}' > {log:q} 2>&1"
+        " --json {output.json:q} --md {output.md:q} --title {params.title:q} > {log:q} 2>&1"
 
 
 rule eval_pseudo_masks:
@@ -31,6 +32,7 @@ rule eval_pseudo_masks:
         md="results/{experiment}/pseudo_masks.md",
     params:
         split=SPLITS["local_maps"],
+        title=lambda wc: f"Pseudo masks: {wc.experiment}",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -41,7 +43,7 @@ rule eval_pseudo_masks:
         runtime=60,
     shell:
         "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
-        " --uncertain background --json {output.bg:q} --md {output.md:q} --title 'Pseudo masks: {wildcards.experiment}'"
+        " --uncertain background --json {output.bg:q} --md {output.md:q} --title {params.title:q}"
         " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
         " --uncertain ignore --json {output.ignore:q}) > {log:q} 2>&1"
 
@@ -79,6 +81,8 @@ rule eval_segmentation:
         md="results/{experiment}/segmentation/val.md",
     params:
         split=SPLITS["val"],
+        # built here and quoted once in the command: a split name with a space or `$(...)` stays one argument
+        title=lambda wc: f"DeepLab {SPLITS['val']}: {wc.experiment}",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -89,6 +93,6 @@ rule eval_segmentation:
         runtime=60,
     shell:
         "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.pred:q}"
-        " --json {output.raw:q} --md {output.md:q} --title 'DeepLab {params.split:q}: {wildcards.experiment}'"
+        " --json {output.raw:q} --md {output.md:q} --title {params.title:q}"
         " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.crf:q}"
         " --json {output.crf:q}) > {log:q} 2>&1"
