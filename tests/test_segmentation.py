@@ -425,3 +425,61 @@ def test_the_seed_reaches_deeplab(tiny_synthetic, tmp_path):
         runs[seed] = _weights(out)
     key = "decode_head.aspp.0.weight"
     assert not torch.equal(runs[3][key], runs[4][key])
+
+
+def _own_dataset(tmp_path):
+    """A private synthetic dataset (its files may be changed by the test)."""
+    from rpc.data.synthetic import SyntheticSpec, generate_dataset
+    from rpc.data.voc import prepare_voc
+
+    raw = generate_dataset(SyntheticSpec(n_train=8, n_train_eval=4, n_val=2, size=64), tmp_path / "raw")
+    return raw, prepare_voc(raw, tmp_path / "prepared", name="synthetic")
+
+
+def test_ground_truth_run_restarts_when_the_data_changes(tmp_path, capsys):
+    """The ground-truth DeepLab run's settings hold the listed images' masks, the split list and the labels: a
+    killed run does not resume on regenerated data."""
+    from rpc.data.palette import read_mask, write_mask
+
+    raw, index = _own_dataset(tmp_path)
+    with _killed_after(2), pytest.raises(_Killed):
+        train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w",
+                           out=tmp_path / "m.pt", options=_opts(4))  # fmt: skip
+    mask = raw / "SegmentationClass" / "syn_00001.png"
+    write_mask(mask, np.where(read_mask(mask) > 0, 0, read_mask(mask)))  # new labels for one image
+    capsys.readouterr()
+    result = train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w",
+                                out=tmp_path / "m.pt", options=_opts(4))  # fmt: skip
+    assert "started with other settings" in capsys.readouterr().out and result["resumed"] is False
+
+
+def test_bad_ground_truth_and_rotated_images_are_named_before_training(tmp_path):
+    from PIL import Image
+
+    from rpc.data.palette import write_mask
+    from rpc.segmentation.dataset import check_masks
+
+    raw, index = _own_dataset(tmp_path)
+    names = index.names("train_aug")
+    check_masks(index, names, None)  # the ground truth as generated: fine
+    bad = raw / "SegmentationClass" / "syn_00002.png"
+    original = bad.read_bytes()
+    write_mask(bad, np.full((64, 64), 9, np.uint8))  # class 9 of a 7-class dataset
+    with pytest.raises(DataError, match=r"syn_00002.png: mask values \[9\] outside"):
+        train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w",
+                           out=tmp_path / "m.pt", options=_opts(1))  # fmt: skip
+    bad.write_bytes(original)
+    image = raw / "JPEGImages" / "syn_00003.jpg"
+    with Image.open(image) as img:
+        exif = img.getexif()
+        exif[0x0112] = 6  # "rotate 90 degrees to display"
+        img.save(image, exif=exif)
+    with pytest.raises(DataError, match=r"syn_00003.jpg: EXIF orientation 6"):
+        check_masks(index, names, None)
+    with pytest.raises(DataError, match="EXIF orientation 6"):
+        index.read_image("syn_00003")
+    Image.fromarray(np.full((64, 64), 40000, np.uint16)).save(raw / "JPEGImages" / "deep.png")
+    from rpc.data.index import read_image
+
+    with pytest.raises(DataError, match="deep.png: image mode I;16"):
+        read_image(raw / "JPEGImages" / "deep.png")

@@ -84,14 +84,42 @@ def multi_hot(class_ids, num_classes: int) -> np.ndarray:
     return y
 
 
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+EXIF_ORIENTATION = 0x0112
+
+
+def check_image(img: Image.Image, path: Path) -> None:
+    """Refuse what two readers would read differently: an EXIF orientation other than 1 (PIL, which the maps,
+    the CRF and the predictions use, ignores it; OpenCV, mmseg's loader for DeepLab training, applies it: the image
+    would turn against its mask) and more than 8 bits per channel (PIL and OpenCV scale 16-bit data differently)."""
+    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation != 1:
+        raise DataError(f"{path}: EXIF orientation {orientation} (the pixels are stored rotated or flipped); readers "
+                        f"disagree on it: rotate the pixels and drop the tag (e.g. `exiftran -ai`)")  # fmt: skip
+    if img.mode not in EIGHT_BIT_MODES:
+        raise DataError(f"{path}: image mode {img.mode}: only 8 bits per channel are read the same way everywhere")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as ``(H, W, 3)`` uint8 RGB, with a clear error for a missing or broken file."""
+    """Read an image as ``(H, W, 3)`` uint8 RGB, with a clear error for a missing, broken, EXIF-rotated or
+    16-bit file (:func:`check_image`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image not found")
     try:
         with Image.open(path) as img:
+            check_image(img, path)
             return np.asarray(img.convert("RGB"))
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from exc
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """:func:`check_image` from the file's header alone (no pixels decoded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            check_image(img, path)
     except OSError as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from exc
 

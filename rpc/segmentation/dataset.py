@@ -18,22 +18,34 @@ ensure_mmseg()
 from mmseg.datasets import BaseSegDataset  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
-from rpc.data.index import DatasetIndex  # noqa: E402
+from rpc.data.index import DatasetIndex, check_image_file  # noqa: E402
 from rpc.data.palette import read_mask, voc_colormap  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
 
-def check_masks(index: DatasetIndex, names: list[str], mask_dir: str | os.PathLike, threads: int = 4) -> None:
-    """Every listed image has ``mask_dir/<name>.png`` with values in 0..C or 255; otherwise a DataError naming
-    the first bad file. Reads all masks (in threads): about 3 ms per VOC mask."""
-    mask_dir = Path(mask_dir)
-    if not mask_dir.is_dir():
-        raise DataError(f"{mask_dir}: mask folder not found")
-    missing = [n for n in names if not (mask_dir / f"{n}.png").is_file()]
-    if missing:
-        raise DataError(f"{mask_dir}: {len(missing)} mask(s) missing for the training list, e.g. {missing[0]}.png")
+def check_masks(index: DatasetIndex, names: list[str], mask_dir: str | os.PathLike | None, threads: int = 4) -> None:
+    """Before DeepLab trains: every listed image has a mask (``mask_dir/<name>.png``, or with ``mask_dir=None`` the
+    dataset's ground truth) with values in 0..C or 255, palette or grayscale, and an image that every reader reads
+    the same way (``rpc.data.index.check_image``: no EXIF rotation, 8 bits); otherwise a DataError naming the first
+    bad file (mmseg's loader would fail later inside the loss, or train on a rotated image). Reads all masks and
+    the images' headers (in threads): about 3 ms per VOC mask."""
+    if mask_dir is None:
+        paths = {n: index.mask_path(n) for n in names}  # a missing ground-truth mask: named here
+    else:
+        mask_dir = Path(mask_dir)
+        if not mask_dir.is_dir():
+            raise DataError(f"{mask_dir}: mask folder not found")
+        paths = {n: mask_dir / f"{n}.png" for n in names}
+        missing = [n for n, p in paths.items() if not p.is_file()]
+        if missing:
+            raise DataError(f"{mask_dir}: {len(missing)} mask(s) missing for the training list, e.g. {missing[0]}.png")
+
+    def check(name):
+        read_mask(paths[name], index.num_classes)
+        check_image_file(index.image_path(name))
+
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda n: read_mask(mask_dir / f"{n}.png", index.num_classes), names))
+        list(pool.map(check, names))
 
 
 @DATASETS.register_module()

@@ -112,18 +112,28 @@ def keep_two_checkpoints(cfg: Config) -> None:
         hook.max_keep_ckpts = MIN_KEPT_CHECKPOINTS
 
 
-def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_size: int) -> dict:
+def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_size: int,
+                          index: DatasetIndex | None = None, split: str | None = None) -> dict:  # fmt: skip
     """What a resumable DeepLab run must share with the run that started its work folder: the resolved config
-    text (before work_dir, launcher and resume are set), the mask files and backbone weights file (names, sizes
-    and modification times; regenerated pseudo masks are new labels) and the process count (the global batch is
-    the config's per-process batch times it)."""
-    masks = None
+    text (before work_dir, launcher and resume are set), the training labels (the pseudo-mask files; for the
+    ground-truth run the listed images' ground-truth masks), the split list and image-label files, the backbone
+    weights file (names, sizes and modification times: regenerated data or masks are new labels) and the process
+    count (the global batch is the config's per-process batch times it)."""
     if mask_dir is not None:
         masks = {"dir": str(Path(mask_dir).resolve()), "files": settings_hash(file_identity(mask_dir))}
+    elif index is not None:
+        masks = {"ground_truth": settings_hash({n: file_identity(index.mask_path(n)) for n in index.names(split)})}
+    else:
+        masks = None
+    dataset = None
+    if index is not None:
+        dataset = {"dir": str(index.root.resolve()), "list": file_identity(index.splits[split]),
+                   "labels": file_identity(index.labels_file) if index.labels_file else None}  # fmt: skip
     backbone = None
     if backbone_weights is not None:
         backbone = {"file": str(backbone_weights), **file_identity(backbone_weights)}
-    return {"config": config_text, "masks": masks, "backbone": backbone, "world_size": world_size}
+    return {"config": config_text, "masks": masks, "dataset": dataset, "backbone": backbone,
+            "world_size": world_size}  # fmt: skip
 
 
 def _ends_like_a_zip(path: Path) -> bool:
@@ -242,8 +252,7 @@ def train_segmentation(
     if backbone_weights is not None:
         set_backbone_weights(cfg, backbone_weights)
     names = index.names(split)
-    if mask_dir is not None:
-        check_masks(index, names, mask_dir)
+    check_masks(index, names, mask_dir)  # pseudo masks, or the ground truth (mask_dir None)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
     if seed is not None:
@@ -257,7 +266,7 @@ def train_segmentation(
         use_cpu_bf16(cfg)
 
     def prepare() -> tuple[str, str | None]:  # rank 0 only: it may empty the folder
-        settings = segmentation_settings(config_text, mask_dir, backbone_weights, world)
+        settings = segmentation_settings(config_text, mask_dir, backbone_weights, world, index, split)
         folder = start_work_dir(work_dir, settings)
         print(f"work folder {folder} (settings {settings_hash(settings)})")
         return str(folder), find_resume_checkpoint(folder)
