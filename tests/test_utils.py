@@ -141,3 +141,32 @@ def test_duplicate_seeds_are_refused_by_the_config_schema():
     for bad in ({**base, "seeds": [15, 15]}, {**base, "experiments": {"rpc": {"preset": "rpc", "seeds": [3, 3]}}}):
         with pytest.raises(jsonschema.ValidationError, match="non-unique|has non-unique"):
             jsonschema.validate(bad, schema)
+
+
+def test_per_stage_outputs_without_a_work_folder_are_claimed_for_their_settings(tmp_path):
+    """Without --work, a stage writes into its output folder: reused only for the same settings; another setting
+    (or an unrecorded folder) is refused by name, and nothing in it is deleted."""
+    from rpc.utils.workdir import OUTPUT_RECORD, staged_outputs
+
+    out = tmp_path / "masks"
+    with staged_outputs({"masks": out}, None, {"crf": {"iterations": 10}}) as folders:
+        (folders["masks"] / "a.png").write_bytes(b"1")
+    with staged_outputs({"masks": out}, None, {"crf": {"iterations": 10}}) as folders:  # same settings: resumes
+        assert (folders["masks"] / "a.png").is_file()
+    with pytest.raises(DataError, match=r"masks: holds files made with other settings"):
+        with staged_outputs({"masks": out}, None, {"crf": {"iterations": 5}}):
+            pass
+    (out / OUTPUT_RECORD).unlink()
+    with pytest.raises(DataError, match="settings it does not record"):
+        with staged_outputs({"masks": out}, None, {"crf": {"iterations": 10}}):
+            pass
+    assert (out / "a.png").read_bytes() == b"1"
+
+
+def test_synthetic_data_into_a_folder_of_another_spec_is_refused(tmp_path):
+    from rpc.data.synthetic import SyntheticSpec, generate_dataset
+
+    generate_dataset(SyntheticSpec(n_train=2, n_train_eval=1, n_val=1, size=64), tmp_path)
+    generate_dataset(SyntheticSpec(n_train=2, n_train_eval=1, n_val=1, size=64), tmp_path)  # same: fine
+    with pytest.raises(DataError, match="other settings"):
+        generate_dataset(SyntheticSpec(n_train=2, n_train_eval=1, n_val=1, size=96), tmp_path)

@@ -30,6 +30,7 @@ Every image depends only on ``(seed, index)``, so a larger dataset extends a sma
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from PIL import Image
 
 from rpc.data.palette import write_mask
 from rpc.utils.io import atomic_path, write_list, write_text_atomic
+from rpc.utils.workdir import claim_output_dir
 
 DEFAULT_CLASSES = ("crimson", "amber", "lime", "teal", "azure", "violet")
 BG_NOISE = 24.0
@@ -162,11 +164,14 @@ def _annotation_xml(name: str, height: int, width: int, classes, boxes) -> str:
 
 
 def generate_dataset(spec, out: str | os.PathLike, render=None) -> Path:
-    """Write the dataset in VOC layout to ``out`` (resumable: existing complete images are kept). ``render(spec,
+    """Write the dataset in VOC layout to ``out`` (resumable: existing complete images are kept, in a folder
+    generated with the same spec; another spec into the same folder is an error naming it). ``render(spec,
     index)`` makes one sample (default :func:`generate_image`; the second benchmark passes
     ``rpc.data.creatures.generate_image`` with its own spec)."""
     render = render or generate_image
     out = Path(out)
+    # an existing folder is extended or resumed only if it was generated with this spec and generator
+    claim_output_dir(out, {"spec": dataclasses.asdict(spec), "generator": f"{render.__module__}.{render.__name__}"})
     classes = ("background",) + tuple(spec.classes)
     total = spec.n_train + spec.n_val
     names = [f"syn_{i:05d}" for i in range(total)]

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rpc.utils.io import remove_temporaries, write_text_atomic
+from rpc.utils.io import DataError, remove_temporaries, write_text_atomic
 
 MARKER = "COMPLETE"
 SETTINGS = "SETTINGS"
@@ -95,17 +95,40 @@ def publish_dir(work: str | os.PathLike, out: str | os.PathLike) -> None:
         shutil.rmtree(work)
 
 
+OUTPUT_RECORD = ".rpc-settings"  # hidden: folder merges and image lookups skip it
+
+
+def claim_output_dir(path: str | os.PathLike, settings: dict) -> Path:
+    """An output folder written in place (no work folder): its files are reused (finished images skipped) only if
+    it records the same ``settings``. A folder that holds files made with other settings, or files without a
+    record, is refused with an error naming it: never silently mixed with, never deleted."""
+    path = Path(path)
+    digest = settings_hash(settings)
+    record = path / OUTPUT_RECORD
+    if path.is_dir() and any(p.name != OUTPUT_RECORD for p in path.iterdir()):
+        stored = record.read_text().split("\n", 1)[0] if record.is_file() else None
+        if stored != digest:
+            made = f"other settings (hash {stored} != {digest})" if stored else "settings it does not record"
+            raise DataError(f"{path}: holds files made with {made}; remove it or write to another folder (a rerun "
+                            f"with the same settings resumes)")  # fmt: skip
+    path.mkdir(parents=True, exist_ok=True)
+    if not record.is_file():
+        write_text_atomic(record, f"{digest}\n{json.dumps(settings, sort_keys=True, default=str)}\n")
+    return path
+
+
 @contextlib.contextmanager
 def staged_outputs(outs: dict[str, str | os.PathLike], work: str | os.PathLike | None, settings: dict):
     """The folders a per-image stage writes into, ``{key: folder}``, published to ``outs[key]`` on success.
 
     With ``work``: ``work/<key>/`` (kept across kills and reruns with the same ``settings``, so finished images
-    are skipped), each moved to its declared output when the block completes. Without: the outputs themselves
-    (resume then works only as long as nobody deletes them; Snakemake does, before it reruns a job)."""
+    are skipped), each moved to its declared output when the block completes. Without: the outputs themselves,
+    claimed for these settings (:func:`claim_output_dir`; resume then works only as long as nobody deletes them,
+    and Snakemake does, before it reruns a job)."""
     if work is None:
         folders = {k: Path(v) for k, v in outs.items()}
         for f in folders.values():
-            f.mkdir(parents=True, exist_ok=True)
+            claim_output_dir(f, settings)
         yield folders
         return
     root = start_work_dir(work, settings)
