@@ -70,6 +70,22 @@ def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
         precision.decide_bf16("fp16", cpu, {}, None)
 
 
+def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_path, monkeypatch, capsys):
+    from rpc.utils import precision
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RPC_CACHE_DIR", str(blocker / "cache"))  # cannot be created: a file is in the way
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    calls = []
+    assert precision.decide_bf16("auto", torch.device("cpu"), {"w": 1}, _fake_step({False: 0.05, True: 0.01}, calls))
+    assert calls and "not cached" in capsys.readouterr().out
+    monkeypatch.delenv("RPC_CACHE_DIR")
+    monkeypatch.setattr(precision.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no"))))
+    assert precision.cache_path() is None  # no home folder: measured every time, never a crash
+    assert precision.decide_bf16("auto", torch.device("cpu"), {"w": 2}, _fake_step({False: 0.05, True: 0.01}, []))
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_written_files_follow_the_umask(tmp_path, umask):
     """Results on a shared cluster: readable by the group like any file, not tempfile's private 0600 / 0700."""
@@ -170,3 +186,23 @@ def test_synthetic_data_into_a_folder_of_another_spec_is_refused(tmp_path):
     generate_dataset(SyntheticSpec(n_train=2, n_train_eval=1, n_val=1, size=64), tmp_path)  # same: fine
     with pytest.raises(DataError, match="other settings"):
         generate_dataset(SyntheticSpec(n_train=2, n_train_eval=1, n_val=1, size=96), tmp_path)
+
+
+def test_provenance_records_merge_across_shards_and_folders(tmp_path):
+    from rpc.utils.io import merge_dirs
+    from rpc.utils.provenance import RECORD, provenance, read_records, summary_line, write_record
+
+    entry = provenance(torch.device("cpu"), True)
+    assert entry["precision"] == "bf16" and entry["threads"] == torch.get_num_threads() and entry["torch"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_record(a, {"classifier": entry, "maps": entry})
+    write_record(b, {"classifier": entry, "maps": {**entry, "precision": "fp32"}})  # a shard that ran in fp32
+    (a / "x.png").write_bytes(b"1")
+    (b / "y.png").write_bytes(b"2")
+    merged = read_records([a, b])
+    assert merged["classifier"] == entry and [e["precision"] for e in merged["maps"]] == ["bf16", "fp32"]
+    assert merge_dirs([a, b], tmp_path / "m") == 2  # the records are not files to merge ...
+    assert json.loads((tmp_path / "m" / RECORD).read_text()) == merged  # ... but travel with the merged folder
+    line = summary_line(merged)
+    assert line.startswith("classifier bf16 x") and "maps bf16" in line and "maps fp32" in line
+    assert read_records([tmp_path / "nothing"]) == {} and summary_line({}) == "-"

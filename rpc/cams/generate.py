@@ -24,6 +24,7 @@ from rpc.models.rpc import config_to_dict
 from rpc.utils.device import pick_device
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.progress import ImageProgress
+from rpc.utils.provenance import provenance, write_record
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -114,11 +115,10 @@ def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, ch
         save_cams(item["out"], keys, cams, stages)
 
 
-def _precision(amp: str, model, cfg, index: DatasetIndex, todo: list[str], batch_size: int, dev) -> bool:
-    """bf16 or not (``rpc.utils.precision``), timed on the size of the first image to do (at scale 1)."""
-    if not todo:
-        return False
-    with Image.open(index.image_path(todo[0])) as im:
+def _precision(amp: str, model, cfg, index: DatasetIndex, split: str, batch_size: int, dev) -> bool:
+    """bf16 or not (``rpc.utils.precision``), timed on the size of the split's first image (at scale 1): the same
+    decision for every shard of the split and for a resumed shard, whatever images are left to do."""
+    with Image.open(index.image_path(index.names(split)[0])) as im:
         size = im.size[::-1]
     workload = {"stage": "maps", "model": config_to_dict(cfg), "size": list(size), "batch": batch_size}
     return decide_bf16(amp, dev, workload, _calibration_step(model, size, batch_size, dev, cfg.num_classes))
@@ -147,17 +147,19 @@ def make_rs_cams(
     ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps found there (or in
     ``out_dir`` without it) are skipped, truncated ones redone."""
     dev = pick_device(device)
-    model, cfg, classes = load_model(model_path, map_location=dev)
+    model, cfg, classes, meta = load_model(model_path, map_location=dev, with_meta=True)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_path)
+    amp = _precision(amp, model, cfg, index, split, batch_size, dev)
     settings = {"model": file_identity(model_path), "dataset": str(index.root), "split": split,
-                "shard": [shard_index, num_shards], "scales": list(scales), "stages": save_stages}  # fmt: skip
+                "shard": [shard_index, num_shards], "scales": list(scales), "stages": save_stages,
+                "bf16": amp}  # fmt: skip
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs({"maps": out_dir}, work_dir, settings) as folders:
         maps = folders["maps"]
+        write_record(maps, {**meta.get("provenance", {}), "maps": provenance(dev, amp)})
         progress = ImageProgress(names, lambda n: is_complete(maps / f"{n}.npz"), f"maps {shard_index}/{num_shards}")
         todo = by_size(index, progress.todo)
-        amp = _precision(amp, model, cfg, index, todo, batch_size, dev)
         channels_last = _channels_last(amp, dev)
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,

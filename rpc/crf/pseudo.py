@@ -28,6 +28,7 @@ from rpc.data.maps import as_dirs, check_maps, check_no_strays, find_map, load_c
 from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
 from rpc.models.dense_crf import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
 from rpc.utils.progress import ImageProgress
+from rpc.utils.provenance import read_records, write_record
 from rpc.utils.shard import shard
 from rpc.utils.workdir import file_identity, staged_outputs
 
@@ -127,6 +128,7 @@ def make_pseudo_masks(
                 "shard": [shard_index, num_shards], "crf": dataclasses.asdict(params)}  # fmt: skip
     with staged_outputs({"masks": out_dir}, work_dir, settings) as folders:
         masks = folders["masks"]
+        write_record(masks, read_records(cam_dirs))  # the CRF runs in float64 numpy: the maps' record is what varies
         progress = ImageProgress(names, lambda n: is_valid_mask(masks / f"{n}.png", index.num_classes),
                                  f"crf {shard_index}/{num_shards}")  # fmt: skip
         for n in progress.todo:  # fail before any work if a map is missing

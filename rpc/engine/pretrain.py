@@ -35,6 +35,7 @@ from rpc.models.checkpoint import load_checkpoint, save_checkpoint
 from rpc.utils.device import pick_device
 from rpc.utils.io import write_json_atomic
 from rpc.utils.precision import decide_bf16, model_step
+from rpc.utils.provenance import provenance
 from rpc.utils.workdir import mark_complete, start_work_dir
 
 
@@ -165,7 +166,7 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
     save_checkpoint(out, state)
     result = {"depth": cfg.depth, "classes": NUM_CLASSES, "train_images": len(train_x), "val_images": len(val_x),
               "val_accuracy": history[-1]["val_accuracy"] if history else None, "epochs": history,
-              "corpus_generation_s": round(gen_s, 1), "bf16": amp,
+              "corpus_generation_s": round(gen_s, 1), "bf16": amp, "provenance": provenance(device, amp),
               "config": dataclasses.asdict(cfg)}  # fmt: skip
     if report:
         write_json_atomic(report, result)

@@ -38,6 +38,7 @@ from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
 from rpc.utils.device import pick_device
 from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_bf16, model_step
+from rpc.utils.provenance import provenance
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 OPTIMIZERS = ("paper", "sipe_code")
@@ -342,7 +343,9 @@ def train_classifier(
     index = DatasetIndex.load(dataset_dir)
     if model_cfg.num_classes != index.num_classes - 1:
         model_cfg = dataclasses.replace(model_cfg, num_classes=index.num_classes - 1)
-    settings = classifier_settings(dataset_dir, index, model_cfg, cfg)
+    model, amp, channels_last = build_model(model_cfg, cfg, device, world, rank)
+    # the resolved precision is part of the settings: a run resumes only in the precision it started with
+    settings = {**classifier_settings(dataset_dir, index, model_cfg, cfg), "bf16": amp}
     # rank 0 alone prepares the folder (it may empty it); the others wait, then read last.pt
     work = Path(on_rank0(lambda: str(start_work_dir(work_dir, settings)), world, rank))
     data = ClassificationTrainSet(index, cfg.split, cfg.long_side, cfg.crop, cfg.seed)
@@ -353,7 +356,6 @@ def train_classifier(
     if rank == 0:
         print(f"work folder {work} (settings {settings_hash(settings)})")
         print(f"model config: {json.dumps(config_to_dict(model_cfg))}")
-    model, amp, channels_last = build_model(model_cfg, cfg, device, world, rank)
     opt = build_optimizer(model, cfg)
     last = work / "last.pt"
     step = resume(last, model, opt, cfg, device)
@@ -391,7 +393,8 @@ def train_classifier(
         checkpoint()
         if step >= total and rank == 0:
             meta = {"steps": step, "train": {k: (list(v) if isinstance(v, tuple) else v)
-                                             for k, v in dataclasses.asdict(cfg).items()}}  # fmt: skip
+                                             for k, v in dataclasses.asdict(cfg).items()},
+                    "provenance": {"classifier": {**provenance(device, amp), "processes": world}}}  # fmt: skip
             save_model(out, model, config_to_dict(model_cfg), list(index.classes), meta)
             mark_complete(work, {"out": str(out), "steps": step})
     finally:

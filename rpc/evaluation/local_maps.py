@@ -19,6 +19,7 @@ from rpc.data.index import DatasetIndex
 from rpc.data.maps import as_dirs, check_maps, find_map, load_cams
 from rpc.evaluation.confusion import ConfusionMatrix
 from rpc.evaluation.uncertainty import bootstrap_miou
+from rpc.utils.provenance import read_records
 
 IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
 
@@ -75,6 +76,7 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     return {
         "split": split,
         "images": len(index.names(split)),
+        "provenance": read_records(cam_dirs),  # what made the maps (classifier, maps: precision, threads, device)
         "empty_foreground_maps": {
             "final": empty["final"][0] / max(empty["final"][1], 1),
             "stages": None if empty["stages"] is None else [e / max(t, 1) for e, t in empty["stages"]],

@@ -13,6 +13,7 @@ from rpc.data.palette import IGNORE_INDEX, read_mask
 from rpc.evaluation.confusion import ConfusionMatrix, markdown_table
 from rpc.evaluation.uncertainty import bootstrap_miou
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
+from rpc.utils.provenance import read_records
 
 UNCERTAIN_CONVENTIONS = ("background", "ignore")
 
@@ -51,7 +52,8 @@ def evaluate_mask_dir(
         cm.update(pred, gt)
     result = cm.summary(index.classes)
     result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total,
-                  bootstrap=bootstrap_miou(*cm.per_image_counts()))  # fmt: skip
+                  bootstrap=bootstrap_miou(*cm.per_image_counts()),
+                  provenance=read_records([pred_dir]))  # fmt: skip
     return result
 
 

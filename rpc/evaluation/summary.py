@@ -20,6 +20,7 @@ from rpc.data.index import DatasetIndex
 from rpc.evaluation.declared import DeclaredFiles
 from rpc.evaluation.uncertainty import paired_comparison, verdict_sentence
 from rpc.utils.io import DataError, write_json_atomic, write_text_atomic
+from rpc.utils.provenance import summary_line
 
 # The paper's numbers (mIoU %). VOC: Tables 1, 2 (ResNet-101 DeepLabv2) and 4 (the CAM row); COCO: Table 3.
 PAPER = {
@@ -56,6 +57,7 @@ def run_row(files: DeclaredFiles, run: str, segmentation_only: bool = False) -> 
             continue
         res = json.loads(files.path(run, file).read_text())
         row[key] = 100 * read(res)
+        row.setdefault("provenance", {}).update(res.get("provenance") or {})  # what made the number
         if key == "crf":
             row["uncertain_fraction"] = res["uncertain_fraction"]
         if key == "local_maps":
@@ -217,6 +219,12 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
         if row.get("irn_at_edge"):
             cells[1] += f" (t={row['irn_threshold']:.2f}, edge of the sweep)"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if any(row.get("provenance") for row in rows.values()):
+        lines += ["", "## What produced these numbers", "",
+                  "Per run, each stage's resolved precision and threads, the device and torch (numbers made with other "
+                  "settings, e.g. another thread count, bf16 vs fp32 or a GPU, can legitimately differ).", "",
+                  "| run | stages |", "|---|---|"]  # fmt: skip
+        lines += [f"| {name} | {summary_line(row.get('provenance') or {})} |" for name, row in rows.items()]
     splits = sorted({r["local_maps_split"] for r in rows.values() if "local_maps_split" in r}) or ["-"]
     lines += [
         "",

@@ -38,9 +38,9 @@ def save_model(path: str | os.PathLike, model, model_config: dict, classes: list
     save_checkpoint(path, {"state_dict": state, **texts})
 
 
-def load_model(path: str | os.PathLike, map_location="cpu"):
+def load_model(path: str | os.PathLike, map_location="cpu", with_meta: bool = False):
     """``(RPCModel in eval mode on ``map_location``, ModelConfig, class names)`` from a file written by
-    ``save_model``."""
+    ``save_model`` (and its metadata dict as a fourth item with ``with_meta``)."""
     from rpc.models.rpc import ModelConfig, RPCModel
 
     ckpt = load_checkpoint(path, map_location)
@@ -51,7 +51,10 @@ def load_model(path: str | os.PathLike, map_location="cpu"):
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise DataError(f"{path}: not an RPC model file ({exc})") from exc
-    return model.to(map_location).eval(), cfg, classes
+    model = model.to(map_location).eval()
+    if with_meta:
+        return model, cfg, classes, json.loads(ckpt.get("meta") or "{}")
+    return model, cfg, classes
 
 
 def _unwrap(model):

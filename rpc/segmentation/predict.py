@@ -34,12 +34,14 @@ from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # 
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.progress import ImageProgress  # noqa: E402
+from rpc.utils.provenance import provenance, write_record  # noqa: E402
 from rpc.utils.shard import shard  # noqa: E402
 from rpc.utils.workdir import file_identity, staged_outputs  # noqa: E402
 
 
-def load_segmenter(path: str | os.PathLike, device="cpu"):
-    """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation``."""
+def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = False):
+    """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation`` (and
+    its metadata dict as a fourth item with ``with_meta``)."""
     ckpt = load_checkpoint(path, "cpu")
     try:
         cfg_dict, classes = json.loads(ckpt["config"]), json.loads(ckpt["classes"])
@@ -54,6 +56,8 @@ def load_segmenter(path: str | os.PathLike, device="cpu"):
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)
     model.load_state_dict(ckpt["state_dict"])
+    if with_meta:
+        return model.to(device).eval(), cfg, classes, json.loads(ckpt.get("meta") or "{}")
     return model.to(device).eval(), cfg, classes
 
 
@@ -94,7 +98,8 @@ def predict_segmentation(
     crf_params: CRFParams = SEGMENTATION_CRF,
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
-    model, cfg, classes = load_segmenter(model_file, pick_device(device))
+    dev = pick_device(device)
+    model, cfg, classes, meta = load_segmenter(model_file, dev, with_meta=True)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_file)
     outs = {"pred": out_dir} | ({"crf": crf_dir} if crf_dir else {})
@@ -104,6 +109,8 @@ def predict_segmentation(
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs(outs, work_dir, settings) as folders:
         dirs = list(folders.values())
+        for d in dirs:  # predictions run in fp32
+            write_record(d, {**meta.get("provenance", {}), "predict": provenance(dev, False)})
         progress = ImageProgress(names, lambda n: all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs),
                                  f"predict {split}")  # fmt: skip
         crf_s = 0.0

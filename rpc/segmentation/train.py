@@ -41,6 +41,7 @@ from rpc.segmentation.dataset import check_masks  # noqa: E402
 from rpc.segmentation.precision import use_cpu_bf16, wants_bf16  # noqa: E402  (registers CPUBf16OptimWrapper)
 from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
+from rpc.utils.provenance import provenance, read_records  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
 
@@ -228,6 +229,11 @@ def init_distributed(cfg: Config, launcher: str) -> tuple[int, int]:
     return get_dist_info()
 
 
+def _training_masks_provenance(mask_dir) -> dict:
+    """The record of the stages that made the pseudo masks (classifier, maps, ...), carried into the model file."""
+    return {} if mask_dir is None else read_records([mask_dir])
+
+
 def train_segmentation(
     config: str | os.PathLike,
     dataset_dir: str | os.PathLike,
@@ -266,7 +272,8 @@ def train_segmentation(
         use_cpu_bf16(cfg)
 
     def prepare() -> tuple[str, str | None]:  # rank 0 only: it may empty the folder
-        settings = segmentation_settings(config_text, mask_dir, backbone_weights, world, index, split)
+        settings = {**segmentation_settings(config_text, mask_dir, backbone_weights, world, index, split),
+                    "bf16": bf16}  # fmt: skip
         folder = start_work_dir(work_dir, settings)
         print(f"work folder {folder} (settings {settings_hash(settings)})")
         return str(folder), find_resume_checkpoint(folder)
@@ -281,7 +288,10 @@ def train_segmentation(
     runner = Runner.from_cfg(cfg)
     runner.train()
     if runner.rank == 0:
-        meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir)}
+        meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir),
+                "provenance": {**_training_masks_provenance(mask_dir),
+                               "deeplab": {**provenance(next(runner.model.parameters()).device, bf16),
+                                           "processes": world}}}  # fmt: skip
         save_model(out, runner.model, cfg.to_dict(), list(index.classes), meta)  # the config as JSON data
         mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
     return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names), "bf16": bf16}

@@ -127,8 +127,11 @@ def write_list(path: str | os.PathLike, names: list[str]) -> None:
 
 def merge_dirs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
     """Gather the files of several folders (shards) into ``out``: hard links where possible, else copies.
-    Built in a temporary folder and renamed into place; the same file name in two inputs is an error."""
+    Built in a temporary folder and renamed into place; the same file name in two inputs is an error. Hidden files
+    are not copied; the inputs' provenance records (``rpc.utils.provenance``) are merged into one."""
     import shutil
+
+    from rpc.utils.provenance import read_records, write_record
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,9 @@ def merge_dirs(inputs: list[str | os.PathLike], out: str | os.PathLike) -> int:
                 except OSError:
                     shutil.copy2(f, target)
                 count += 1
+        records = read_records(inputs)
+        if records:
+            write_record(tmp, records)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

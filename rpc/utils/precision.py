@@ -32,8 +32,14 @@ from rpc.utils.io import write_json_atomic
 MIN_GAIN = 0.10  # bf16 must be at least this much faster than fp32
 
 
-def cache_path() -> Path:
-    root = os.environ.get("RPC_CACHE_DIR") or Path.home() / ".cache" / "rpc-wsss"
+def cache_path() -> Path | None:
+    """``$RPC_CACHE_DIR/precision.json`` or ``~/.cache/rpc-wsss/precision.json``; None without a home folder."""
+    root = os.environ.get("RPC_CACHE_DIR")
+    if not root:
+        try:
+            root = Path.home() / ".cache" / "rpc-wsss"
+        except RuntimeError:  # no home directory can be determined
+            return None
     return Path(root) / "precision.json"
 
 
@@ -112,19 +118,28 @@ def decide_bf16(setting: str, device: torch.device, workload: dict, step: Callab
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache_path()
     cache = _read_cache(path)
-    if digest not in cache:
-        timing = measure(step)
-        choice = timing["bf16_s"] < (1 - MIN_GAIN) * timing["fp32_s"]
+    if digest in cache:
+        return bool(cache[digest]["bf16"])
+    timing = measure(step)
+    choice = timing["bf16_s"] < (1 - MIN_GAIN) * timing["fp32_s"]
+    try:  # a cache that cannot be written (read-only or missing home) costs a measurement per job, nothing more
+        if path is None:
+            raise OSError("no home directory; set RPC_CACHE_DIR")
         cache = _read_cache(path)  # another job may have written meanwhile
         cache[digest] = {"bf16": choice, **{k: round(v, 4) for k, v in timing.items()}, "key": key}
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, cache)
-        print(f"amp auto: fp32 {timing['fp32_s']:.3f} s, bf16 {timing['bf16_s']:.3f} s per step -> "
-              f"{'bf16' if choice else 'fp32'} (cached in {path})")  # fmt: skip
-    return bool(cache[digest]["bf16"])
+        where = f"cached in {path}"
+    except OSError as exc:
+        where = f"not cached: {exc}"
+    print(f"amp auto: fp32 {timing['fp32_s']:.3f} s, bf16 {timing['bf16_s']:.3f} s per step -> "
+          f"{'bf16' if choice else 'fp32'} ({where})")  # fmt: skip
+    return choice
 
 
-def _read_cache(path: Path) -> dict:
+def _read_cache(path: Path | None) -> dict:
+    if path is None:
+        return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
