@@ -113,3 +113,13 @@ def test_the_ablation_spec_is_validated(tmp_path):
     (work / "abl.yaml").write_text(yaml.safe_dump(spec))
     proc = _dry_run(work, "--configfile", "use.yaml")
     assert proc.returncode != 0 and "unknown cell 'nosuchcell'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", [["--unlock"], ["--summary"], ["--dag"], ["--list-rules"]])
+def test_commands_that_run_no_job_need_no_cores(tmp_path, command):
+    """After a kill Snakemake says `snakemake --unlock`: it (and --summary, --dag) must work as printed, without
+    --cores (the rules' thread counts read the run's cores)."""
+    work = _workdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *command], cwd=work, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]

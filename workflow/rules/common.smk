@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from snakemake.exceptions import WorkflowError
+
 from rpc.data.roots import check_root
 from rpc.utils.gpus import local_gpu_count
 
@@ -108,11 +110,21 @@ def key_values(mapping, encode=str):
     return " ".join(shell_quote(f"{k}={encode(v)}") for k, v in sorted(mapping.items()))
 
 
+def run_cores():
+    """The run's core count; commands that run no job (--unlock, --report, --summary, --dag) give none, and for
+    them any count will do (1)."""
+    try:
+        return workflow.cores
+    except WorkflowError:  # "Workflow requires a total number of cores to be defined"
+        return 1
+
+
 def stage_threads(stage):
     """Threads of a model stage's job (config `cpu_threads`): `all` = every core of the run, else at most that many.
     A cluster profile's set-threads overrides this per rule."""
     value = config["cpu_threads"][stage]
-    return workflow.cores if value == "all" else min(int(value), workflow.cores)
+    cores = run_cores()
+    return cores if value == "all" else min(int(value), cores)
 
 
 # The model rules ask for one GPU only where the machine shows one, so on a CPU-only machine profiles/local's
