@@ -16,11 +16,14 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 # The embedded default: the whole pipeline on the synthetic dataset, on CPU (one seed).
+# After a killed run: a lock no Snakemake process holds any more is removed first, so `make run` just continues.
 run: $(STAMP)
+	$(BIN)/python -m rpc unlock-stale
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
 
 # The same over seeds 15-19 (mean +- std, 95% intervals and verdicts in results/summary.md).
 run-seeds: $(STAMP)
+	$(BIN)/python -m rpc unlock-stale
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/seeds.yaml
 
 # The suite (CI also runs test-slow: the SLURM stand-in run, the real VOC/COCO configs end to end, ...).

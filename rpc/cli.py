@@ -305,6 +305,18 @@ def _seg_predict(a):
     print(json.dumps(result))
 
 
+def _unlock_stale_parser(sub) -> None:
+    s = sub.add_parser("unlock-stale", help="remove a Snakemake lock left by a killed run (none if one still runs)")
+    s.add_argument("--dir", default=".", help="the workflow's working folder")
+    s.set_defaults(func=_unlock_stale)
+
+
+def _unlock_stale(a):
+    from rpc.utils.snakemake_lock import unlock_if_stale
+
+    print(f"{a.dir}: {unlock_if_stale(a.dir)}")
+
+
 def _clean_work_parser(sub) -> None:
     s = sub.add_parser("clean-work", help="remove the work folders of finished trainings (unfinished ones kept)")
     s.add_argument("--work", default="work")
@@ -458,7 +470,7 @@ def _summary(a):
 PARSERS = [
     _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
     _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
-    _clean_work_parser,
+    _clean_work_parser, _unlock_stale_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
     _summary_parser,
 ]

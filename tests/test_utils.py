@@ -206,3 +206,28 @@ def test_provenance_records_merge_across_shards_and_folders(tmp_path):
     line = summary_line(merged)
     assert line.startswith("classifier bf16 x") and "maps bf16" in line and "maps fp32" in line
     assert read_records([tmp_path / "nothing"]) == {} and summary_line({}) == "-"
+
+
+def test_a_stale_snakemake_lock_is_removed_and_a_live_one_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from rpc.utils.snakemake_lock import snakemake_processes, unlock_if_stale
+
+    assert unlock_if_stale(tmp_path) == "no lock"
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    # a process named like Snakemake, running in this folder: the lock is its
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "snakemake"], cwd=tmp_path)
+    try:
+        for _ in range(50):
+            if snakemake_processes(tmp_path):
+                break
+            time.sleep(0.1)
+        assert live.pid in snakemake_processes(tmp_path)
+        assert "not touched" in unlock_if_stale(tmp_path) and (locks / "0.input.lock").is_file()
+    finally:
+        live.kill()
+        live.wait()
+    assert unlock_if_stale(tmp_path) == "removed a stale lock left by a killed run" and not locks.exists()
