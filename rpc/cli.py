@@ -317,6 +317,24 @@ def _unlock_stale(a):
     print(f"{a.dir}: {unlock_if_stale(a.dir)}")
 
 
+def _compare_results_parser(sub) -> None:
+    s = sub.add_parser("compare-results", help="are two results folders the same (every file; JSON without timings)?")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.set_defaults(func=_compare_results)
+
+
+def _compare_results(a):
+    import json
+
+    from rpc.utils.digests import compare_outputs
+
+    result = compare_outputs(a.a, a.b)
+    print(json.dumps(result, indent=1))
+    if result["differ"] or result["only_a"] or result["only_b"]:
+        raise SystemExit(1)
+
+
 def _clean_work_parser(sub) -> None:
     s = sub.add_parser("clean-work", help="remove the work folders of finished trainings (unfinished ones kept)")
     s.add_argument("--work", default="work")
@@ -470,7 +488,7 @@ def _summary(a):
 PARSERS = [
     _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
     _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
-    _clean_work_parser, _unlock_stale_parser,
+    _clean_work_parser, _unlock_stale_parser, _compare_results_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
     _summary_parser,
 ]

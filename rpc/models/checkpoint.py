@@ -12,9 +12,11 @@ from rpc.utils.io import DataError, atomic_path
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
-    """Write with ``torch.save`` to a temporary file, then rename (an interrupted write leaves no file)."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write with ``torch.save`` to a temporary file, then rename (an interrupted write leaves no file). Saved
+    through a file object, so the archive's inner folder name is torch's fixed one, not the random temporary
+    name: the same payload gives the same bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

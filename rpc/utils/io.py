@@ -83,12 +83,20 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 
 def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write an uncompressed ``.npz`` atomically (object arrays are refused: no pickle)."""
-    for key, value in arrays.items():
-        if np.asarray(value).dtype == object:
-            raise TypeError(f"array {key!r} has dtype object; refusing to pickle")
+    """Write an uncompressed ``.npz`` atomically (object arrays are refused: no pickle). The archive is what
+    ``np.savez`` writes, except that every member carries a fixed date (``np.savez`` stamps the current time), so
+    equal arrays give equal bytes: outputs of two runs can be compared by digest."""
+    import zipfile
+
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            value = np.asanyarray(value)
+            if value.dtype == object:
+                raise TypeError(f"array {key!r} has dtype object; refusing to pickle")
+            with zf.open(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w",
+                         force_zip64=True) as member:  # fmt: skip
+                np.lib.format.write_array(member, value, allow_pickle=False)
     write_bytes_atomic(path, buf.getvalue())
 
 
