@@ -101,22 +101,7 @@ def test_missing_or_malformed_root_is_a_clear_error(tmp_path, kind, root, messag
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
 
 
-TINY = {
-    "dataset": {"kind": "synthetic", "synthetic": {"size": 64, "n_train": 32, "n_train_eval": 16, "n_val": 8}},
-    "experiments": {"rpc": {"preset": "rpc"}},
-    "seeds": [15],
-    "pretrain": {"size": 32, "images_per_class": 2, "val_per_class": 1, "epochs": 1, "batch_size": 32},
-    "model": {"depth": 18, "weights": "pretrained"},
-    "train": {"batch_size": 4, "epochs": 1, "crop": 64, "long_side": [56, 72], "num_workers": 0},
-    "cams": {"scales": [1.0, 0.5], "shards": 2},
-    "segmentation": {"upper_bound": True, "config": "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py",
-                     "weights": "pretrained",  # fine-tuning from it needs a small lr (0.025 gives NaN)
-                     "options": [
-        "optim_wrapper.optimizer.lr=0.0005", "train_cfg.max_iters=4", "param_scheduler.0.end=4",
-        "train_dataloader.batch_size=2", "train_dataloader.num_workers=0",
-        "train_dataloader.persistent_workers=False"]},
-    "figures": {"count": 2},
-}  # fmt: skip
+TINY = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())  # also the chaos run's (benchmarks/chaos.py)
 
 
 @pytest.fixture(scope="module")
