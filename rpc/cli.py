@@ -259,6 +259,7 @@ def _seg_train_parser(sub) -> None:
     s.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
                    help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
     s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
+    s.add_argument("--deterministic", action="store_true", help="GPU: deterministic algorithms, no cuDNN benchmark")
     s.set_defaults(func=_seg_train)
 
 
@@ -270,7 +271,7 @@ def _seg_train(a):
     mask_dir = None if a.masks == "ground-truth" else a.masks
     result = train_segmentation(a.config, a.dataset, a.split, mask_dir=mask_dir, work_dir=a.work, out=a.out,
                                 options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
-                                amp=a.amp, seed=a.seed)  # fmt: skip
+                                amp=a.amp, seed=a.seed, deterministic=a.deterministic)  # fmt: skip
     print(json.dumps(result))
 
 

@@ -123,3 +123,11 @@ def test_commands_that_run_no_job_need_no_cores(tmp_path, command):
     proc = subprocess.run([sys.executable, "-m", "snakemake", *command], cwd=work, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-1500:]
+
+
+def test_deterministic_switch_reaches_deeplab(tmp_path):
+    work = _workdir(tmp_path, det={"segmentation": {"deterministic": True}})
+    proc = _dry_run(work, "--configfile", "det.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seg = _commands(proc.stdout, "seg-train")
+    assert seg and all("--deterministic" in c for c in seg)

@@ -225,3 +225,13 @@ def test_optimizer_switch_builds_the_intended_sgd(name, momentum):
 def test_optimizer_switch_rejects_unknown_names():
     with pytest.raises(ValueError, match="train.optimizer"):
         _cfg(optimizer="adam")
+
+
+def test_deterministic_switch_turns_on_deterministic_algorithms(monkeypatch):
+    from rpc.engine import train
+
+    calls = []
+    monkeypatch.setattr(train, "make_deterministic", lambda: calls.append(1))
+    train._setup(_cfg(deterministic=True))
+    train._setup(_cfg())
+    assert calls == [1]

@@ -35,7 +35,7 @@ from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
-from rpc.utils.device import pick_device
+from rpc.utils.device import make_deterministic, pick_device
 from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.provenance import provenance
@@ -73,6 +73,9 @@ class TrainConfig:
     # 0.16 vs 0.33 s per step, but 88 s to compile on a cold cache: pays after about 500 steps (the demo runs
     # 240), so off by default; worth it for long CPU trainings (python -m benchmarks.compile).
     compile: bool = False
+    # GPU runs: deterministic algorithms only (torch.use_deterministic_algorithms, no cuDNN benchmarking); slower.
+    # CPU runs are deterministic for a given thread count without it.
+    deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps: for tests and time limits
 
@@ -199,6 +202,8 @@ def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """``(world, rank, device)``: the process group under torchrun (nccl on GPUs, gloo on CPUs), this rank's
     device, and the check that every process gets the same share of the global batch."""
     world, rank, local_rank = dist_info()
+    if cfg.deterministic:
+        make_deterministic()
     device = pick_device(cfg.device, local_rank)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -247,11 +247,13 @@ def train_segmentation(
     backbone_weights: str | os.PathLike | None = None,
     amp: str = "auto",
     seed: int | None = None,
+    deterministic: bool = False,
 ) -> dict:
     """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
     ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says).
     ``seed``: mmengine's ``randomness.seed`` (initialisation, sampling, augmentation; None: the config's), so a
-    run over several seeds includes DeepLab's own randomness; part of the resume settings.
+    run over several seeds includes DeepLab's own randomness; part of the resume settings. ``deterministic``: on a
+    GPU, no cuDNN autotuning and mmengine's deterministic mode (CPU runs are deterministic without it).
     ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
@@ -263,6 +265,9 @@ def train_segmentation(
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
     if seed is not None:
         cfg.randomness = {**cfg.get("randomness", {}), "seed": int(seed)}
+    if deterministic:  # GPU: no cuDNN autotuning (the runtime's cudnn_benchmark), deterministic algorithms
+        cfg.env_cfg = {**cfg.get("env_cfg", {}), "cudnn_benchmark": False}
+        cfg.randomness = {**cfg.get("randomness", {}), "deterministic": True}
     keep_two_checkpoints(cfg)
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
     config_text = cfg.pretty_text  # the settings: before the launcher's and the precision's entries are added

@@ -22,3 +22,15 @@ def native_bf16(device: torch.device) -> bool:
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(getattr(cpu, name, lambda: False)() for name in checks)
     return False
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels for a GPU run (CPU kernels are deterministic for a fixed thread count already): cuBLAS's
+    fixed workspace (set before CUDA starts), torch's deterministic algorithms (an op without one raises), no cuDNN
+    autotuning."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True

@@ -20,6 +20,7 @@ rule train_segmentation:
         amp=config["segmentation"]["amp"],
         # the run's seed (the upper bound: the first seed), so the spread over seeds includes DeepLab's own
         seed=lambda wc: run_seed(wc.experiment),
+        deterministic="--deterministic" if config["segmentation"]["deterministic"] else "",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -34,7 +35,7 @@ rule train_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
-        " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed}"
+        " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed} {params.deterministic}"
         " --cfg-options {params.options} > {log:q} 2>&1"
 
 
