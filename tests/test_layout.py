@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 RPC = Path(__file__).resolve().parents[1] / "rpc"
+REPO = RPC.parent
 
 # the layers written in rpc/__init__.py's docstring; "cli" and "__main__" are the top-level modules
 LAYERS = {
@@ -155,3 +156,23 @@ def test_stage_entry_points_take_their_options_by_keyword(module, function, posi
     params = inspect.signature(getattr(importlib.import_module(module), function)).parameters.values()
     assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
     assert all(p.kind is p.KEYWORD_ONLY for p in params if p.name not in positional)
+
+
+def test_the_project_cites_no_file_outside_itself():
+    """Users get the repository, nothing beside it: no method brief, architecture note or paper text outside it
+    is cited (the real-data fixtures of the tests, ../shared/realdata or RPC_REALDATA, are test data)."""
+    import re
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r"METHOD\.md|ARCHITECTURE\.md|rpc_paper\.txt|\.\./shared/(?!realdata)")
+    found = []
+    for name in files:
+        if name.startswith("tests/") or not (REPO / name).is_file():
+            continue
+        try:
+            text = (REPO / name).read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not found, found

@@ -1,4 +1,4 @@
-# DeepLabv2 ResNet-101 on VOC 2012 train_aug pseudo masks (paper Table 2; METHOD.md deeplab-pytorch settings).
+# DeepLabv2 ResNet-101 on VOC 2012 train_aug pseudo masks (paper Table 2; docs/method.md deeplab-pytorch settings).
 _base_ = [
     "./_base_/models/deeplabv2_r101-d8.py",
     "./_base_/datasets/prepared_pseudo-321x321.py",

@@ -1,4 +1,4 @@
-"""``make_rs_cams``: multi-scale + flip inference of the trained classifier (METHOD.md, "Localisation maps").
+"""``make_rs_cams``: multi-scale + flip inference of the trained classifier (docs/method.md, "Localisation maps").
 
 Per image: for each scale, the image and its flip go through the model together (flips fused inside the model;
 consecutive images of equal size share the batch); each scale's map is upsampled bilinearly to the image size;

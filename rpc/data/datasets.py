@@ -11,7 +11,7 @@ from rpc.data.transforms import multiscale_flip, train_transform
 
 
 class ClassificationTrainSet(Dataset):
-    """Images with image-level labels, augmented as in METHOD.md.
+    """Images with image-level labels, augmented as in docs/method.md "Training".
 
     Item: ``{"image": (3, crop, crop) float32, "valid": (crop, crop) float32, "label": (C,) float32,
     "index": int}``. Augmentation randomness comes from ``(seed, epoch, index)`` so a run is reproducible and a

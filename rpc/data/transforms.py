@@ -1,4 +1,4 @@
-"""Image transforms for classifier training and multi-scale inference (METHOD.md, SIPE).
+"""Image transforms for classifier training and multi-scale inference (docs/method.md, SIPE).
 
 All functions work on numpy arrays ``(H, W, 3)`` uint8 / float32 and are deterministic given a
 ``numpy.random.Generator``.
@@ -55,7 +55,7 @@ def random_crop(image: np.ndarray, crop: int, rng: np.random.Generator) -> tuple
 def train_transform(
     image: np.ndarray, rng: np.random.Generator, long_side: tuple[int, int], crop: int, flip: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """METHOD.md augmentation: resize long side to U[lo, hi], flip, normalise, random crop with validity.
+    """The training augmentation (docs/method.md): resize long side to U[lo, hi], flip, normalise, random crop with validity.
 
     Returns ``image (3, crop, crop) float32`` and ``valid (crop, crop) float32``.
     """

@@ -1,4 +1,4 @@
-"""Classifier training (METHOD.md "Training"): SGD + poly, 10x lr on new layers, gradient clipping, resumable.
+"""Classifier training (docs/method.md "Training"): SGD + poly, 10x lr on new layers, gradient clipping, resumable.
 
 Runs on CPU or CUDA, single process or under ``torchrun`` (DDP; gloo on CPU): each of W processes takes
 ``batch_size / W`` images of the same global batch, so the effective batch size and learning rate stay as

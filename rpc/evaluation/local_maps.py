@@ -1,4 +1,4 @@
-"""Local.Maps mIoU of stored maps against the ground truth, in the two conventions of METHOD.md.
+"""Local.Maps mIoU of stored maps against the ground truth, in the two conventions of docs/method.md.
 
 - ``sipe``: argmax over the map's own background channel (headline numbers).
   Its 95 % interval from a bootstrap over the scored images is ``sipe.bootstrap``

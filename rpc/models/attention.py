@@ -6,7 +6,7 @@ All variants take the per-layer backbone features ``F_k`` and return the fused f
 
 - ``none``: SIPE: ``F_s = concat_k n_k`` with ``n_k = normalise(side_k(F_k))`` (unit length per pixel).
 - ``sfa``: ``a_k = ReLU(BN(conv1x1_{C_k->1}(F_k)))``, ``S = prod_k a_k`` (multiplicative fusion, Eq. 9),
-  ``F_s = concat_k (S * n_k)`` (Eq. 10). Interpretation (METHOD.md): S multiplies after the normalisation,
+  ``F_s = concat_k (S * n_k)`` (Eq. 10). Interpretation (docs/method.md): S multiplies after the normalisation,
   otherwise it cancels out. Because S scales every channel of a pixel alike, it acts on the cosine maps
   through the pixels it switches off (S = 0) and through its weight in the prototype averages.
 - ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product).

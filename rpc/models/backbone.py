@@ -1,4 +1,4 @@
-"""torchvision ResNet trunk at output stride 16, trained as in SIPE (METHOD.md, "Stage network").
+"""torchvision ResNet trunk at output stride 16, trained as in SIPE (docs/method.md, "The stage network").
 
 SIPE (``network/resnet50_SIPE.py``, RPC's base) computes ``x2 = self.stage2(x1).detach()`` and uses a
 ``FixedBatchNorm`` that always normalises with the running statistics but keeps its affine weight and bias as

@@ -1,4 +1,4 @@
-"""The two dense-CRF calls of METHOD.md, on pydensecrf (package ``pydensecrf2``).
+"""The two dense-CRF calls of docs/method.md, on pydensecrf (package ``pydensecrf2``).
 
 - :func:`crf_from_labels`: unary from HARD labels (IRN ``crf_inference_label``), used for pseudo masks.
 - :func:`crf_from_probs`: unary = -log(softmax scores), used to post-process segmentation predictions.
@@ -18,7 +18,7 @@ import pydensecrf.densecrf as dcrf
 
 @dataclass(frozen=True)
 class CRFParams:
-    """Kernel parameters; defaults = pseudo-mask CRF of METHOD.md (IRN/SIPE)."""
+    """Kernel parameters; defaults = the pseudo-mask CRF of docs/method.md (IRN/SIPE)."""
 
     gauss_sxy: float = 3.0
     gauss_compat: float = 3.0
@@ -29,9 +29,9 @@ class CRFParams:
     gt_prob: float = 0.7  # only for the hard-label unary
 
 
-#: Pseudo-mask CRF (METHOD.md, IRN/SIPE); hard-label unary.
+#: Pseudo-mask CRF (docs/method.md, IRN/SIPE); hard-label unary.
 PSEUDO_MASK_CRF = CRFParams()
-#: Post-processing of DeepLab predictions (METHOD.md, deeplab-pytorch settings); softmax unary.
+#: Post-processing of DeepLab predictions (docs/method.md, deeplab-pytorch settings); softmax unary.
 SEGMENTATION_CRF = CRFParams(gauss_sxy=1, gauss_compat=3, bilateral_sxy=67, bilateral_srgb=3, bilateral_compat=4)
 
 

@@ -1,4 +1,4 @@
-"""The prototype math of SIPE/RPC as pure functions (METHOD.md, "Seeds and prototypes").
+"""The prototype math of SIPE/RPC as pure functions (docs/method.md, "Seeds and prototypes").
 
 Shapes: N images, K = C + 1 channels (0 = background), E/D feature channels, h x w feature grid.
 """

@@ -1,6 +1,6 @@
 """The DeepLabv2 decode head (ASPP-L), registered in mmseg's MODELS registry as ``DeepLabV2Head``.
 
-METHOD.md: the SUM of four 3x3 convolutions with dilations 6/12/18/24 (padding = dilation), each mapping the
+docs/method.md: the SUM of four 3x3 convolutions with dilations 6/12/18/24 (padding = dilation), each mapping the
 backbone's last feature map straight to the classes. Weights ~ N(0, 0.01), biases 0 (deeplab-pytorch).
 mmseg has ASPP heads (DeepLabv3) but none of this form.
 """

@@ -2,7 +2,7 @@
 
 Per image: the whole image (no sliding window) at each scale and, optionally, flipped; softmax scores resized to
 the image size and averaged; ``argmax`` -> ``out_dir/<name>.png``. With ``crf_dir``, the averaged scores are also
-refined by the softmax-unary dense CRF (METHOD.md post-processing parameters) -> ``crf_dir/<name>.png``.
+refined by the softmax-unary dense CRF (docs/method.md post-processing parameters) -> ``crf_dir/<name>.png``.
 Images whose outputs exist and read back are skipped (resume); with a work folder they are kept there until the
 split is done (``rpc.utils.workdir.staged_outputs``), so a killed job resumes under Snakemake too.
 """
