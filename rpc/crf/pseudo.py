@@ -1,4 +1,6 @@
-"""Pseudo masks: localisation maps -> two-pass confident dense-CRF labelling (docs/method.md "Pseudo masks"; SIPE ``cam2ir``).
+"""Pseudo masks: localisation maps -> two-pass confident dense-CRF labelling.
+
+docs/method.md "Pseudo masks"; SIPE ``cam2ir``.
 
 Per image, over its own labels only (``keys`` = 0 and the present classes):
 

@@ -55,7 +55,7 @@ def random_crop(image: np.ndarray, crop: int, rng: np.random.Generator) -> tuple
 def train_transform(
     image: np.ndarray, rng: np.random.Generator, long_side: tuple[int, int], crop: int, flip: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The training augmentation (docs/method.md): resize long side to U[lo, hi], flip, normalise, random crop with validity.
+    """The training augmentation (docs/method.md): resize long side to U[lo, hi], flip, normalise, random crop.
 
     Returns ``image (3, crop, crop) float32`` and ``valid (crop, crop) float32``.
     """
