@@ -11,7 +11,7 @@ from rpc.data.maps import save_cams
 from rpc.data.palette import read_mask, write_mask
 from rpc.evaluation.masks import evaluate_mask_dir
 from rpc.models.dense_crf import PSEUDO_MASK_CRF, crf_from_labels, crf_from_probs, label_unary, parse_params
-from rpc.utils.io import DataError
+from rpc.utils.io import DataError, is_temporary
 
 
 def test_label_unary_energies():
@@ -151,7 +151,7 @@ def test_pseudo_masks_resume_and_redo_truncated(voc_seg, voc_maps, tmp_path):
     result = pseudo.make_pseudo_masks(voc_seg.root, "trainval", good, out, shard_index=0, num_shards=2)
     assert result["images"] == 1 and result["skipped"] == len(names[0::2]) - 1
     assert (read_mask(first) == reference).all() and kept.stat().st_mtime_ns == stamp
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p for p in out.iterdir() if is_temporary(p)]  # no temporary files left
 
 
 def test_pseudo_masks_bad_input_names_the_file(voc_seg, tmp_path):

@@ -8,6 +8,7 @@ from rpc.engine.config import build_configs
 from rpc.engine.train import TrainConfig, TrainingDiverged, classifier_settings, train_classifier
 from rpc.models.checkpoint import load_model
 from rpc.models.rpc import RPCModel, make_config
+from rpc.utils.io import DataError
 from rpc.utils.workdir import settings_hash
 
 
@@ -97,6 +98,36 @@ def test_config_precedence_and_errors(tmp_path):
         build_configs("rpc", None, ["train.epoch=3"])
     with pytest.raises(ValueError, match="must look like"):
         build_configs("rpc", None, ["depth=3"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=abc", "lr: expected float, got 'abc'"),
+        ("train.epochs=2.5", "epochs: expected int"),
+        ("train.epochs=true", "epochs: expected int"),
+        ("train.long_side=[1, 2, 3]", "long_side: expected 2 values"),
+        ("model.layers=[3, x]", r"layers\[1\]: expected int"),
+        ("model.attention=foo", "must be one of"),
+        ("train.max_steps=ten", "max_steps: 'ten' is not one of int | NoneType"),
+    ],
+)
+def test_overrides_of_the_wrong_type_are_data_errors_naming_the_key(override, message):
+    with pytest.raises(DataError, match=message):
+        build_configs("rpc", None, [override])
+
+
+def test_overrides_are_converted_to_the_field_types():
+    model, train = build_configs("rpc", None, ["train.lr=1", "model.layers=[3, 4]", "train.max_steps=null"])
+    assert type(train.lr) is float and model.layers == (3, 4) and train.max_steps is None
+
+
+def test_a_bad_override_on_the_command_line_is_one_line_and_exit_code_2(capsys):
+    from rpc.cli import main
+
+    assert main(["train", "--dataset", "x", "--work", "w", "--out", "y", "--set", "train.lr=abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: train config: lr: expected float, got 'abc'"
 
 
 def test_a_finished_run_is_not_resumed_by_a_new_training(tiny_synthetic, tmp_path):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in out:
-            raise ValueError(f"override {item!r} must look like model.<key>=<value> or train.<key>=<value>")
+            raise DataError(f"override {item!r} must look like model.<key>=<value> or train.<key>=<value>")
         out[section][name] = yaml.safe_load(value)
     return out
 
@@ -31,24 +32,59 @@ def parse_key_values(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"setting {item!r} must look like <key>=<value>")
+            raise DataError(f"setting {item!r} must look like <key>=<value>")
         out[key] = yaml.safe_load(value)
     return out
 
 
+def check_type(value, hint, where: str):
+    """``value`` (parsed from YAML) converted to the annotation ``hint`` (int, float, bool, str, ``X | None``,
+    ``tuple[int, ...]``, ``tuple[int, int]``), or a :class:`DataError` naming ``where``."""
+    if hint is type(None):
+        if value is None:
+            return None
+        raise DataError(f"{where}: expected null, got {value!r}")
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        for option in args:
+            try:
+                return check_type(value, option, where)
+            except DataError:
+                pass
+        raise DataError(f"{where}: {value!r} is not one of {' | '.join(a.__name__ for a in args)}")
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise DataError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise DataError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
+        raise DataError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
 def build_dataclass(cls, values: dict, where: str):
-    """``cls(**values)`` with unknown keys named in the error."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    """``cls(**values)`` with every value checked against the field's type; unknown keys, values of the wrong type
+    and values the class rejects are a :class:`DataError` naming the key."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+        raise DataError(f"{where}: unknown key(s) {unknown}; known: {sorted(hints)}")
+    checked = {k: check_type(v, hints[k], f"{where}: {k}") for k, v in values.items()}
+    try:
+        return cls(**checked)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
 
 
 def build_configs(preset: str, config_file: str | None, overrides: list[str]) -> tuple[ModelConfig, TrainConfig]:
     """Precedence: preset < YAML file sections ``model:``/``train:`` < ``--set`` overrides."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        raise DataError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     sections: dict[str, dict] = {"model": {}, "train": {}}
     if config_file:
         path = Path(config_file)
