@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 
 .PHONY: setup run run-seeds test test-slow lint clean clean-work
 
@@ -12,6 +13,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --upgrade "pip>=24"
 	$(BIN)/pip install -r requirements.txt -e .
 	touch $(STAMP)
+
+# The tests and the linter on top (requirements-dev.txt): only `make test` and `make test-slow` need them.
+$(DEV): $(STAMP) requirements-dev.txt
+	$(BIN)/pip install -r requirements-dev.txt
+	touch $(DEV)
 
 setup: $(STAMP)
 
@@ -27,14 +33,14 @@ run-seeds: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/seeds.yaml
 
 # The suite (CI also runs test-slow: the SLURM stand-in run, the real VOC/COCO configs end to end, ...).
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check rpc tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(DEV)
 	$(BIN)/python -m pytest -q -m slow
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check rpc tests benchmarks
 
 # work/ of finished trainings (checkpoints no rerun needs); unfinished runs keep their resume point

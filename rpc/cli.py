@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 
 from rpc import __version__
@@ -512,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # a log file: a progress line a minute, not ten a second
+        os.environ.setdefault("TQDM_MININTERVAL", "60")
     try:
         args.func(args)
     except DataError as exc:

@@ -34,3 +34,35 @@ def test_every_rule_uses_an_env_file_that_exists():
     assert (REPO / "workflow" / "rules" / "../../envs/rpc.yaml").resolve().is_file()
     conda = sum(f.read_text().count("conda:") for f in rules)
     assert conda == sum(len(re.findall(r"^\s*rule \w+:", f.read_text(), re.M)) for f in rules)  # every rule has one
+
+
+def test_the_job_environment_has_one_cv2_and_no_test_tools():
+    pins = _pins((REPO / "requirements.txt").read_text().splitlines())
+    assert "opencv-python" in pins and "opencv-python-headless" not in pins  # both would write cv2
+    assert not {"pytest", "ruff", "pytest-cov", "hypothesis"} & set(pins)
+    dev = _pins((REPO / "requirements-dev.txt").read_text().splitlines())
+    assert set(dev) == {"pytest", "ruff"}
+
+
+def test_every_third_party_module_the_package_imports_is_declared():
+    import ast
+
+    import tomllib
+
+    declared = {
+        re.split(r"[<>=!~ ]", d)[0].lower()
+        for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    module_to_dist = {"PIL": "pillow", "yaml": "pyyaml", "pydensecrf": "pydensecrf2", "mmcv": "mmcv-lite",
+                      "mmseg": "mmsegmentation"}  # fmt: skip
+    stdlib = set(__import__("sys").stdlib_module_names)
+    imported = set()
+    for f in (REPO / "rpc").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported - stdlib if m not in ("rpc", "__future__")}
+    missing = {m for m in third_party if module_to_dist.get(m, m).lower() not in declared}
+    assert not missing, f"imported by rpc/ but not in pyproject.toml's dependencies: {sorted(missing)}"
