@@ -197,6 +197,41 @@ def _eval_cams(a):
     )
 
 
+def _export_maps_parser(sub) -> None:
+    s = sub.add_parser("export-maps", help="write maps as the .npy dicts SIPE's or IRN's tools read")
+    s.add_argument("--cams", required=True, nargs="+", help="map folder(s), e.g. results/rpc-s15/cams/shard_*")
+    s.add_argument("--out", required=True, help="folder for <name>.npy")
+    s.add_argument("--format", required=True, choices=["sipe", "irn"])
+    s.set_defaults(func=_export_maps)
+
+
+def _export_maps(a):
+    import json
+
+    from rpc.data.foreign_maps import export_maps
+
+    print(json.dumps(export_maps(a.cams, a.out, a.format)))
+
+
+def _import_maps_parser(sub) -> None:
+    s = sub.add_parser("import-maps", help="bring SIPE- or IRN-format .npy maps into this project's format")
+    s.add_argument("--src", required=True, help="folder of <name>.npy (SIPE: keys + IS_CAM; IRN: keys + high_res)")
+    s.add_argument("--out", required=True, help="folder for <name>.npz (usable by pseudo-masks, eval-cams, ...)")
+    s.add_argument("--format", required=True, choices=["sipe", "irn"])
+    s.add_argument("--bg-threshold", type=float, help="IRN maps: the background plane's value (IRN's cam_eval_thres)")
+    s.add_argument("--dataset", help="prepared dataset: check every map's keys and size against its image")
+    s.add_argument("--split", help="with --dataset: expect exactly this split's images")
+    s.set_defaults(func=_import_maps)
+
+
+def _import_maps(a):
+    import json
+
+    from rpc.data.foreign_maps import import_maps
+
+    print(json.dumps(import_maps(a.src, a.out, a.format, a.bg_threshold, a.dataset, a.split)))
+
+
 def _pseudo_masks_parser(sub) -> None:
     s = sub.add_parser("pseudo-masks", help="pseudo masks: two-pass confident dense-CRF labelling of the maps")
     s.add_argument("--dataset", required=True)
@@ -491,7 +526,8 @@ def _summary(a):
 #: One sub-command per stage, in the order `--help` lists them; each parser sits next to its handler above.
 PARSERS = [
     _synth_parser, _prepare_voc_parser, _prepare_coco_parser, _eval_masks_parser, _train_parser, _cams_parser,
-    _eval_cams_parser, _pseudo_masks_parser, _figures_parser, _seg_train_parser, _seg_predict_parser,
+    _eval_cams_parser, _export_maps_parser, _import_maps_parser, _pseudo_masks_parser, _figures_parser,
+    _seg_train_parser, _seg_predict_parser,
     _clean_work_parser, _unlock_stale_parser, _compare_results_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
     _summary_parser,

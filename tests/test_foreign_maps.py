@@ -1,0 +1,100 @@
+"""Maps to and from SIPE's and IRN's .npy dicts: values survive the round trip, files written the way those tools
+write them load, and a pickle that would run code is refused."""
+
+import numpy as np
+import pytest
+import torch
+
+from rpc.cli import main
+from rpc.data.foreign_maps import export_maps, import_maps, read_foreign, write_foreign
+from rpc.data.maps import label_keys, load_cams, save_cams
+from rpc.utils.io import DataError
+
+
+def _our_maps(folder, index, split, seed=0):
+    """Random maps in our format for every image of ``split``: ``{name: (keys, cams)}`` as read back."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in index.names(split):
+        h, w = index.read_mask(name).shape
+        keys = label_keys(index.label(name))
+        save_cams(folder / f"{name}.npz", keys, rng.random((len(keys), h, w)))
+        out[name] = load_cams(folder / f"{name}.npz")
+    return out
+
+
+def test_sipe_round_trip_keeps_every_value(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    ours = _our_maps(tmp_path / "ours", index, "train")
+    assert export_maps(tmp_path / "ours", tmp_path / "sipe", "sipe")["maps"] == len(ours)
+    d = np.load(tmp_path / "sipe" / f"{next(iter(ours))}.npy", allow_pickle=True).item()
+    assert set(d) == {"keys", "IS_CAM"} and d["keys"][0] == 0  # what SIPE's eval reads
+    import_maps(tmp_path / "sipe", tmp_path / "back", "sipe", dataset=index.root, split="train")
+    for name, (keys, cams) in ours.items():
+        k2, c2 = load_cams(tmp_path / "back" / f"{name}.npz")
+        assert (k2 == keys).all() and (c2 == cams).all()
+
+
+def test_irn_export_drops_the_background_and_import_adds_the_threshold_plane(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    ours = _our_maps(tmp_path / "ours", index, "train", seed=1)
+    export_maps(tmp_path / "ours", tmp_path / "irn", "irn")
+    name = next(n for n, (k, _) in ours.items() if len(k) > 1)
+    keys, cams = ours[name]
+    d = np.load(tmp_path / "irn" / f"{name}.npy", allow_pickle=True).item()
+    assert (d["keys"] == keys[1:] - 1).all()  # IRN: class indices without the background
+    assert (d["high_res"] == cams[1:]).all() and (d["cam"] == cams[1:, ::4, ::4]).all()
+    with pytest.raises(DataError, match="background threshold"):
+        read_foreign(tmp_path / "irn" / f"{name}.npy", "irn")
+    k2, c2 = read_foreign(tmp_path / "irn" / f"{name}.npy", "irn", bg_threshold=0.15)
+    assert (k2 == keys).all() and (c2[0] == np.float32(0.15)).all() and (c2[1:] == cams[1:]).all()
+
+
+def test_a_map_saved_as_irn_saves_it_loads_with_its_torch_tensor(tmp_path):
+    high_res = np.random.default_rng(0).random((2, 16, 20)).astype(np.float32)
+    irn_dict = {"keys": np.array([3, 7]), "cam": torch.from_numpy(high_res[:, ::4, ::4].copy()), "high_res": high_res}
+    np.save(tmp_path / "a.npy", irn_dict)  # as IRN's make_cam.py writes it (a tensor inside the pickled dict)
+    keys, cams = read_foreign(tmp_path / "a.npy", "irn", bg_threshold=0.2)
+    assert keys.tolist() == [0, 4, 8] and cams.shape == (3, 16, 20) and (cams[1:] == high_res).all()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must not run",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, capsys):
+    np.save(tmp_path / "evil.npy", {"keys": np.array([0, 1]), "IS_CAM": _RunsCode()}, allow_pickle=True)
+    with pytest.raises(DataError, match=r"evil.npy: not a SIPE map file .*refused to load builtins.print"):
+        read_foreign(tmp_path / "evil.npy", "sipe")
+    assert "this must not run" not in capsys.readouterr().out
+
+
+def test_import_checks_maps_against_the_dataset_and_names_the_file(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    names = index.names("train")
+    src = tmp_path / "sipe"
+    src.mkdir()
+    for name in names:
+        h, w = index.read_mask(name).shape
+        keys = label_keys(index.label(name))
+        write_foreign(src / f"{name}.npy", "sipe", keys, np.zeros((len(keys), h, w)))
+    bad = names[0]
+    write_foreign(src / f"{bad}.npy", "sipe", np.array([0, 1, 2, 3]), np.zeros((4, 8, 8)))
+    with pytest.raises(DataError, match=f"{bad}.npy: keys"):
+        import_maps(src, tmp_path / "out", "sipe", dataset=index.root, split="train")
+    (src / f"{bad}.npy").unlink()
+    with pytest.raises(DataError, match=f"no map for 1 image.*{bad}.npy"):
+        import_maps(src, tmp_path / "out2", "sipe", dataset=index.root, split="train")
+
+
+def test_export_and_import_from_the_command_line(tiny_synthetic, tmp_path):
+    _, _, index = tiny_synthetic
+    _our_maps(tmp_path / "ours", index, "train", seed=2)
+    out = str(tmp_path / "irn")
+    assert main(["export-maps", "--cams", str(tmp_path / "ours"), "--out", out, "--format", "irn"]) == 0
+    argv = ["import-maps", "--src", str(tmp_path / "irn"), "--out", str(tmp_path / "back"), "--format", "irn"]
+    assert main(argv) == 2  # no threshold: a one-line error
+    assert main([*argv, "--bg-threshold", "0.3", "--dataset", str(index.root), "--split", "train"]) == 0
+    assert len(list((tmp_path / "back").glob("*.npz"))) == len(index.names("train"))
