@@ -49,6 +49,7 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/summary.md",
+        "results/summary.html",
         expand("results/{experiment}/summary.md", experiment=SEG_RUNS),
         expand("results/{experiment}/figures/maps", experiment=RUN_NAMES),
         expand("results/{experiment}/figures/predictions", experiment=SEG_RUNS),

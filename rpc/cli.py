@@ -486,6 +486,35 @@ def _merge_dirs(a):
     print(f"{n} files in {a.out}")
 
 
+def _report_pages_parser(sub) -> None:
+    s = sub.add_parser("report-pages", help="the report's HTML tables and plots (curves, per-class IoU, IRN sweep)")
+    s.add_argument("--results", default="results", help="the results folder")
+    s.add_argument("--runs", nargs="*", default=[], help="run folders under --results, e.g. rpc-s15")
+    s.add_argument("--md", nargs="*", default=[], help="Markdown tables to render, as MD=HTML pairs")
+    s.add_argument("--curves", help="PNG: training curves")
+    s.add_argument("--local-maps", help="PNG: per-class Local.Maps IoU and the IRN sweep")
+    s.set_defaults(func=_report_pages)
+
+
+def _report_pages(a):
+    from pathlib import Path
+
+    from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps
+    from rpc.utils.io import write_text_atomic
+
+    for pair in a.md:
+        md, sep, out = pair.partition("=")
+        if not sep:
+            raise DataError(f"--md {pair!r}: expected MD=HTML")
+        text = Path(md).read_text()
+        title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), Path(md).stem)
+        write_text_atomic(out, markdown_to_html(text, title))
+    if a.curves:
+        plot_curves(a.results, a.runs, a.curves)
+    if a.local_maps:
+        plot_local_maps(a.results, a.runs, a.local_maps)
+
+
 def _summary_parser(sub) -> None:
     s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
     s.add_argument("--experiments", nargs="+", help="NAME or NAME=SEED,SEED; runs are <experiment>-s<seed>")
@@ -530,7 +559,7 @@ PARSERS = [
     _seg_train_parser, _seg_predict_parser,
     _clean_work_parser, _unlock_stale_parser, _compare_results_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
-    _summary_parser,
+    _summary_parser, _report_pages_parser,
 ]
 
 

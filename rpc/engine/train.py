@@ -39,6 +39,7 @@ from rpc.utils.device import make_deterministic, pick_device
 from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.provenance import provenance
+from rpc.utils.train_log import publish_train_log, read_jsonl
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 OPTIMIZERS = ("paper", "sipe_code")
@@ -401,6 +402,9 @@ def train_classifier(
                                              for k, v in dataclasses.asdict(cfg).items()},
                     "provenance": {"classifier": {**provenance(device, amp), "processes": world}}}  # fmt: skip
             save_model(out, model, config_to_dict(model_cfg), list(index.classes), meta)
+            log.close()
+            publish_train_log(read_jsonl([work / "metrics.jsonl"]), Path(out).with_name("train_log.json"),
+                              drop=("images_per_s",))  # fmt: skip
             mark_complete(work, {"out": str(out), "steps": step})
     finally:
         log.close()

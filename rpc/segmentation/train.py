@@ -42,6 +42,7 @@ from rpc.segmentation.precision import use_cpu_bf16, wants_bf16  # noqa: E402  (
 from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.provenance import provenance, read_records  # noqa: E402
+from rpc.utils.train_log import publish_train_log, read_jsonl  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
 
@@ -298,5 +299,8 @@ def train_segmentation(
                                "deeplab": {**provenance(next(runner.model.parameters()).device, bf16),
                                            "processes": world}}}  # fmt: skip
         save_model(out, runner.model, cfg.to_dict(), list(index.classes), meta)  # the config as JSON data
+        # mmengine's scalars, one folder per (resumed) run, oldest first; timings dropped
+        scalars = sorted(work_dir.glob("*/vis_data/scalars.json"), key=lambda p: p.parent.parent.name)
+        publish_train_log(read_jsonl(scalars), Path(out).with_name("train_log.json"), drop=("time", "data_time"))
         mark_complete(work_dir, {"out": str(out), "iterations": runner.iter})
     return {"iterations": runner.iter, "resumed": cfg.resume, "images": len(names), "bf16": bf16}

@@ -4,7 +4,8 @@ rule train_classifier:
         dataset=DATASET,
         weights=initial_weights,
     output:
-        "results/{experiment}/classifier.pt",
+        model="results/{experiment}/classifier.pt",
+        log="results/{experiment}/train_log.json",  # the losses and learning rate per logged step
     params:
         # only the leaves this rule uses: a change here retrains, a CRF change does not
         preset=lambda wc: experiment_settings(wc.experiment)[0],
@@ -32,7 +33,7 @@ rule train_classifier:
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"
-        " --out {output:q} --preset {params.preset:q} --set {params.sets} > {log:q} 2>&1"
+        " --out {output.model:q} --preset {params.preset:q} --set {params.sets} > {log:q} 2>&1"
 
 
 rule export_backbone:

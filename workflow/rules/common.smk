@@ -11,6 +11,7 @@ from rpc.data.roots import check_root
 from rpc.utils.gpus import local_gpu_count
 
 PRETRAINED = "results/pretrain/backbone.pth"
+PRETRAIN_REPORT = "results/pretrain/report.json"  # held-out accuracy per epoch (the report's curves)
 
 
 def run_name(experiment, seed):

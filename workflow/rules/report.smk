@@ -116,7 +116,8 @@ rule ablation_tables:
         spec=config["ablations"],
         maps=expand(rules.eval_cams.output.json, experiment=list(ABLATION_RUNS)),
     output:
-        md=report("results/ablations.md", caption="../report/ablations.rst", category="Ablations"),
+        md="results/ablations.md",
+        html=report("results/ablations.html", caption="../report/ablations.rst", category="Ablations"),
         json="results/ablations.json",
     conda:
         "../../envs/rpc.yaml"
@@ -129,3 +130,30 @@ rule ablation_tables:
     shell:
         "python -m rpc ablation-tables --spec {input.spec:q} --results results --inputs {input.maps:q}"
         " --md {output.md:q} --json {output.json:q} > {log:q} 2>&1"
+        " && python -m rpc report-pages --md {output.md:q}={output.html:q} >> {log:q} 2>&1"
+
+
+rule report_pages:
+    input:
+        md="results/summary.md",
+        logs=expand(rules.train_classifier.output.log, experiment=RUN_NAMES),
+        seg_logs=expand(rules.train_segmentation.output.log, experiment=SEG_RUNS),
+        maps=expand(rules.eval_cams.output.json, experiment=RUN_NAMES),
+        pretrain=PRETRAIN_REPORT if uses_pretrained() else [],
+    output:
+        html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+        curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
+        local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary"),
+    params:
+        runs=RUN_NAMES,
+    conda:
+        "../../envs/rpc.yaml"
+    log:
+        "logs/report_pages.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m rpc report-pages --results results --runs {params.runs:q} --md {input.md:q}={output.html:q}"
+        " --curves {output.curves:q} --local-maps {output.local_maps:q} > {log:q} 2>&1"

@@ -8,7 +8,8 @@ rule train_segmentation:
         bases=MMSEG_BASES,
         backbone=segmentation_weights,
     output:
-        "results/{experiment}/segmentation/model.pt",
+        model="results/{experiment}/segmentation/model.pt",
+        log="results/{experiment}/segmentation/train_log.json",  # mmengine's scalars per logged iteration
     params:
         options=" ".join(shell_quote(o) for o in config["segmentation"]["options"]),
         split=SPLITS["train"],
@@ -34,7 +35,7 @@ rule train_segmentation:
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
-        " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output:q}"
+        " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output.model:q}"
         " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed} {params.deterministic}"
         " --cfg-options {params.options} > {log:q} 2>&1"
 

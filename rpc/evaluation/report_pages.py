@@ -1,0 +1,183 @@
+"""What the Snakemake report shows besides the galleries: the summary tables as HTML (the report renders HTML and
+images; Markdown items are only download buttons) and the plots (training curves, per-class IoU, IRN sweep).
+
+``markdown_to_html`` renders the subset of Markdown our own summaries use (headings, pipe tables with alignment,
+bullet lists, paragraphs, ``**bold**`` and ```code```): no dependency, and nothing from the text is interpreted as
+HTML (everything is escaped first).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from pathlib import Path
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:75em;margin:1em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:.2em .6em}
+th{background:#f3f3f3}td.r,th.r{text-align:right}code{background:#f3f3f3;padding:0 .2em}h1,h2{margin-top:1.2em}"""
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(lines: list[str]) -> str:
+    head, rule, *body = lines
+    right = [c.endswith(":") and not c.startswith(":") for c in _cells(rule)]
+
+    def row(cells, tag):
+        aligned = [" class=r" if i < len(right) and right[i] else "" for i in range(len(cells))]
+        cells_html = "".join(f"<{tag}{a}>{_inline(c)}</{tag}>" for a, c in zip(aligned, cells, strict=True))
+        return f"<tr>{cells_html}</tr>"
+
+    return "<table>" + row(_cells(head), "th") + "".join(row(_cells(b), "td") for b in body) + "</table>"
+
+
+def markdown_to_html(text: str, title: str) -> str:
+    """A whole HTML page from our Markdown (see the module docstring for what is understood)."""
+    out, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif m := re.match(r"(#{1,6}) (.*)", line):
+            out.append(f"<h{len(m[1])}>{_inline(m[2])}</h{len(m[1])}>")
+            i += 1
+        elif line.lstrip().startswith("|") and i + 1 < len(lines) and re.match(r"\s*\|[\s:|-]+\|\s*$", lines[i + 1]):
+            j = i
+            while j < len(lines) and lines[j].lstrip().startswith("|"):
+                j += 1
+            out.append(_table(lines[i:j]))
+            i = j
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(lines[i][2:])
+                i += 1
+                while i < len(lines) and lines[i].startswith("  ") and lines[i].strip():
+                    items[-1] += " " + lines[i].strip()
+                    i += 1
+            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"#|- |\s*\|", lines[i]):
+                para.append(lines[i].strip())
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")  # fmt: skip
+
+
+def _read_json(path: Path):
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+def _runs_by_experiment(runs: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(re.sub(r"-s\d+$", "", run), []).append(run)
+    return out
+
+
+def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
+    """One figure: each classifier's loss terms and learning rate (one colour per experiment, one line per
+    seed), the pretraining's held-out accuracy per epoch and each DeepLab training's loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rpc.utils.io import atomic_path
+
+    results = Path(results)
+    terms = ["total", "cls", "aug", "gsc", "lr"]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    flat = list(axes.flat)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (experiment, members) in enumerate(_runs_by_experiment(runs).items()):
+        colour = colours[n % len(colours)]
+        for k, run in enumerate(members):
+            log = _read_json(results / run / "train_log.json") or []
+            for ax, term in zip(flat[:5], terms, strict=True):
+                points = [(r["step"], r[term]) for r in log if term in r]
+                if points:
+                    ax.plot(*zip(*points, strict=True), color=colour, lw=1, label=experiment if k == 0 else None)
+            seg = _read_json(results / run / "segmentation" / "train_log.json") or []
+            points = [(r["step"], r["loss"]) for r in seg if "loss" in r]
+            if points:
+                flat[6].plot(*zip(*points, strict=True), color=colour, lw=1, label=experiment if k == 0 else None)
+    for ax, term in zip(flat[:5], terms, strict=True):
+        ax.set_title(f"classifier: {term}" if term != "lr" else "classifier: learning rate")
+        ax.set_xlabel("step")
+    gt = _read_json(results / "ground_truth" / "segmentation" / "train_log.json") or []
+    if gt:
+        flat[6].plot([r["step"] for r in gt if "loss" in r], [r["loss"] for r in gt if "loss" in r], "k--", lw=1,
+                     label="ground truth")  # fmt: skip
+    flat[6].set_title("DeepLab: loss")
+    flat[6].set_xlabel("iteration")
+    pre = _read_json(results / "pretrain" / "report.json")
+    if pre:
+        epochs = pre["epochs"]
+        flat[5].plot([e["epoch"] for e in epochs], [100 * e["val_accuracy"] for e in epochs], "o-", color="k")
+    flat[5].set_title("pretraining: held-out accuracy (%)")
+    flat[5].set_xlabel("epoch")
+    flat[7].axis("off")
+    for ax in (flat[0], flat[6]):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
+    """Per-class Local.Maps IoU (own background; mean over each experiment's seeds, the seeds' range as error
+    bars) and the IRN threshold sweep (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rpc.utils.io import atomic_path
+
+    results = Path(results)
+    groups = {e: [d for r in m if (d := _read_json(results / r / "local_maps.json"))]
+              for e, m in _runs_by_experiment(runs).items()}  # fmt: skip
+    groups = {e: g for e, g in groups.items() if g}
+    fig, (bars, sweep) = plt.subplots(1, 2, figsize=(16, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / max(len(groups), 1)
+    classes: list[str] = []
+    for n, (experiment, scores) in enumerate(groups.items()):
+        classes = list(scores[0]["sipe"]["per_class_iou"])
+        iou = 100 * np.array([[s["sipe"]["per_class_iou"][c] for c in classes] for s in scores], dtype=float)
+        x = np.arange(len(classes)) + n * width
+        seen = ~np.isnan(iou).all(0)  # a class absent from every scored image has no IoU
+        mean, low, high = (np.full(len(classes), np.nan) for _ in range(3))
+        mean[seen], low[seen], high[seen] = (f(iou[:, seen], 0) for f in (np.nanmean, np.nanmin, np.nanmax))
+        bars.bar(x, mean, width, yerr=[mean - low, high - mean], capsize=2,
+                 label=f"{experiment} ({len(scores)} seed{'s' if len(scores) > 1 else ''})")  # fmt: skip
+        thresholds = [float(t) for t in scores[0]["irn"]["sweep"]]
+        values = 100 * np.array([[s["irn"]["sweep"][t] for t in scores[0]["irn"]["sweep"]] for s in scores]).mean(0)
+        sweep.plot(thresholds, values, label=experiment)
+    bars.set_xticks(np.arange(len(classes)) + width * (len(groups) - 1) / 2, classes, rotation=45, ha="right")
+    bars.set_ylabel("IoU (%)")
+    bars.set_title("Local.Maps per class (own background; bars: seeds' range)")
+    bars.legend(fontsize=8)
+    sweep.set_title("IRN background threshold sweep")
+    sweep.set_xlabel("threshold")
+    sweep.set_ylabel("mIoU (%)")
+    sweep.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)

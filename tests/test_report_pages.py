@@ -1,0 +1,58 @@
+"""The report's HTML tables and plots, and the training logs they read."""
+
+import json
+
+from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps
+from rpc.utils.train_log import publish_train_log, read_jsonl
+
+MD = """# Summary
+
+Dataset: synthetic. **mIoU** (%), `train` split <b>.
+
+| | Local.Maps | DeepLab val |
+|---|---:|---:|
+| rpc | 55.8 ± 1.0 | 34.4 |
+| sipe | 53.1 | - |
+
+- rpc > sipe: not resolved at 95%
+  (continued line).
+- second item
+"""
+
+
+def test_markdown_tables_become_html_tables_and_nothing_is_interpreted_as_html():
+    page = markdown_to_html(MD, "Summary <x>")
+    assert "<title>Summary &lt;x&gt;</title>" in page and "<h1>Summary</h1>" in page
+    assert "<b>mIoU</b>" in page and "<code>train</code>" in page and "&lt;b&gt;" in page  # the stray <b> escaped
+    assert "<tr><th></th><th class=r>Local.Maps</th><th class=r>DeepLab val</th></tr>" in page
+    assert "<tr><td>rpc</td><td class=r>55.8 ± 1.0</td><td class=r>34.4</td></tr>" in page
+    assert page.count("<tr>") == 3 and "---" not in page
+    assert "<li>rpc &gt; sipe: not resolved at 95% (continued line).</li><li>second item</li>" in page
+
+
+def test_a_resumed_training_log_has_one_record_per_step_without_timings(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text('{"step": 10, "loss": 1.0, "time": 0.5}\n{"step": 20, "loss": 0.9, "time": 0.5}\n{"step": 3')
+    second.write_text('{"step": 20, "loss": 0.8, "time": 0.4}\n{"step": 30, "loss": 0.7, "time": 0.4}\n')
+    merged = publish_train_log(read_jsonl([first, second]), tmp_path / "log.json", drop=("time",))
+    assert merged == [{"step": 10, "loss": 1.0}, {"step": 20, "loss": 0.8}, {"step": 30, "loss": 0.7}]
+    assert json.loads((tmp_path / "log.json").read_text()) == merged
+
+
+def test_the_plots_are_written_from_the_runs_files_and_are_reproducible(tmp_path):
+    for run, offset in (("rpc-s15", 0.0), ("sipe-s15", 0.1)):
+        (tmp_path / run / "segmentation").mkdir(parents=True)
+        log = [{"step": s, "total": 1 - s / 100 + offset, "cls": 0.5, "lr": 0.05 * (1 - s / 100)} for s in (10, 20)]
+        (tmp_path / run / "train_log.json").write_text(json.dumps(log))
+        (tmp_path / run / "segmentation" / "train_log.json").write_text(json.dumps([{"step": 10, "loss": 1.0}]))
+        iou = {"background": 0.9, "a": 0.5 + offset, "b": None}
+        sweep = {"0.00": 0.2, "0.05": 0.3 + offset}
+        (tmp_path / run / "local_maps.json").write_text(
+            json.dumps({"sipe": {"per_class_iou": iou}, "irn": {"sweep": sweep}})
+        )
+    runs = ["rpc-s15", "sipe-s15"]
+    plot_curves(tmp_path, runs, tmp_path / "c1.png")
+    plot_curves(tmp_path, runs, tmp_path / "c2.png")
+    plot_local_maps(tmp_path, runs, tmp_path / "m.png")
+    assert (tmp_path / "c1.png").read_bytes() == (tmp_path / "c2.png").read_bytes()
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
