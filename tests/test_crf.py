@@ -175,9 +175,12 @@ def test_pseudo_masks_bad_input_names_the_file(voc_seg, tmp_path):
 
     keys, cams = _gt_maps(voc_seg, names[1], blur=2)
     save_cams(maps / f"{names[1]}.npz", np.append(keys, 20 if keys[-1] != 20 else 19), np.concatenate([cams, cams[:1]]))
+    # (a folder of its own: `out` holds a mask without a settings record, which an in-place run refuses)
     with pytest.raises(DataError, match=f"{names[1]}.npz: keys .* disagree with the image labels"):
-        pseudo.make_pseudo_masks(voc_seg.root, "trainval", maps, out)
+        pseudo.make_pseudo_masks(voc_seg.root, "trainval", maps, tmp_path / "out_keys")
     save_cams(maps / f"{names[1]}.npz", keys, cams[:, :-1])
     with pytest.raises(DataError, match=f"{names[1]}.npz: map size .* differs from the image size"):
+        pseudo.make_pseudo_masks(voc_seg.root, "trainval", maps, tmp_path / "out_size")
+    with pytest.raises(DataError, match=f"{out}: holds files made with settings it does not record"):
         pseudo.make_pseudo_masks(voc_seg.root, "trainval", maps, out)
     assert (out / f"{names[0]}.png").read_bytes() == finished  # finished work untouched

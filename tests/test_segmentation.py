@@ -365,8 +365,11 @@ def test_predictions_and_miou_agree_with_mmseg(trained):
     result = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf",
                                   scales=(1.0, 0.75), flip=True)  # fmt: skip
     assert result["images"] == 8 and result["crf_s"] > 0
-    again = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf")
-    assert again["images"] == 0 and again["skipped"] == 8  # resume
+    again = predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf",
+                                 scales=(1.0, 0.75), flip=True)  # fmt: skip
+    assert again["images"] == 0 and again["skipped"] == 8  # resume (the same settings)
+    with pytest.raises(DataError, match="pred: holds files made with other settings"):
+        predict_segmentation(tmp / "model.pt", index.root, "val", tmp / "pred", crf_dir=tmp / "crf")
     ours = evaluate_mask_dir(index, "val", tmp / "pred", uncertain="ignore")
     metric = IoUMetric(iou_metrics=["mIoU"])
     metric.dataset_meta = {"classes": index.classes}

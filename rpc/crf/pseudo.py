@@ -126,6 +126,8 @@ def make_pseudo_masks(
     if not allow_extra_maps:
         check_no_strays(cam_dirs, set(listed), split)
     names = shard(listed, shard_index, num_shards)
+    for n in names:  # fail before any work (and before claiming the output) if a map is missing
+        find_map(cam_dirs, n)
     settings = {"maps": [file_identity(d) for d in cam_dirs], "dataset": str(index.root), "split": split,
                 "shard": [shard_index, num_shards], "crf": dataclasses.asdict(params)}  # fmt: skip
     with staged_outputs({"masks": out_dir}, work_dir, settings) as folders:
@@ -133,8 +135,6 @@ def make_pseudo_masks(
         write_record(masks, read_records(cam_dirs))  # the CRF runs in float64 numpy: the maps' record is what varies
         progress = ImageProgress(names, lambda n: is_valid_mask(masks / f"{n}.png", index.num_classes),
                                  f"crf {shard_index}/{num_shards}")  # fmt: skip
-        for n in progress.todo:  # fail before any work if a map is missing
-            find_map(cam_dirs, n)
         init = (str(index.root), cam_dirs, masks, params)
         crf_s = [0.0]
 
