@@ -231,3 +231,16 @@ def test_a_stale_snakemake_lock_is_removed_and_a_live_one_kept(tmp_path):
         live.kill()
         live.wait()
     assert unlock_if_stale(tmp_path) == "removed a stale lock left by a killed run" and not locks.exists()
+
+
+def test_digests_ignore_timings_and_the_run_folder_but_not_results(tmp_path):
+    from rpc.utils.digests import compare_outputs
+
+    for run, miou, wall in (("a", 0.5, 1.0), ("b", 0.5, 9.0), ("c", 0.6, 1.0)):
+        (tmp_path / run / "results").mkdir(parents=True)
+        root = tmp_path / run / "results" / "data" / "raw"
+        data = {"root": str(root), "miou": miou, "wall_s": wall}
+        (tmp_path / run / "results" / "x.json").write_text(json.dumps(data))
+    same = compare_outputs(tmp_path / "a" / "results", tmp_path / "b" / "results")
+    assert same == {"compared": 1, "differ": [], "only_a": [], "only_b": []}
+    assert compare_outputs(tmp_path / "a" / "results", tmp_path / "c" / "results")["differ"] == ["x.json"]

@@ -3,7 +3,8 @@ chaos run (``benchmarks/chaos.py``) and users comparing two runs (``python -m rp
 
 Files are compared byte for byte (maps, masks, model files and checkpoints are written reproducibly: fixed
 archive dates and names), except JSON files, which are compared as data after dropping the timing fields (keys
-ending in ``_s``: ``wall_s``, ``images_per_s``, ``corpus_generation_s``): how long a run took is not its result.
+ending in ``_s``: ``wall_s``, ``images_per_s``, ``corpus_generation_s``) and with the run's own folder written as
+``<run>`` (a dataset description records absolute paths): how long a run took, and where, is not its result.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ def _without_timings(value):
     return value
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path: Path, run_dir: str | None = None) -> str:
+    """SHA-256 of the file; for JSON, of its data without timings and with ``run_dir`` replaced by ``<run>``."""
     if path.suffix == ".json":
         try:
-            data = _without_timings(json.loads(path.read_text()))
+            text = path.read_text()
+            if run_dir:
+                text = text.replace(json.dumps(run_dir)[1:-1], "<run>")
+            data = _without_timings(json.loads(text))
             return "json:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         except ValueError:
             pass  # not JSON after all: compared as bytes
@@ -39,9 +44,11 @@ def file_digest(path: Path) -> str:
 
 
 def output_digests(root: str | os.PathLike) -> dict[str, str]:
-    """``{relative path: digest}`` of every file under ``root`` (hidden provenance records included)."""
+    """``{relative path: digest}`` of every file under ``root`` (hidden provenance records included); paths
+    inside the folder that holds ``root`` (the run's working directory) are compared as ``<run>/...``."""
     root = Path(root)
-    return {str(p.relative_to(root)): file_digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    run_dir = str(root.resolve().parent)
+    return {str(p.relative_to(root)): file_digest(p, run_dir) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def compare_outputs(a: str | os.PathLike, b: str | os.PathLike) -> dict:
