@@ -515,6 +515,21 @@ def _report_pages(a):
         plot_local_maps(a.results, a.runs, a.local_maps)
 
 
+def _export_mmseg_parser(sub) -> None:
+    s = sub.add_parser("export-mmseg", help="a trained DeepLab as an mmseg config.py + checkpoint.pth (init_model)")
+    s.add_argument("--model", required=True, help="results/<run>/segmentation/model.pt")
+    s.add_argument("--out", required=True, help="folder for config.py and checkpoint.pth")
+    s.set_defaults(func=_export_mmseg)
+
+
+def _export_mmseg(a):
+    import json
+
+    from rpc.segmentation.export import export_mmseg
+
+    print(json.dumps(export_mmseg(a.model, a.out)))
+
+
 def _summary_parser(sub) -> None:
     s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
     s.add_argument("--experiments", nargs="+", help="NAME or NAME=SEED,SEED; runs are <experiment>-s<seed>")
@@ -559,7 +574,7 @@ PARSERS = [
     _seg_train_parser, _seg_predict_parser,
     _clean_work_parser, _unlock_stale_parser, _compare_results_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
-    _summary_parser, _report_pages_parser,
+    _summary_parser, _report_pages_parser, _export_mmseg_parser,
 ]
 
 

@@ -486,3 +486,22 @@ def test_bad_ground_truth_and_rotated_images_are_named_before_training(tmp_path)
 
     with pytest.raises(DataError, match="deep.png: image mode I;16"):
         read_image(raw / "JPEGImages" / "deep.png")
+
+
+def test_the_exported_model_loads_with_mmseg_apis_and_predicts_as_seg_predict(trained, tmp_path):
+    from mmseg.apis import inference_model, init_model
+
+    from rpc.segmentation.export import export_mmseg
+    from rpc.segmentation.predict import class_probabilities, load_segmenter
+
+    index, tmp, _ = trained
+    files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg")
+    model = init_model(files["config"], files["checkpoint"], device="cpu")
+    assert model.dataset_meta["classes"] == list(index.classes)
+    ours, cfg, _ = load_segmenter(tmp / "model.pt")
+    for name in index.names("val")[:3]:
+        # the scores seg-predict takes its argmax of (scale 1, no flip) vs mmseg's own pipeline and model
+        probs = class_probabilities(ours, cfg, index.read_image(name)).numpy()
+        theirs = inference_model(model, str(index.image_path(name))).seg_logits.data.softmax(0).numpy()
+        assert theirs.shape == probs.shape and probs.std() > 1e-3  # not a constant map
+        assert np.abs(theirs - probs).max() < 1e-4
