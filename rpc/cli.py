@@ -530,6 +530,29 @@ def _export_mmseg(a):
     print(json.dumps(export_mmseg(a.model, a.out)))
 
 
+def _segment_parser(sub) -> None:
+    s = sub.add_parser("segment", help="segment your own images with a trained DeepLab (palette PNGs)")
+    s.add_argument("images", nargs="+", help="image files (JPEG/PNG, RGB)")
+    s.add_argument("--model", required=True, help="results/<run>/segmentation/model.pt")
+    s.add_argument("--out", required=True, help="folder for <image name>.png (VOC test server: "
+                   "results/VOC2012/Segmentation/comp6_test_cls)")  # fmt: skip
+    s.add_argument("--scales", nargs="+", type=float, default=[1.0])
+    s.add_argument("--flip", action="store_true")
+    s.add_argument("--crf", action="store_true", help="dense-CRF post-processing of the scores")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=_segment)
+
+
+def _segment(a):
+    import json
+
+    from rpc.segmentation.predict import segment_images
+
+    result = segment_images(a.model, a.images, a.out, scales=tuple(a.scales), flip=a.flip, crf=a.crf,
+                            device=a.device)  # fmt: skip
+    print(json.dumps(result))
+
+
 def _summary_parser(sub) -> None:
     s = sub.add_parser("summary", help="Table 1/4 over seeds, paired differences, part-level scores, every run")
     s.add_argument("--experiments", nargs="+", help="NAME or NAME=SEED,SEED; runs are <experiment>-s<seed>")
@@ -574,7 +597,7 @@ PARSERS = [
     _seg_train_parser, _seg_predict_parser,
     _clean_work_parser, _unlock_stale_parser, _compare_results_parser,
     _ablation_tables_parser, _export_backbone_parser, _pretrain_parser, _eval_parts_parser, _merge_dirs_parser,
-    _summary_parser, _report_pages_parser, _export_mmseg_parser,
+    _summary_parser, _report_pages_parser, _export_mmseg_parser, _segment_parser,
 ]
 
 

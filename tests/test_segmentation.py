@@ -505,3 +505,23 @@ def test_the_exported_model_loads_with_mmseg_apis_and_predicts_as_seg_predict(tr
         theirs = inference_model(model, str(index.image_path(name))).seg_logits.data.softmax(0).numpy()
         assert theirs.shape == probs.shape and probs.std() > 1e-3  # not a constant map
         assert np.abs(theirs - probs).max() < 1e-4
+
+
+def test_segment_own_images_equals_the_split_predictions(trained, tmp_path):
+    from rpc.cli import main
+
+    index, tmp, _ = trained
+    names = index.names("val")[:2]
+    predict_segmentation(tmp / "model.pt", index.root, "val", tmp_path / "split")
+    images = [str(index.image_path(n)) for n in names]
+    assert main(["segment", *images, "--model", str(tmp / "model.pt"), "--out", str(tmp_path / "own")]) == 0
+    for n in names:
+        assert (read_mask(tmp_path / "own" / f"{n}.png") == read_mask(tmp_path / "split" / f"{n}.png")).all()
+    from PIL import Image
+
+    assert Image.open(tmp_path / "own" / f"{names[0]}.png").mode == "P"  # palette PNG, as the VOC server takes
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / Path(images[0]).name).write_bytes(Path(images[0]).read_bytes())
+    assert main(["segment", images[0], str(twin / Path(images[0]).name), "--model", str(tmp / "model.pt"),
+                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip

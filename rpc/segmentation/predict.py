@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
-from rpc.data.index import DatasetIndex  # noqa: E402
+from rpc.data.index import DatasetIndex, read_image  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
@@ -126,3 +127,28 @@ def predict_segmentation(
                     write_mask(folders["crf"] / f"{name}.png", refined.argmax(0).astype(np.uint8))
                 progress.update()
     return progress.result(crf_s=crf_s)
+
+
+def segment_images(model_file: str | os.PathLike, images: list[str | os.PathLike], out_dir: str | os.PathLike, *,
+                   scales=(1.0,), flip: bool = False, crf: bool = False, device: str = "auto") -> dict:  # fmt: skip
+    """A user's own images (no dataset, no masks) -> ``out_dir/<stem>.png`` palette label PNGs (class indices of
+    the model's classes, VOC's palette). Also what the PASCAL VOC evaluation server takes for the ``test`` split:
+    ``--out results/VOC2012/Segmentation/comp6_test_cls``."""
+    paths = [Path(p) for p in images]
+    stems = [p.stem for p in paths]
+    if len(set(stems)) != len(stems):
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise DataError(f"two images would both be written as {dup}.png: give files with distinct names")
+    dev = pick_device(device)
+    model, cfg, classes = load_segmenter(model_file, dev)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ImageProgress(stems, lambda s: False, "segment") as progress:
+        for path in paths:
+            image = read_image(path)
+            probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
+            if crf:
+                probs = crf_from_probs(image, probs, SEGMENTATION_CRF)
+            write_mask(out_dir / f"{path.stem}.png", probs.argmax(0).astype(np.uint8))
+            progress.update()
+    return {**progress.result(), "classes": list(classes), "out": str(out_dir)}
