@@ -6,10 +6,12 @@ settings.
     python -m benchmarks.chaos --kills 5                                  # what the slow test runs
 
 Each rerun is what a user types after a kill: `python -m rpc unlock-stale` (the lock a killed Snakemake leaves),
-then the same `snakemake` command. The kill moments are drawn (seeded) uniformly over the reference run's
-duration, so kills land in every stage: data, pretraining, training, maps, CRF, DeepLab, predictions, summaries.
-Writes ``benchmarks/out/chaos.json``: kills made, runs needed, files compared, files that differ (goal: none;
-JSON compared without timing fields, ``rpc.utils.digests``).
+then the same `snakemake` command. The run is repeated from scratch in episodes of up to 5 kills; in each, the
+kill moments are drawn (seeded) uniformly over the reference run's duration and the k-th rerun is killed at the
+gap to the next moment, so kills land in every stage: data, pretraining, training, maps, CRF, DeepLab,
+predictions, summaries. Each episode's outputs are compared with the reference run's. Writes
+``benchmarks/out/<name>.json``: kills made, runs needed, files compared (summed over episodes), files that differ
+(goal: none; JSON compared without timing fields, ``rpc.utils.digests``).
 """
 
 from __future__ import annotations
@@ -58,20 +60,21 @@ def run_to_end(folder: Path, cores: int) -> float:
     return time.perf_counter() - t0
 
 
-def chaos(folder: Path, kills: int, duration: float, rng: random.Random, cores: int) -> dict:
-    """Kill the run ``kills`` times at random moments, rerunning after each; then run to the end."""
-    made, runs, moments = 0, 0, []
-    while made < kills:
-        delay = rng.uniform(0.5, duration)
+def episode(folder: Path, moments: list[float], cores: int) -> dict:
+    """One run from scratch, killed at ``moments`` (seconds of run time, increasing): the k-th rerun is killed
+    ``moments[k] - moments[k-1]`` seconds after it starts, so the kills walk through the stages; then the run is
+    completed. A rerun that finishes before its kill ends the episode early."""
+    made, runs, previous = [], 0, 0.0
+    for moment in moments:
         proc = start(folder, cores)
         runs += 1
         try:
-            proc.wait(timeout=delay)
+            proc.wait(timeout=moment - previous)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
             proc.wait()
-            made += 1
-            moments.append(round(delay, 1))
+            made.append(round(moment, 1))
+            previous = moment
             continue
         if proc.returncode != 0:
             raise SystemExit(f"{folder}: a rerun after a kill failed; see {folder / 'snakemake.log'}")
@@ -79,12 +82,41 @@ def chaos(folder: Path, kills: int, duration: float, rng: random.Random, cores: 
     runs += 1
     if start(folder, cores).wait() != 0:  # complete (or confirm complete) after the last kill
         raise SystemExit(f"{folder}: the final rerun failed; see {folder / 'snakemake.log'}")
-    return {"kills": made, "runs": runs, "kill_moments_s": moments}
+    return {"kill_moments_s": made, "runs": runs}
+
+
+def chaos(base: Path, reference: Path, kills: int, per_episode: int, duration: float, rng: random.Random,
+          cores: int) -> dict:  # fmt: skip
+    """Episodes of up to ``per_episode`` kills (moments drawn uniformly over the reference run's duration, at
+    least 5 s apart), each from scratch and compared with the reference, until ``kills`` kills were made."""
+    made, runs, episodes, compared, differ, only_ref, only_killed = 0, 0, [], 0, set(), set(), set()
+    while made < kills:
+        n = min(per_episode, kills - made)
+        moments = sorted(rng.uniform(0.5, duration) for _ in range(n))
+        for i in range(1, len(moments)):
+            moments[i] = max(moments[i], moments[i - 1] + 5.0)
+        folder = workdir(base / f"killed_{len(episodes)}")
+        result = episode(folder, moments, cores)
+        if not result["kill_moments_s"]:
+            continue  # the run outran every kill (a loaded machine): draw again
+        comparison = compare_outputs(reference / "results", folder / "results")
+        made += len(result["kill_moments_s"])
+        runs += result["runs"]
+        compared += comparison["compared"]
+        differ |= set(comparison["differ"])
+        only_ref |= set(comparison["only_a"])
+        only_killed |= set(comparison["only_b"])
+        episodes.append({**result, "files_compared": comparison["compared"], "files_differ": comparison["differ"]})
+        shutil.rmtree(folder)  # compared: its space is needed by the next episode
+    return {"kills": made, "runs": runs, "episodes": episodes, "files_compared": compared,
+            "files_differ": sorted(differ), "only_reference": sorted(only_ref),
+            "only_killed": sorted(only_killed)}  # fmt: skip
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=5)
+    p.add_argument("--per-episode", type=int, default=5, help="kills per run from scratch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "out" / "chaos")
@@ -92,12 +124,8 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     reference = workdir(a.work / "reference")
     duration = run_to_end(reference, a.cores)
-    chaotic = workdir(a.work / "killed")
-    result = chaos(chaotic, a.kills, duration, random.Random(a.seed), a.cores)
-    comparison = compare_outputs(reference / "results", chaotic / "results")
-    summary = {"seed": a.seed, "reference_s": round(duration, 1), **result, "files_compared": comparison["compared"],
-               "files_differ": comparison["differ"], "only_reference": comparison["only_a"],
-               "only_killed": comparison["only_b"]}  # fmt: skip
+    result = chaos(a.work, reference, a.kills, a.per_episode, duration, random.Random(a.seed), a.cores)
+    summary = {"seed": a.seed, "reference_s": round(duration, 1), **result}
     write_result(a.name, summary)
     return summary
 
