@@ -37,7 +37,7 @@ def workdir(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "config", "envs"):
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles"):  # profiles/default: --rerun-incomplete
         (path / name).symlink_to(REPO / name)
     shutil.copy(CONFIG, path / "tiny.yaml")
     return path
