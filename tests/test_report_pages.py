@@ -48,7 +48,16 @@ def test_the_plots_are_written_from_the_runs_files_and_are_reproducible(tmp_path
         iou = {"background": 0.9, "a": 0.5 + offset, "b": None}
         sweep = {"0.00": 0.2, "0.05": 0.3 + offset}
         (tmp_path / run / "local_maps.json").write_text(
-            json.dumps({"sipe": {"per_class_iou": iou}, "irn": {"sweep": sweep}})
+            json.dumps(
+                {
+                    "sipe": {
+                        "per_class_iou": iou,
+                        "miou": 0.5 + offset,
+                        "confusion": [[9, 1, 0], [2, 8, 0], [0, 0, 0]],
+                    },
+                    "irn": {"sweep": sweep},
+                }
+            )
         )
     runs = ["rpc-s15", "sipe-s15"]
     plot_curves(tmp_path, runs, tmp_path / "c1.png")

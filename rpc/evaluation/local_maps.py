@@ -82,7 +82,8 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
             "stages": None if empty["stages"] is None else [e / max(t, 1) for e, t in empty["stages"]],
         },
         # the headline with its evaluation noise: a bootstrap over the scored images
-        "sipe": {**own.summary(index.classes), "bootstrap": bootstrap_miou(*own.per_image_counts())},
+        "sipe": {**own.summary(index.classes), "bootstrap": bootstrap_miou(*own.per_image_counts()),
+                 "confusion": own.matrix.tolist()},  # pixels: rows = ground truth, columns = maps' label
         "irn": {"best_threshold": float(best), "best_miou": sweep[best], "sweep": sweep,
                 "at_edge": bool(at_edge),
                 "per_class_iou": swept[float(best)].summary(index.classes)["per_class_iou"]},

@@ -154,7 +154,7 @@ def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.P
     groups = {e: [d for r in m if (d := _read_json(results / r / "local_maps.json"))]
               for e, m in _runs_by_experiment(runs).items()}  # fmt: skip
     groups = {e: g for e, g in groups.items() if g}
-    fig, (bars, sweep) = plt.subplots(1, 2, figsize=(16, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (bars, sweep, conf) = plt.subplots(1, 3, figsize=(20, 4.8), gridspec_kw={"width_ratios": [3, 1, 1.2]})
     width = 0.8 / max(len(groups), 1)
     classes: list[str] = []
     for n, (experiment, scores) in enumerate(groups.items()):
@@ -177,7 +177,29 @@ def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.P
     sweep.set_xlabel("threshold")
     sweep.set_ylabel("mIoU (%)")
     sweep.legend(fontsize=8)
+    _plot_confusion(conf, results, runs, classes)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
+
+
+def _plot_confusion(ax, results: Path, runs: list[str], classes: list[str]) -> None:
+    """The best run's (highest Local.Maps mIoU) confusion matrix, each ground-truth row as fractions."""
+    import numpy as np
+
+    scored = [(d["sipe"]["miou"], r, d) for r in runs if (d := _read_json(results / r / "local_maps.json"))
+              and "confusion" in d["sipe"]]  # fmt: skip
+    if not scored:
+        ax.axis("off")
+        return
+    miou, run, best = max(scored, key=lambda t: t[0])
+    matrix = np.array(best["sipe"]["confusion"], dtype=float)
+    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if len(classes) <= 25:  # names readable; COCO's 81 stay unlabelled
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("maps' label")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"confusion, best run {run} ({100 * miou:.1f}); rows sum to 1", fontsize=9)
