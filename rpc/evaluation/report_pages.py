@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from rpc.evaluation.plots import pyplot, save_figure
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:75em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:.2em .6em}
 th{background:#f3f3f3}td.r,th.r{text-align:right}code{background:#f3f3f3;padding:0 .2em}h1,h2{margin-top:1.2em}"""
@@ -90,13 +92,7 @@ def _runs_by_experiment(runs: list[str]) -> dict[str, list[str]]:
 def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
     """One figure: each classifier's loss terms and learning rate (one colour per experiment, one line per
     seed), the pretraining's held-out accuracy per epoch and each DeepLab training's loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rpc.utils.io import atomic_path
-
+    plt = pyplot()
     results = Path(results)
     terms = ["total", "cls", "aug", "gsc", "lr"]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
@@ -134,26 +130,18 @@ def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathL
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, out, dpi=80)
 
 
 def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
     """Per-class Local.Maps IoU (own background; mean over each experiment's seeds, the seeds' range as error
     bars) and the IRN threshold sweep (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from rpc.utils.io import atomic_path
-
+    plt = pyplot()
     results = Path(results)
-    groups = {e: [d for r in m if (d := _read_json(results / r / "local_maps.json"))]
-              for e, m in _runs_by_experiment(runs).items()}  # fmt: skip
-    groups = {e: g for e, g in groups.items() if g}
+    scores_of = {r: d for r in runs if (d := _read_json(results / r / "local_maps.json"))}
+    groups = {e: [scores_of[r] for r in m if r in scores_of] for e, m in _runs_by_experiment(list(scores_of)).items()}
     fig, (bars, sweep, conf) = plt.subplots(1, 3, figsize=(20, 4.8), gridspec_kw={"width_ratios": [3, 1, 1.2]})
     width = 0.8 / max(len(groups), 1)
     classes: list[str] = []
@@ -177,19 +165,16 @@ def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.P
     sweep.set_xlabel("threshold")
     sweep.set_ylabel("mIoU (%)")
     sweep.legend(fontsize=8)
-    _plot_confusion(conf, results, runs, classes)
+    _plot_confusion(conf, scores_of, classes)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, out, dpi=80)
 
 
-def _plot_confusion(ax, results: Path, runs: list[str], classes: list[str]) -> None:
+def _plot_confusion(ax, scores_of: dict[str, dict], classes: list[str]) -> None:
     """The best run's (highest Local.Maps mIoU) confusion matrix, each ground-truth row as fractions."""
     import numpy as np
 
-    scored = [(d["sipe"]["miou"], r, d) for r in runs if (d := _read_json(results / r / "local_maps.json"))
-              and "confusion" in d["sipe"]]  # fmt: skip
+    scored = [(d["sipe"]["miou"], r, d) for r, d in scores_of.items() if "confusion" in d["sipe"]]
     if not scored:
         ax.axis("off")
         return

@@ -240,13 +240,9 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
 
 def plot_parts(parts: dict, path: str | os.PathLike) -> None:
     """Grouped bars: per experiment, the three part-level scores of its maps and of its pseudo masks."""
-    import matplotlib
+    from rpc.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rpc.utils.io import atomic_path
-
+    plt = pyplot()
     experiments = list(parts)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     width = 0.8 / len(experiments)
@@ -263,9 +259,7 @@ def plot_parts(parts: dict, path: str | os.PathLike) -> None:
     axes[0].set_ylabel("% of pixels")
     axes[1].legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_summary(seeds: dict[str, list[int]], files: DeclaredFiles, dataset_kind: str, md_path, json_path,
