@@ -25,8 +25,17 @@ def _run(args, cwd, check=True, timeout=900):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+                    + _failed_logs(proc.stdout + proc.stderr, cwd))
     return proc
+
+
+def _failed_logs(output: str, cwd: Path) -> str:
+    """The end of each failed job's own log (Snakemake names it as 'log: <path> (check log file(s) ...')."""
+    paths = dict.fromkeys(re.findall(r"log: (\S+) \(check log file", output))
+    tails = [f"\n--- {p} ---\n{(cwd / p).read_text(errors='replace')[-2000:]}" for p in paths if (cwd / p).is_file()]
+    free = shutil.disk_usage(cwd).free / 2**30
+    return "".join(tails) + f"\n(free disk space at {cwd}: {free:.1f} GiB)"
 
 
 def _planned(args, cwd) -> dict[str, int]:
