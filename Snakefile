@@ -10,11 +10,6 @@ from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
-# Every job's `python -m rpc` imports this workflow's own rpc/ package, also inside a `--sdm conda` environment
-# (envs/rpc.yaml holds only the dependencies). Bash's strict mode stays on, as Snakemake's default prefix has it.
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
-
-
 # The base is the embedded default, unless the first `--configfile` is itself a base (it sets `dataset.kind`,
 # like config/voc.yaml): then it REPLACES the default, so the demo's training sizes never leak into a real run.
 # Every further file is an overlay, merged in order on top (`--configfile config/voc.yaml small.yaml`, or just
@@ -31,6 +26,16 @@ if "kind" not in (_first.get("dataset") or {}):
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# Every job's `python -m rpc` imports this workflow's own rpc/ package, also inside a `--sdm conda` environment
+# (envs/rpc.yaml holds only the dependencies). Bash's strict mode stays on, as Snakemake's default prefix has it.
+# `tensorboard: true` reaches the trainers as RPC_TENSORBOARD=1: logging changes no number, so it is no rule's
+# param and turning it on or off reruns nothing.
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    + ("export RPC_TENSORBOARD=1; " if config["tensorboard"] else "")
+)
+
+
 report: "workflow/report/workflow.rst"
 
 
@@ -45,13 +50,14 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 
 
-# A run is one experiment with one seed: results/<experiment>-s<seed>/ (RUN_NAMES, workflow/rules/common.smk).
+# A run is one experiment with one seed: results/<experiment>-s<seed>/ (RUN_NAMES, workflow/rules/common.smk),
+# or another method's imported maps: results/<name>/ (IMPORTED; MAP_RUNS holds both).
 rule all:
     input:
         "results/summary.md",
         "results/summary.html",
         expand("results/{experiment}/summary.md", experiment=SEG_RUNS),
-        expand("results/{experiment}/figures/maps", experiment=RUN_NAMES),
+        expand("results/{experiment}/figures/maps", experiment=MAP_RUNS),
         expand("results/{experiment}/figures/predictions", experiment=SEG_RUNS),
     default_target: True
 
@@ -69,12 +75,12 @@ rule classifier:
 
 rule cams:
     input:
-        expand("results/{experiment}/local_maps.json", experiment=RUN_NAMES),
+        expand("results/{experiment}/local_maps.json", experiment=MAP_RUNS),
 
 
 rule pseudo_masks:
     input:
-        expand("results/{experiment}/pseudo_masks.json", experiment=RUN_NAMES),
+        expand("results/{experiment}/pseudo_masks.json", experiment=MAP_RUNS),
 
 
 rule segmentation:
@@ -90,3 +96,29 @@ rule ablations:
 rule report:
     input:
         rules.all.input,
+
+
+# Small jobs run on the machine that runs Snakemake, not through a cluster's queue (profiles/slurm): the named
+# targets, scoring, merges, summaries, figures and the report pages, about 30 jobs per run that each take seconds.
+localrules:
+    all,
+    pretrain,
+    classifier,
+    cams,
+    pseudo_masks,
+    segmentation,
+    ablations,
+    report,
+    export_backbone,
+    import_maps,
+    merge_pseudo_masks,
+    eval_cams,
+    eval_pseudo_masks,
+    eval_parts,
+    eval_segmentation,
+    figures_maps,
+    figures_predictions,
+    experiment_summary,
+    summary,
+    ablation_tables,
+    report_pages,

@@ -17,6 +17,11 @@ class Unfinished(RuntimeError):
 
 WORK_HELP = ("work folder for the finished images until the whole output is done (resume point of a killed "
              "run); without it they are written to the output folder directly")  # fmt: skip
+# the trainers' optional TensorBoard logging; the workflow turns it on with RPC_TENSORBOARD=1 (config `tensorboard`)
+TENSORBOARD_ARGS = ("--tensorboard",)
+TENSORBOARD_KWARGS = dict(action="store_true", default=os.environ.get("RPC_TENSORBOARD", "") not in ("", "0"),
+                          help="also log to TensorBoard under --work (needs the tensorboard package; default on "
+                               "when RPC_TENSORBOARD=1, as the workflow's `tensorboard: true` sets)")  # fmt: skip
 
 
 def _synth_parser(sub) -> None:
@@ -119,6 +124,7 @@ def _train_parser(sub) -> None:
     s.add_argument("--preset", default="rpc", choices=["cam", "sipe", "rpc"])
     s.add_argument("--config", help="YAML with model: and train: sections")
     s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.depth=18")
+    s.add_argument(*TENSORBOARD_ARGS, **TENSORBOARD_KWARGS)
     s.set_defaults(func=_train)
 
 
@@ -129,7 +135,7 @@ def _train(a):
     from rpc.engine.train import train_classifier
 
     model_cfg, train_cfg = build_configs(a.preset, a.config, a.set or [])
-    result = train_classifier(a.dataset, a.work, a.out, model_cfg, train_cfg)
+    result = train_classifier(a.dataset, a.work, a.out, model_cfg, train_cfg, tensorboard=a.tensorboard)
     print(json.dumps(result))
     if result["step"] < result["total_steps"]:  # train.max_steps: a checkpoint, but no model yet
         raise Unfinished(f"stopped at step {result['step']} of {result['total_steps']} (train.max_steps); "
@@ -221,6 +227,8 @@ def _import_maps_parser(sub) -> None:
     s.add_argument("--bg-threshold", type=float, help="IRN maps: the background plane's value (IRN's cam_eval_thres)")
     s.add_argument("--dataset", help="prepared dataset: check every map's keys and size against its image")
     s.add_argument("--split", help="with --dataset: expect exactly this split's images")
+    s.add_argument("--shard", type=int, default=0, help="0-based shard index (the maps stage's split of the images)")
+    s.add_argument("--num-shards", type=int, default=1)
     s.set_defaults(func=_import_maps)
 
 
@@ -229,7 +237,7 @@ def _import_maps(a):
 
     from rpc.data.foreign_maps import import_maps
 
-    print(json.dumps(import_maps(a.src, a.out, a.format, a.bg_threshold, a.dataset, a.split)))
+    print(json.dumps(import_maps(a.src, a.out, a.format, a.bg_threshold, a.dataset, a.split, a.shard, a.num_shards)))
 
 
 def _pseudo_masks_parser(sub) -> None:
@@ -298,6 +306,7 @@ def _seg_train_parser(sub) -> None:
                    help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
     s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
     s.add_argument("--deterministic", action="store_true", help="GPU: deterministic algorithms, no cuDNN benchmark")
+    s.add_argument(*TENSORBOARD_ARGS, **TENSORBOARD_KWARGS)
     s.set_defaults(func=_seg_train)
 
 
@@ -309,7 +318,8 @@ def _seg_train(a):
     mask_dir = None if a.masks == "ground-truth" else a.masks
     result = train_segmentation(a.config, a.dataset, a.split, mask_dir=mask_dir, work_dir=a.work, out=a.out,
                                 options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
-                                amp=a.amp, seed=a.seed, deterministic=a.deterministic)  # fmt: skip
+                                amp=a.amp, seed=a.seed, deterministic=a.deterministic,
+                                tensorboard=a.tensorboard)  # fmt: skip
     print(json.dumps(result))
 
 

@@ -53,7 +53,10 @@ def test_slurm_run_completes(slurm_run):
     jobs = [json.loads(p.read_text()) for p in (work / "standin" / "jobs").glob("*.json")]
     assert jobs and {j["state"] for j in jobs} == {"COMPLETED"}
     submitted = {s["rule"] for s in records(work / "standin" / "submissions.jsonl")}
-    assert submitted == set(planned) - {TARGET}  # every job went through sbatch (the target rule runs nothing)
+    # the model stages, the data and the CRF went through sbatch; the small jobs (the Snakefile's localrules: scores,
+    # merges) ran beside Snakemake, and the target rule runs nothing
+    assert submitted == {"prepare_dataset", "pretrain_backbone", "train_classifier", "rs_cams", "pseudo_masks_shard"}
+    assert set(planned) - submitted == {TARGET, "merge_pseudo_masks", "eval_pseudo_masks"}
     assert GPU_RULES & submitted == {"pretrain_backbone", "train_classifier", "rs_cams"}
 
 
@@ -97,13 +100,14 @@ def test_a_failing_job_is_reported_failed(slurm_run):
     work, _, _ = slurm_run
     before = len(records(work / "standin" / "submissions.jsonl"))
     # (the target first: --forcerun takes every name after it)
-    proc, seconds = run(work, TARGET, "--forcerun", "eval_pseudo_masks", fail_rules="eval_pseudo_masks")
+    proc, seconds = run(work, TARGET, "--forcerun", "pseudo_masks_shard", fail_rules="pseudo_masks_shard")
     print(f"\nfailing run: {seconds:.0f} s")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]
-    assert "Error in rule eval_pseudo_masks" in out and "SLURM status is: 'FAILED'" in out, out[-4000:]
+    assert "Error in rule pseudo_masks_shard" in out and "SLURM status is: 'FAILED'" in out, out[-4000:]
     assert "made to fail by STANDIN_SLURM_FAIL_RULES" in out  # the job's log, shown (show-failed-logs)
     again = records(work / "standin" / "submissions.jsonl")[before:]
-    assert [s["rule"] for s in again] == ["eval_pseudo_masks"] * 2  # submitted, failed, resubmitted once (retries)
+    # each of the two shards: submitted, failed, resubmitted once (retries)
+    assert [s["rule"] for s in again] == ["pseudo_masks_shard"] * 4
     states = {json.loads((work / "standin" / "jobs" / f"{s['jobid']}.json").read_text())["state"] for s in again}
     assert states == {"FAILED"}

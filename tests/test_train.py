@@ -70,6 +70,37 @@ def test_training_changes_weights_and_model_file_is_weights_only(tiny_synthetic,
     assert diff > 0
 
 
+def test_tensorboard_logging_holds_the_logged_records(tiny_synthetic, tmp_path):
+    """The optional TensorBoard events carry the same values, per step, as metrics.jsonl."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, index = tiny_synthetic
+    train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg(max_steps=3), tensorboard=True)
+    lines = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(tmp_path / "w" / "tensorboard")).Reload()
+    assert {"classifier/total", "classifier/cls", "classifier/lr"} <= set(events.Tags()["scalars"])
+    for key in ("total", "cls", "lr"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"classifier/{key}")]
+        assert logged == [(x["step"], pytest.approx(x[key], rel=1e-6)) for x in lines], key
+
+
+def test_tensorboard_missing_is_a_clear_error_before_training(tiny_synthetic, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name == "tensorboard" or name.startswith("tensorboard."):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    _, _, index = tiny_synthetic
+    with pytest.raises(RuntimeError, match="pip install tensorboard"):
+        train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg(), tensorboard=True)
+    assert not (tmp_path / "w").exists()  # nothing started
+
+
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     _, _, index = tiny_synthetic
     train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), _cfg(max_steps=2))

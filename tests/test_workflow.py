@@ -256,12 +256,57 @@ def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
 
 def test_the_same_command_gives_the_same_files(tiny_run, tmp_path):
     """Same command, same machine, same --cores, from scratch twice: every output file identical (maps, masks,
-    model files, scores, figures; JSON compared without its timing fields)."""
+    model files, scores, figures; JSON compared without its timing fields). The second run also logs to
+    TensorBoard and write-protects its models: options that must change no number."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from rpc.utils.digests import compare_outputs
 
     again = _workdir(tmp_path / "again")
-    (again / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (again / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "tensorboard": True, "protect_models": True}))
     _run(["--cores", "2", "--configfile", "tiny.yaml"], again)
     result = compare_outputs(tiny_run / "results", again / "results")
     assert result["compared"] > 200 and not result["only_a"] and not result["only_b"]
     assert result["differ"] == [], result["differ"][:20]
+    # TensorBoard: the classifier's events and DeepLab's (mmengine's backend), under work/
+    board = EventAccumulator(str(again / "work" / "rpc-s15" / "classifier" / "tensorboard")).Reload()
+    assert "classifier/total" in board.Tags()["scalars"]
+    assert list((again / "work" / "rpc-s15" / "segmentation").glob("*/vis_data/events.out.tfevents.*"))
+    # protected models: written read-only; the first run (no protection) left them writable
+    models = ["pretrain/backbone.pth", "rpc-s15/classifier.pt", "rpc-s15/segmentation/model.pt"]
+    assert all(not (again / "results" / m).stat().st_mode & 0o222 for m in models)
+    assert all((tiny_run / "results" / m).stat().st_mode & 0o200 for m in models)
+    if os.geteuid() != 0:  # root may write any file: Snakemake sees nothing protected there
+        (again / "pre.yaml").write_text(yaml.safe_dump({"pretrain": {**TINY["pretrain"], "epochs": 2}}))
+        proc = _run(["--cores", "2", "--configfile", "tiny.yaml", "pre.yaml", "pretrain"], again, check=False)
+        assert proc.returncode != 0 and "Write-protected output files" in proc.stdout + proc.stderr
+
+
+def test_turning_tensorboard_on_reruns_nothing(tiny_run):
+    assert _planned(["--configfile", "tiny.yaml", "--config", "tensorboard=True"], tiny_run) == {}
+
+
+def test_imported_maps_run_through_the_same_stages(tiny_run):
+    """Another method's maps (here: the rpc run's own maps exported in IRN's format) as a run of their own: imported,
+    scored, through the CRF and DeepLab, in the summary. Their Local.Maps with IRN's constant background at 0.15 must
+    equal the rpc run's IRN-convention score at that threshold (the same maps, the same convention)."""
+    cams = sorted(str(p.relative_to(tiny_run)) for p in (tiny_run / "results" / "rpc-s15" / "cams").glob("shard_*"))
+    export = subprocess.run([sys.executable, "-m", "rpc", "export-maps", "--cams", *cams, "--out", "irn_maps",
+                             "--format", "irn"], cwd=tiny_run, capture_output=True, text=True)  # fmt: skip
+    assert export.returncode == 0, export.stderr[-2000:]
+    (tiny_run / "imported.yaml").write_text(yaml.safe_dump(
+        {"imported_maps": {"irn_style": {"path": "irn_maps", "format": "irn", "bg_threshold": 0.15}}}))
+    args = ["--configfile", "tiny.yaml", "imported.yaml"]
+    jobs = _planned(args, tiny_run)
+    assert jobs["import_maps"] == 2 and jobs["train_segmentation"] == 1  # two shards; DeepLab for the new run only
+    assert not {"train_classifier", "rs_cams", "pretrain_backbone"} & set(jobs)
+    _run(["--cores", "2", *args], tiny_run)
+    res = tiny_run / "results"
+    summary = json.loads((res / "summary.json").read_text())
+    row = summary["runs"]["irn_style"]
+    assert all(0 < row[k] <= 100 for k in ("local_maps", "crf", "seg_val")), row
+    rpc_at_015 = 100 * json.loads((res / "rpc-s15" / "local_maps.json").read_text())["irn"]["sweep"]["0.15"]
+    assert row["local_maps"] == pytest.approx(rpc_at_015, abs=0.3)
+    assert "| irn_style (imported maps) |" in (res / "summary.md").read_text()
+    assert "imported (irn)" in (res / "summary.md").read_text()  # what made the maps
+    assert len(list((res / "irn_style" / "figures" / "maps").glob("*.png"))) == 2

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rpc.utils.io import DataError, atomic_path, is_temporary
+from rpc.utils.provenance import write_record
+from rpc.utils.shard import shard
 
 FORMATS = ("sipe", "irn")
 IRN_STRIDE = 4
@@ -131,10 +133,12 @@ def export_maps(cam_dirs, out: str | os.PathLike, fmt: str) -> dict:
 
 
 def import_maps(src: str | os.PathLike, out: str | os.PathLike, fmt: str, bg_threshold: float | None = None,
-                dataset: str | os.PathLike | None = None, split: str | None = None) -> dict:  # fmt: skip
+                dataset: str | os.PathLike | None = None, split: str | None = None,
+                shard_index: int = 0, num_shards: int = 1) -> dict:  # fmt: skip
     """``src/<name>.npy`` (SIPE or IRN) -> ``out/<name>.npz`` in this project's format. With ``dataset`` and
     ``split``: exactly the split's images are expected, and each map's keys and size are checked against the
-    image's labels and size (a clear error naming the file)."""
+    image's labels and size (a clear error naming the file). ``shard_index`` of ``num_shards``: only that shard of
+    the images (``rpc.utils.shard``, as the maps stage splits them). ``out`` records where the maps came from."""
     from PIL import Image
 
     from rpc.data.index import DatasetIndex
@@ -152,7 +156,9 @@ def import_maps(src: str | os.PathLike, out: str | os.PathLike, fmt: str, bg_thr
             raise DataError(f"{src}: no map for {len(missing)} image(s) of split {split!r}, e.g. {missing[0]}.npy")
     else:
         names = list(files)
+    names = shard(names, shard_index, num_shards)
     out.mkdir(parents=True, exist_ok=True)
+    write_record(out, {"maps": {"imported": fmt, "source": str(src), "bg_threshold": bg_threshold}})
     for name in names:
         keys, cams = read_foreign(files[name], fmt, bg_threshold)
         if index is not None:

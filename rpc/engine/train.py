@@ -39,6 +39,7 @@ from rpc.utils.device import make_deterministic, pick_device
 from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.provenance import provenance
+from rpc.utils.tensorboard import ScalarWriter, require_tensorboard
 from rpc.utils.train_log import publish_train_log, read_jsonl
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
@@ -312,9 +313,10 @@ def train_step(ddp_model, model: RPCModel, opt, batch: dict, step: int, total: i
 class MetricsLog:
     """Rank 0's ``metrics.jsonl`` and progress bar: every ``log_interval`` steps the global batch's losses."""
 
-    def __init__(self, work: Path, rank: int, start: int, stop_at: int):
+    def __init__(self, work: Path, rank: int, start: int, stop_at: int, tensorboard: bool = False):
         self.rank, self.t0, self.seen, self.last = rank, time.perf_counter(), 0, {}
         self.file = (work / "metrics.jsonl").open("a") if rank == 0 else None
+        self.board = ScalarWriter(work / "tensorboard") if tensorboard and rank == 0 else None
         self.bar = tqdm(total=stop_at, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
 
     def step(self, step: int, epoch: int, images: int, losses: dict, lr: float, due: bool, world: int) -> None:
@@ -329,12 +331,16 @@ class MetricsLog:
                          "images_per_s": round(rate, 2), "lr": lr}  # fmt: skip
             self.file.write(json.dumps(self.last) + "\n")
             self.file.flush()
+            if self.board:
+                self.board.write(step, self.last, prefix="classifier/")
             self.bar.write(" ".join(f"{k}={v}" for k, v in self.last.items()))
 
     def close(self) -> None:
         self.bar.close()
         if self.file:
             self.file.close()
+        if self.board:
+            self.board.close()
 
 
 def train_classifier(
@@ -343,8 +349,12 @@ def train_classifier(
     out: str | os.PathLike,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
+    tensorboard: bool = False,
 ) -> dict:
-    """Train; returns a summary dict (steps, images/s, final losses). Resumes from ``work_dir/last.pt``."""
+    """Train; returns a summary dict (steps, images/s, final losses). Resumes from ``work_dir/last.pt``.
+    ``tensorboard``: also write the logged records to ``work_dir/tensorboard/`` (rpc.utils.tensorboard)."""
+    if tensorboard:
+        require_tensorboard()
     world, rank, device = _setup(cfg)
     index = DatasetIndex.load(dataset_dir)
     if model_cfg.num_classes != index.num_classes - 1:
@@ -378,7 +388,7 @@ def train_classifier(
             save_checkpoint(last, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step})
 
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-    log = MetricsLog(work, rank, step, stop_at)
+    log = MetricsLog(work, rank, step, stop_at, tensorboard)
     model.train()
     try:
         while step < stop_at:

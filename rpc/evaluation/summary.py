@@ -6,7 +6,8 @@ A *run* is one experiment trained with one seed; its results live in ``<results>
 background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of the DeepLab
 predictions) and, on the synthetic benchmark, ``parts.json`` (eval-parts). The files come from the rule's declared
 inputs (``rpc.evaluation.declared``); one that is not declared or does not exist is an error. The
-``ground_truth`` run (DeepLab on the true masks, the upper bound) has only the segmentation files.
+``ground_truth`` run (DeepLab on the true masks, the upper bound) has only the segmentation files; a run of
+imported maps (config ``imported_maps``, ``<results>/<name>/``) has every file but no seed.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
             lines.append(f"| {e} | " + " | ".join(cells) + " |")
         for name in extra:
             cells = [_pm(None if rows[name][k] is None else [rows[name][k]]) for k, *_ in COLUMNS]
-            lines.append(f"| {name} (upper bound) | " + " | ".join(cells) + " |")
+            kind = "upper bound" if rows[name]["local_maps"] is None else "imported maps"
+            lines.append(f"| {name} ({kind}) | " + " | ".join(cells) + " |")
         noise = {e: [rows[f"{e}-s{s}"]["local_maps_bootstrap"]["std"] for s in seeds[e]] for e in experiments
                  if all("local_maps_bootstrap" in rows[f"{e}-s{s}"] for s in seeds[e])}  # fmt: skip
         if noise:
@@ -233,7 +235,8 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
         "threshold of the sweep 0.00-0.95 (a best at the edge of the sweep is flagged). +denseCRF: pseudo masks "
         "after the two-pass CRF, uncertain (255) pixels counted as background or left out (SIPE's eval_sem_seg "
         "leaves them out). DeepLab val: predictions on the validation split, whole image, without / with CRF "
-        "post-processing. `ground_truth` = DeepLab trained on the ground-truth masks (upper bound).",
+        "post-processing. `ground_truth` = DeepLab trained on the ground-truth masks (upper bound); imported maps = "
+        "another method's maps (config `imported_maps`) through the same CRF, DeepLab and scoring.",
     ]
     return lines
 
@@ -268,7 +271,9 @@ def write_summary(seeds: dict[str, list[int]], files: DeclaredFiles, dataset_kin
     plus the ``extra`` runs (e.g. ``ground_truth``), from the declared ``files``; write Markdown, JSON and
     (optionally) the part-level plot."""
     rows = {f"{e}-s{s}": run_row(files, f"{e}-s{s}") for e, ss in seeds.items() for s in ss}
-    rows.update({name: run_row(files, name, segmentation_only=True) for name in extra})
+    # runs without seeds: the ground-truth upper bound (DeepLab only) and imported maps (every column)
+    rows.update({name: run_row(files, name, segmentation_only=not files.has(name, "local_maps.json"))
+                 for name in extra})  # fmt: skip
     agg = aggregate(rows, seeds)
     parts = part_table(rows, seeds)
     paper = paper_reference(dataset_dir, dataset_kind)
@@ -286,7 +291,7 @@ def write_summary(seeds: dict[str, list[int]], files: DeclaredFiles, dataset_kin
 
 def write_run_summary(run: str, files: DeclaredFiles, dataset_kind: str, md_path, json_path) -> dict:
     """The one-run summary (``results/<run>/summary.md``): its row of every column."""
-    row = run_row(files, run, segmentation_only=run == "ground_truth")
+    row = run_row(files, run, segmentation_only=not files.has(run, "local_maps.json"))
     lines = _markdown({run: row}, {}, [], {}, None, {}, dataset_kind)
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     write_json_atomic(json_path, {"dataset": dataset_kind, "run": run,

@@ -42,6 +42,7 @@ from rpc.segmentation.precision import use_cpu_bf16, wants_bf16  # noqa: E402  (
 from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.provenance import provenance, read_records  # noqa: E402
+from rpc.utils.tensorboard import add_tensorboard_backend  # noqa: E402
 from rpc.utils.train_log import publish_train_log, read_jsonl  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
@@ -249,13 +250,15 @@ def train_segmentation(
     amp: str = "auto",
     seed: int | None = None,
     deterministic: bool = False,
+    tensorboard: bool = False,
 ) -> dict:
     """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
     ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says).
     ``seed``: mmengine's ``randomness.seed`` (initialisation, sampling, augmentation; None: the config's), so a
     run over several seeds includes DeepLab's own randomness; part of the resume settings. ``deterministic``: on a
     GPU, no cuDNN autotuning and mmengine's deterministic mode (CPU runs are deterministic without it).
-    ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings."""
+    ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings.
+    ``tensorboard``: mmengine also writes TensorBoard events (rpc.utils.tensorboard); not a resume setting."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
     if backbone_weights is not None:
@@ -291,7 +294,10 @@ def train_segmentation(
     if cfg.resume:
         cfg.load_from = resume_from
     cfg.launcher = launcher
-    runner = Runner.from_cfg(cfg)
+    runner_cfg = cfg.copy()  # logging is the runner's alone: the model file's config stays the same without it
+    if tensorboard:
+        add_tensorboard_backend(runner_cfg)
+    runner = Runner.from_cfg(runner_cfg)
     runner.train()
     if runner.rank == 0:
         meta = {"iterations": runner.iter, "split": split, "mask_dir": None if mask_dir is None else str(mask_dir),

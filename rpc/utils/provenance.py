@@ -63,6 +63,9 @@ def summary_line(entries: dict) -> str:
         for e in entry if isinstance(entry, list) else [entry]:
             if not isinstance(e, dict):
                 continue
+            if "imported" in e:  # another method's maps (rpc import-maps): no device or precision of ours
+                parts.append(f"{stage} imported ({e['imported']})")
+                continue
             parts.append(f"{stage} {e.get('precision')} x{e.get('threads')}")
             devices.add(e.get("device"))
             torches.add(e.get("torch"))

@@ -5,6 +5,8 @@ rule rs_cams:
         dataset=DATASET,
     output:
         directory("results/{experiment}/cams/shard_{shard}"),
+    wildcard_constraints:
+        experiment=one_of(CLASSIFIERS),
     params:
         split=maps_split,
         shards=config["cams"]["shards"],
@@ -27,3 +29,34 @@ rule rs_cams:
         "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
         " --scales {params.scales} --batch-size {params.batch_size:q} --amp {params.amp:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
+
+
+# Another method's maps (config `imported_maps`), converted into this project's format in the same shards, so the
+# CRF, DeepLab, the scores and the figures run on them unchanged. Every map is checked against its image.
+rule import_maps:
+    input:
+        dataset=DATASET,
+        src=lambda wc: IMPORTED[wc.experiment]["path"],
+    output:
+        directory("results/{experiment}/cams/shard_{shard}"),
+    wildcard_constraints:
+        experiment=one_of(IMPORTED),
+    params:
+        format=lambda wc: IMPORTED[wc.experiment]["format"],
+        bg=lambda wc: f"--bg-threshold {float(IMPORTED[wc.experiment]['bg_threshold'])}"
+        if "bg_threshold" in IMPORTED[wc.experiment]
+        else "",
+        split=SPLITS["train"],
+        shards=config["cams"]["shards"],
+    conda:
+        "../../envs/rpc.yaml"
+    log:
+        "logs/{experiment}/import_maps_{shard}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "python -m rpc import-maps --src {input.src:q} --out {output:q} --format {params.format:q} {params.bg}"
+        " --dataset {input.dataset:q} --split {params.split:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
+        " > {log:q} 2>&1"

@@ -4,7 +4,7 @@ rule train_classifier:
         dataset=DATASET,
         weights=initial_weights,
     output:
-        model="results/{experiment}/classifier.pt",
+        model=trained_model("results/{experiment}/classifier.pt"),
         log="results/{experiment}/train_log.json",  # the losses and learning rate per logged step
     params:
         # only the leaves this rule uses: a change here retrains, a CRF change does not

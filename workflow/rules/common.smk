@@ -1,5 +1,6 @@
 # Helpers shared by the rules (only here): runs (experiment x seed), the dataset root check, per-rule config leaves.
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -44,8 +45,15 @@ for _table in ABLATIONS["tables"]:
             raise ValueError(f"{config['ablations']}: table {_table['title']!r} names the unknown cell {_cell!r}")
 ABLATION_RUNS = expand_seeds(ABLATIONS["cells"], ABLATIONS.get("seeds", [15]))
 CLASSIFIERS = {**ABLATION_RUNS, **RUNS}
+# Other methods' maps brought in (config `imported_maps`): each a run of its own, results/<name>/, through the
+# same CRF, DeepLab and scores as the classifiers' maps, but without a classifier
+IMPORTED = config["imported_maps"]
+for _name in IMPORTED:
+    if _name in CLASSIFIERS or _name in ("ground_truth", "pretrain", "data"):
+        raise ValueError(f"imported_maps: the run name {_name!r} is taken (a classifier run or a results/ folder)")
+MAP_RUNS = RUN_NAMES + list(IMPORTED)  # every run with maps and pseudo masks
 # DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
-SEG_RUNS = RUN_NAMES + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
+SEG_RUNS = MAP_RUNS + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
 SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
@@ -54,8 +62,9 @@ MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).pare
 
 
 def run_seed(run):
-    """The training seed of a run (results/<run>/); the ground-truth upper bound takes the first seed."""
-    return SEEDS[0] if run == "ground_truth" else CLASSIFIERS[run]["train"]["seed"]
+    """The training seed of a run (results/<run>/); the ground-truth upper bound and imported maps (DeepLab's own
+    seed) take the first seed."""
+    return CLASSIFIERS[run]["train"]["seed"] if run in CLASSIFIERS else SEEDS[0]
 
 
 def uses_pretrained():
@@ -78,6 +87,12 @@ if uses_pretrained():  # the pretrained backbone fits only classifiers of its ow
 wildcard_constraints:
     experiment="[A-Za-z0-9_-]+",
     shard=r"\d+",
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: matches nothing), so that the maps of a run come
+    from one rule only: rs_cams for a classifier run, import_maps for an imported one."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def dataset_root():
@@ -126,6 +141,11 @@ def stage_threads(stage):
     value = config["cpu_threads"][stage]
     cores = run_cores()
     return cores if value == "all" else min(int(value), cores)
+
+
+def trained_model(path):
+    """A trained model's output path, write-protected when the config asks (`protect_models`)."""
+    return protected(path) if config["protect_models"] else path
 
 
 # The model rules ask for one GPU only where the machine shows one, so on a CPU-only machine profiles/local's

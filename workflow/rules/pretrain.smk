@@ -2,7 +2,7 @@
 # stand-in for ImageNet weights. Cached like every stage: only the `pretrain:` settings rerun it.
 rule pretrain_backbone:
     output:
-        weights=PRETRAINED,
+        weights=trained_model(PRETRAINED),
         report="results/pretrain/report.json",
     params:
         settings=lambda wc: key_values(config["pretrain"], json.dumps),

@@ -94,7 +94,10 @@ rule summary:
         experiments=[
             f"{e}=" + ",".join(str(s) for s in config["experiments"][e].get("seeds", SEEDS)) for e in EXPERIMENTS
         ],
-        extra="--extra ground_truth" if config["segmentation"]["upper_bound"] else "",
+        # runs without seeds: the imported maps and the ground-truth upper bound
+        extra=lambda wc: "--extra " + " ".join(map(shell_quote, SEG_RUNS[len(RUN_NAMES):]))
+        if len(SEG_RUNS) > len(RUN_NAMES)
+        else "",
         kind=KIND,
         plot=lambda wc, output: f"--plot {shell_quote(output.plot)}" if has_parts() else "",
     conda:
@@ -138,14 +141,14 @@ rule report_pages:
         md="results/summary.md",
         logs=expand(rules.train_classifier.output.log, experiment=RUN_NAMES),
         seg_logs=expand(rules.train_segmentation.output.log, experiment=SEG_RUNS),
-        maps=expand(rules.eval_cams.output.json, experiment=RUN_NAMES),
+        maps=expand(rules.eval_cams.output.json, experiment=MAP_RUNS),
         pretrain=PRETRAIN_REPORT if uses_pretrained() else [],
     output:
         html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
         curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
         local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary"),
     params:
-        runs=RUN_NAMES,
+        runs=MAP_RUNS,
     conda:
         "../../envs/rpc.yaml"
     log:

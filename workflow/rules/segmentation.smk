@@ -8,7 +8,7 @@ rule train_segmentation:
         bases=MMSEG_BASES,
         backbone=segmentation_weights,
     output:
-        model="results/{experiment}/segmentation/model.pt",
+        model=trained_model("results/{experiment}/segmentation/model.pt"),
         log="results/{experiment}/segmentation/train_log.json",  # mmengine's scalars per logged iteration
     params:
         options=" ".join(shell_quote(o) for o in config["segmentation"]["options"]),
