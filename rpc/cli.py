@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 import sys
 
@@ -626,6 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the stages' status lines (work folders, resumes, precision decisions), time-stamped, on stderr: stdout keeps
+    # only the command's result (one JSON line for the model stages), which scripts read
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")  # fmt: skip
     if not sys.stderr.isatty():  # a log file: a progress line a minute, not ten a second
         os.environ.setdefault("TQDM_MININTERVAL", "60")
     try:

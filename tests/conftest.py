@@ -6,6 +6,7 @@ Without that folder the real-data tests are skipped with a visible reason, unles
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -48,3 +49,19 @@ def tiny_synthetic(tmp_path_factory):
     spec = SyntheticSpec(n_train=24, n_train_eval=12, n_val=8, size=96)
     raw = generate_dataset(spec, tmp_path_factory.mktemp("syn_raw"))
     return spec, raw, prepare_voc(raw, tmp_path_factory.mktemp("syn_prepared"), name="synthetic")
+
+
+@pytest.fixture
+def logs(caplog):
+    """The stages' log lines (work folders, resumes, precision decisions) since the last ``read()``, as
+    ``capsys.readouterr()`` gives printed output."""
+    caplog.set_level(logging.INFO)
+
+    class Reader:
+        @staticmethod
+        def read() -> str:
+            text = caplog.text
+            caplog.clear()
+            return text
+
+    return Reader()

@@ -125,7 +125,7 @@ def test_pretrained_weights_load_into_classifier_and_deeplab(tmp_path):
     torch.testing.assert_close(net.norm1.weight, state["bn1.weight"])
 
 
-def test_pretraining_resumes_only_the_same_recipe(tmp_path, capsys):
+def test_pretraining_resumes_only_the_same_recipe(tmp_path, logs):
     """A killed pretraining (checkpoint after epoch 1, no COMPLETE) rerun with other settings starts afresh instead
     of continuing the old run (or, with fewer epochs than the checkpoint, publishing it unfinished)."""
     from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
@@ -134,10 +134,10 @@ def test_pretraining_resumes_only_the_same_recipe(tmp_path, capsys):
     cfg = PretrainConfig(size=32, images_per_class=2, val_per_class=1, epochs=1, batch_size=32, amp="none")
     pretrain_backbone(tmp_path / "a.pth", tmp_path / "work", cfg)
     (tmp_path / "work" / MARKER).unlink()  # as if killed right after the epoch-1 checkpoint
-    capsys.readouterr()
+    logs.read()
     same = pretrain_backbone(tmp_path / "b.pth", tmp_path / "work", PretrainConfig(**{**cfg.__dict__, "epochs": 2}))
-    assert "started with other settings" in capsys.readouterr().out
+    assert "started with other settings" in logs.read()
     assert [e["epoch"] for e in same["epochs"]] == [1, 2]  # both epochs trained, not resumed after epoch 1
     (tmp_path / "work" / MARKER).unlink()
     again = pretrain_backbone(tmp_path / "c.pth", tmp_path / "work", PretrainConfig(**{**cfg.__dict__, "epochs": 2}))
-    assert "resumed from" in capsys.readouterr().out and len(again["epochs"]) == 2  # same recipe: resumes
+    assert "resumed from" in logs.read() and len(again["epochs"]) == 2  # same recipe: resumes

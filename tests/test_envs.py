@@ -41,7 +41,7 @@ def test_the_job_environment_has_one_cv2_and_no_test_tools():
     assert "opencv-python" in pins and "opencv-python-headless" not in pins  # both would write cv2
     assert not {"pytest", "ruff", "pytest-cov", "hypothesis"} & set(pins)
     dev = _pins((REPO / "requirements-dev.txt").read_text().splitlines())
-    assert set(dev) == {"pytest", "ruff"}
+    assert set(dev) == {"pytest", "ruff", "tensorboard"}  # tensorboard: the optional logging, tested
 
 
 def test_every_third_party_module_the_package_imports_is_declared():
@@ -49,10 +49,10 @@ def test_every_third_party_module_the_package_imports_is_declared():
 
     import tomllib
 
-    declared = {
-        re.split(r"[<>=!~ ]", d)[0].lower()
-        for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    # the dependencies, and the optional ones in their extras (an import of those fails with a message naming it)
+    optional = [d for name, deps in project["optional-dependencies"].items() if name != "dev" for d in deps]
+    declared = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + optional}
     module_to_dist = {"PIL": "pillow", "yaml": "pyyaml", "pydensecrf": "pydensecrf2", "mmcv": "mmcv-lite",
                       "mmseg": "mmsegmentation"}  # fmt: skip
     stdlib = set(__import__("sys").stdlib_module_names)

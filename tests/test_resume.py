@@ -46,7 +46,7 @@ def _finished(folder: Path, pattern: str) -> list[str]:
     return sorted(p.stem for p in folder.glob(pattern) if not is_temporary(p))
 
 
-def test_staged_outputs_keep_work_until_complete_and_restart_on_other_settings(tmp_path, capsys):
+def test_staged_outputs_keep_work_until_complete_and_restart_on_other_settings(tmp_path, logs):
     out, work = tmp_path / "results" / "shard_0", tmp_path / "work" / "shard_0"
     with pytest.raises(KeyboardInterrupt):
         with staged_outputs({"maps": out}, work, {"lr": 1}) as folders:
@@ -63,7 +63,7 @@ def test_staged_outputs_keep_work_until_complete_and_restart_on_other_settings(t
             raise KeyboardInterrupt
     with staged_outputs({"maps": out}, work, {"lr": 2}) as folders:  # other settings: afresh, and said
         assert not any(folders["maps"].iterdir()) and (work / SETTINGS).is_file()
-    assert "was started with other settings" in capsys.readouterr().out
+    assert "was started with other settings" in logs.read()
     assert not any(out.iterdir())  # the new run's (empty) result replaced the old one
 
 

@@ -141,7 +141,7 @@ def test_training_resumes_from_work_folder(trained):
     assert (tmp / "work" / "last_checkpoint").read_text().endswith("iter_4.pth")
 
 
-def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsys):
+def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, logs):
     # killed at iteration 2 of a 4-iteration schedule; the rerun asks for a 2-iteration schedule at another lr:
     # a fresh run, not "resumed at 2/2" (nothing trained) or a mix of two schedules
     _, _, index = tiny_synthetic
@@ -155,12 +155,12 @@ def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsy
             out=tmp_path / "m.pt",
             options=_opts(4),
         )
-    capsys.readouterr()
+    logs.read()
     other = [*_opts(2), "optim_wrapper.optimizer.lr=0.01"]
     again = train_segmentation(
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w", out=tmp_path / "m.pt", options=other
     )
-    out = capsys.readouterr().out
+    out = logs.read()
     assert "was started with other settings" in out and "starting afresh" in out
     assert again == {"iterations": 2, "resumed": False, "images": 24, "bf16": mock.ANY}
     fresh = train_segmentation(
@@ -172,7 +172,7 @@ def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsy
         torch.testing.assert_close(a[key], b[key], msg=key)
 
 
-def test_resume_point_is_a_checkpoint_that_loads(tmp_path, capsys):
+def test_resume_point_is_a_checkpoint_that_loads(tmp_path, logs):
     from rpc.segmentation.train import find_resume_checkpoint
 
     def state(i):
@@ -187,23 +187,23 @@ def test_resume_point_is_a_checkpoint_that_loads(tmp_path, capsys):
     (tmp_path / "iter_2.pth").unlink()
     (tmp_path / "iter_3.pth").write_bytes((tmp_path / "iter_1.pth").read_bytes()[:300])
     assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_1.pth")
-    out = capsys.readouterr().out
+    out = logs.read()
     assert "iter_3.pth: unreadable checkpoint" in out and "is missing; resuming from" in out
     assert not (tmp_path / "iter_3.pth").exists() and not (tmp_path / "last_checkpoint").exists()
     # killed while writing the pointer (mmengine truncates it, then writes): the newest that loads
     state(2)
     (tmp_path / "last_checkpoint").write_text("")
     assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_2.pth")
-    assert "is empty; resuming from" in capsys.readouterr().out
+    assert "is empty; resuming from" in logs.read()
     # nothing loads: a fresh run, said so
     for i in (1, 2):
         (tmp_path / f"iter_{i}.pth").write_bytes(b"")
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_2.pth"))
     assert find_resume_checkpoint(tmp_path) is None
-    assert "does not load and no other checkpoint loads; starting afresh" in capsys.readouterr().out
+    assert "does not load and no other checkpoint loads; starting afresh" in logs.read()
 
 
-def test_only_a_checkpoint_cut_short_is_deleted(tmp_path, capsys):
+def test_only_a_checkpoint_cut_short_is_deleted(tmp_path, logs):
     """A whole checkpoint that does not load (here: a class outside the weights-only allow-list, as after an
     environment change) is moved aside, not deleted; a file that cannot be read stops the job, deleting nothing."""
     import datetime
@@ -216,7 +216,7 @@ def test_only_a_checkpoint_cut_short_is_deleted(tmp_path, capsys):
     (tmp_path / "iter_3.pth").write_bytes((tmp_path / "iter_1.pth").read_bytes()[:-30])  # the end is missing
     assert [checkpoint_state(tmp_path / f"iter_{i}.pth") for i in (1, 2, 3)] == ["ok", "unloadable", "truncated"]
     assert find_resume_checkpoint(tmp_path) == str(tmp_path / "iter_1.pth")
-    out = capsys.readouterr().out
+    out = logs.read()
     assert "iter_3.pth: unreadable checkpoint (cut short" in out and not (tmp_path / "iter_3.pth").exists()
     assert "iter_2.pth: a whole checkpoint that does not load" in out
     assert (tmp_path / "iter_2.pth.unloadable").is_file() and (tmp_path / "iter_1.pth").is_file()
@@ -263,7 +263,7 @@ train_segmentation(config, dataset, "train_aug", mask_dir=None, work_dir=work, o
 
 
 @pytest.mark.parametrize("window", ["checkpoint", "pointer"])
-def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path, window, capsys):
+def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path, window, logs):
     # mmengine removes the oldest kept checkpoint, then writes the new one, then the last_checkpoint pointer,
     # none of them atomically: a kill in either write must leave a folder that a rerun resumes from
     _, _, index = tiny_synthetic
@@ -284,7 +284,7 @@ def test_a_kill_while_saving_leaves_a_resumable_folder(tiny_synthetic, tmp_path,
         CONFIG, index.root, "train_aug", mask_dir=None, work_dir=work, out=tmp_path / "m.pt", options=options
     )
     assert result == {"iterations": 4, "resumed": True, "images": 24, "bf16": mock.ANY}
-    out = capsys.readouterr().out
+    out = logs.read()
     if window == "checkpoint":  # the pointer named the kept checkpoint 2; the cut-short 3 is written again
         assert "is empty" not in out
     else:  # the newest checkpoint that loads: 3, complete before the pointer's write
@@ -439,7 +439,7 @@ def _own_dataset(tmp_path):
     return raw, prepare_voc(raw, tmp_path / "prepared", name="synthetic")
 
 
-def test_ground_truth_run_restarts_when_the_data_changes(tmp_path, capsys):
+def test_ground_truth_run_restarts_when_the_data_changes(tmp_path, logs):
     """The ground-truth DeepLab run's settings hold the listed images' masks, the split list and the labels: a
     killed run does not resume on regenerated data."""
     from rpc.data.palette import read_mask, write_mask
@@ -450,10 +450,10 @@ def test_ground_truth_run_restarts_when_the_data_changes(tmp_path, capsys):
                            out=tmp_path / "m.pt", options=_opts(4))  # fmt: skip
     mask = raw / "SegmentationClass" / "syn_00001.png"
     write_mask(mask, np.where(read_mask(mask) > 0, 0, read_mask(mask)))  # new labels for one image
-    capsys.readouterr()
+    logs.read()
     result = train_segmentation(CONFIG, index.root, "train_aug", mask_dir=None, work_dir=tmp_path / "w",
                                 out=tmp_path / "m.pt", options=_opts(4))  # fmt: skip
-    assert "started with other settings" in capsys.readouterr().out and result["resumed"] is False
+    assert "started with other settings" in logs.read() and result["resumed"] is False
 
 
 def test_bad_ground_truth_and_rotated_images_are_named_before_training(tmp_path):

@@ -38,17 +38,17 @@ def _assert_same_weights(a_path, b_path):
         torch.testing.assert_close(pa, pb, msg=name)
 
 
-def test_resume_equals_uninterrupted(tiny_synthetic, tmp_path, capsys):
+def test_resume_equals_uninterrupted(tiny_synthetic, tmp_path, logs):
     _, _, index = tiny_synthetic  # 24 train_aug images, batch 4 -> 6 steps per epoch
     full = train_classifier(index.root, tmp_path / "a", tmp_path / "a.pt", _model_cfg(), _cfg())
     assert full["step"] == 6
     half = train_classifier(index.root, tmp_path / "b", tmp_path / "b.pt", _model_cfg(), _cfg(max_steps=3))
     assert half["step"] == 3 and not (tmp_path / "b.pt").exists()  # stopped: no final model yet
-    capsys.readouterr()
+    logs.read()
     # same settings (max_steps, num_workers, log_interval do not change the result): resumes
     rest = train_classifier(index.root, tmp_path / "b", tmp_path / "b.pt", _model_cfg(), _cfg(log_interval=2))
     assert rest["step"] == 6
-    out = capsys.readouterr().out
+    out = logs.read()
     assert "resumed from" in out and "at step 3/6" in out and "starting afresh" not in out
     _assert_same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
     # metrics: one JSON line per logged step, with each loss, images/s and lr
@@ -174,16 +174,16 @@ def test_a_finished_run_is_not_resumed_by_a_new_training(tiny_synthetic, tmp_pat
     assert lines[0]["lr"] == pytest.approx(0.02)
 
 
-def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, capsys):
+def test_rerun_with_other_settings_starts_afresh(tiny_synthetic, tmp_path, logs):
     # a run on a 2-epoch schedule (batch 8: 3 steps per epoch) stopped at step 2; the rerun asks for 1 epoch at
     # another lr: it must train those 3 steps from scratch, not "resume at step 2/3" on a mixed schedule
     _, _, index = tiny_synthetic
     first = _cfg(batch_size=8, epochs=2, max_steps=2)
     train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), first)
-    capsys.readouterr()
+    logs.read()
     other = _cfg(batch_size=8, epochs=1, lr=0.02)
     again = train_classifier(index.root, tmp_path / "w", tmp_path / "m.pt", _model_cfg(), other)
-    out = capsys.readouterr().out
+    out = logs.read()
     assert "was started with other settings" in out and "starting afresh" in out and "resumed from" not in out
     fresh = train_classifier(index.root, tmp_path / "f", tmp_path / "f.pt", _model_cfg(), other)
     assert again["step"] == again["total_steps"] == fresh["step"] == 3

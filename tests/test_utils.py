@@ -70,7 +70,7 @@ def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
         precision.decide_bf16("fp16", cpu, {}, None)
 
 
-def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_path, monkeypatch, capsys):
+def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_path, monkeypatch, logs):
     from rpc.utils import precision
 
     blocker = tmp_path / "file"
@@ -79,7 +79,7 @@ def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_pa
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     calls = []
     assert precision.decide_bf16("auto", torch.device("cpu"), {"w": 1}, _fake_step({False: 0.05, True: 0.01}, calls))
-    assert calls and "not cached" in capsys.readouterr().out
+    assert calls and "not cached" in logs.read()
     monkeypatch.delenv("RPC_CACHE_DIR")
     monkeypatch.setattr(precision.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no"))))
     assert precision.cache_path() is None  # no home folder: measured every time, never a crash

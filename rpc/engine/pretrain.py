@@ -19,6 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from rpc.utils.io import write_json_atomic
 from rpc.utils.precision import decide_bf16, model_step
 from rpc.utils.provenance import provenance
 from rpc.utils.workdir import mark_complete, start_work_dir
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,7 +134,7 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start, history = int(ckpt["epoch"]), json.loads(ckpt["history"])
-        print(f"resumed from {last} after epoch {start}/{cfg.epochs}")
+        logger.info(f"resumed from {last} after epoch {start}/{cfg.epochs}")
     model.train()
     for epoch in range(start, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -44,6 +45,8 @@ from rpc.utils.train_log import publish_train_log, read_jsonl
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 OPTIMIZERS = ("paper", "sipe_code")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -370,13 +373,13 @@ def train_classifier(
         raise ValueError(f"split {cfg.split} has {len(data)} images, fewer than one batch of {cfg.batch_size}")
     total = steps_per_epoch * cfg.epochs
     if rank == 0:
-        print(f"work folder {work} (settings {settings_hash(settings)})")
-        print(f"model config: {json.dumps(config_to_dict(model_cfg))}")
+        logger.info(f"work folder {work} (settings {settings_hash(settings)})")
+        logger.info(f"model config: {json.dumps(config_to_dict(model_cfg))}")
     opt = build_optimizer(model, cfg)
     last = work / "last.pt"
     step = resume(last, model, opt, cfg, device)
     if step and rank == 0:
-        print(f"resumed from {last} at step {step}/{total}")
+        logger.info(f"resumed from {last} at step {step}/{total}")
     ddp_model = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)  # fmt: skip
     if cfg.compile:  # the forward only; checkpoints and the final model come from `model` itself

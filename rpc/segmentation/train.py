@@ -21,6 +21,7 @@ need GPUs).
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 from pathlib import Path
@@ -46,6 +47,8 @@ from rpc.utils.tensorboard import add_tensorboard_backend  # noqa: E402
 from rpc.utils.train_log import publish_train_log, read_jsonl  # noqa: E402
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir  # noqa: E402
 
+logger = logging.getLogger(__name__)
+
 
 def parse_options(items: list[str]) -> dict:
     """``["train_cfg.max_iters=100", ...]`` -> a dict for ``Config.merge_from_dict`` (mmengine's syntax)."""
@@ -68,7 +71,7 @@ def load_config(path: str | os.PathLike, num_classes: int, options: list[str] | 
     heads = [cfg.model.decode_head] + ([cfg.model.auxiliary_head] if cfg.model.get("auxiliary_head") else [])
     for head in heads:
         if head.num_classes != num_classes:
-            print(f"{path}: {head.type}.num_classes {head.num_classes} -> {num_classes} (from the dataset)")
+            logger.info(f"{path}: {head.type}.num_classes {head.num_classes} -> {num_classes} (from the dataset)")
             head.num_classes = num_classes
     return cfg
 
@@ -99,7 +102,7 @@ def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
         raise DataError(f"{weights}: backbone weights not found")
     check_backbone_weights(weights, int(cfg.model.backbone.depth))
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
-    print(f"backbone init: {weights}")
+    logger.info(f"backbone init: {weights}")
 
 
 MIN_KEPT_CHECKPOINTS = 2  # mmengine deletes the oldest before writing the newest: keep the previous one
@@ -110,7 +113,7 @@ def keep_two_checkpoints(cfg: Config) -> None:
     hook = (cfg.get("default_hooks") or {}).get("checkpoint")
     if hook is not None and 0 < hook.get("max_keep_ckpts", -1) < MIN_KEPT_CHECKPOINTS:
         if dist_info()[1] == 0:
-            print(f"default_hooks.checkpoint.max_keep_ckpts {hook.max_keep_ckpts} -> {MIN_KEPT_CHECKPOINTS} (a "
+            logger.info(f"default_hooks.checkpoint.max_keep_ckpts {hook.max_keep_ckpts} -> {MIN_KEPT_CHECKPOINTS} (a "
                   f"kill while mmengine saves would otherwise leave no checkpoint to resume from)")  # fmt: skip
         hook.max_keep_ckpts = MIN_KEPT_CHECKPOINTS
 
@@ -187,18 +190,18 @@ def find_resume_checkpoint(work_dir: str | os.PathLike) -> str | None:
         if state == "ok":
             chosen = path
         elif state == "truncated":
-            print(f"{path}: unreadable checkpoint (cut short: no end of archive); removed")
+            logger.warning(f"{path}: unreadable checkpoint (cut short: no end of archive); removed")
             path.unlink()
         else:
             aside = path.with_name(path.name + ".unloadable")
-            print(f"{path}: a whole checkpoint that does not load (weights-only allow-list, torch version?); "
+            logger.warning(f"{path}: a whole checkpoint that does not load (weights-only allow-list, torch version?); "
                   f"moved aside to {aside}, not resumed from")  # fmt: skip
             path.rename(aside)
     if pointer.is_file():
         if chosen is not None:
-            print(f"{pointer} {why}; resuming from {chosen}, the newest checkpoint that loads")
+            logger.warning(f"{pointer} {why}; resuming from {chosen}, the newest checkpoint that loads")
         else:
-            print(f"{pointer} {why} and no other checkpoint loads; starting afresh")
+            logger.warning(f"{pointer} {why} and no other checkpoint loads; starting afresh")
         pointer.unlink()
     return None if chosen is None else str(chosen)
 
@@ -284,7 +287,7 @@ def train_segmentation(
         settings = {**segmentation_settings(config_text, mask_dir, backbone_weights, world, index, split),
                     "bf16": bf16}  # fmt: skip
         folder = start_work_dir(work_dir, settings)
-        print(f"work folder {folder} (settings {settings_hash(settings)})")
+        logger.info(f"work folder {folder} (settings {settings_hash(settings)})")
         return str(folder), find_resume_checkpoint(folder)
 
     folder, resume_from = on_rank0(prepare, world, rank)  # the other ranks wait for rank 0's decision

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import statistics
 import time
@@ -30,6 +31,8 @@ from rpc.utils.device import native_bf16
 from rpc.utils.io import write_json_atomic
 
 MIN_GAIN = 0.10  # bf16 must be at least this much faster than fp32
+
+logger = logging.getLogger(__name__)
 
 
 def cache_path() -> Path | None:
@@ -132,7 +135,7 @@ def decide_bf16(setting: str, device: torch.device, workload: dict, step: Callab
         where = f"cached in {path}"
     except OSError as exc:
         where = f"not cached: {exc}"
-    print(f"amp auto: fp32 {timing['fp32_s']:.3f} s, bf16 {timing['bf16_s']:.3f} s per step -> "
+    logger.info(f"amp auto: fp32 {timing['fp32_s']:.3f} s, bf16 {timing['bf16_s']:.3f} s per step -> "
           f"{'bf16' if choice else 'fp32'} ({where})")  # fmt: skip
     return choice
 

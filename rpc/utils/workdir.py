@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,8 @@ from rpc.utils.io import DataError, remove_temporaries, write_text_atomic
 
 MARKER = "COMPLETE"
 SETTINGS = "SETTINGS"
+
+logger = logging.getLogger(__name__)
 
 
 def settings_hash(settings: dict) -> str:
@@ -56,7 +59,7 @@ def start_work_dir(path: str | os.PathLike, settings: dict | None = None) -> Pat
         if stored != digest:
             reason = f"was started with other settings (hash {stored} != {digest})"
     if reason:
-        print(f"{path} {reason}; starting afresh")
+        logger.warning(f"{path} {reason}; starting afresh")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / SETTINGS).is_file():
