@@ -2,7 +2,7 @@
 fp32 and bf16 autocast + channels-last; achieved GFLOP/s next to a large matrix multiply's GFLOP/s.
 
     python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
-                              [--workers 1 ...]   ->  benchmarks/out/cams_r<depth>.json
+                              [--workers 1 ...] [--fold-bn on off]   ->  benchmarks/out/cams_r<depth>.json
 
 Each mode (and each ``--workers`` value: data-loading processes, a number or ``auto`` as in
 ``rpc.cams.generate.loader_workers``) is run once untimed, then timed ``--repeats`` times (median).
@@ -60,6 +60,8 @@ def main(argv=None):
     ap.add_argument("--copies", type=int, default=1, help="each real VOC image this many times")
     ap.add_argument("--modes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     ap.add_argument("--workers", nargs="+", default=["1"], help="data-loading processes (numbers or auto)")
+    ap.add_argument("--fold-bn", nargs="+", choices=["on", "off"], default=["on"],
+                    help="batch norm folded into the convolutions (rpc.models.fold), or not; both: side by side")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_cams_"))
     try:
@@ -73,18 +75,19 @@ def main(argv=None):
         flops = sum(flops_per_image(counted, index, n) for n in names) / len(names)
         result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
                   "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
-        for mode in a.modes:
-            for workers in a.workers:
+        for mode, workers, fold in ((m, w, f) for m in a.modes for w in a.workers for f in a.fold_bn):
 
-                def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers):
-                    shutil.rmtree(work / "maps", ignore_errors=True)
-                    make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=workers)
+            def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers, fold=fold == "on"):
+                shutil.rmtree(work / "maps", ignore_errors=True)
+                make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=workers,
+                             fold_bn=fold)  # fmt: skip
 
-                t, runs = median_time(run, a.repeats, warmup=1)
-                key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
-                key += f", {workers} workers" if len(a.workers) > 1 else ""
-                result["modes"][key] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
-                                        "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
+            t, runs = median_time(run, a.repeats, warmup=1)
+            key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
+            key += f", {workers} workers" if len(a.workers) > 1 else ""
+            key += f", BN folded {fold}" if len(a.fold_bn) > 1 else ""
+            result["modes"][key] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
+                                    "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
         result["matmul_gflop_s"] = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
         write_result(f"cams_r{a.depth}", result)
     finally:

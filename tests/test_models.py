@@ -278,3 +278,65 @@ def test_inference_seeds_from_all_classes_as_sipe_make_cam():
     a = _model("sipe", inference_seed_cam="masked").train()(x_, y_, valid)["stages"][0]["seeds"]
     b = _model("sipe", inference_seed_cam="all_classes").train()(x_, y_, valid)["stages"][0]["seeds"]
     torch.testing.assert_close(a, b)
+
+
+def _random_bn_statistics(model, seed=0):
+    """BN statistics and affine parameters away from their defaults, so that folding has something to fold."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            for t, (lo, hi) in ((m.running_mean, (-0.5, 0.5)), (m.running_var, (0.5, 2.0)),
+                                (m.weight.data, (0.5, 1.5)), (m.bias.data, (-0.2, 0.2))):  # fmt: skip
+                t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
+
+
+def test_folded_batchnorm_gives_the_same_maps_and_features():
+    """fp32: the folded model's maps equal the unfolded model's within 1e-5 (max abs; the maps are in [0, 1]),
+    and the backbone features within 1e-4 relative; every BN that follows a convolution is gone."""
+    import copy
+
+    from rpc.models.fold import fold_batchnorm
+
+    torch.manual_seed(0)
+    cfg = make_config("rpc", depth=18, weights="none", num_classes=6)
+    model = RPCModel(cfg).eval()
+    _random_bn_statistics(model)
+    folded = copy.deepcopy(model)
+    n = fold_batchnorm(folded)
+    assert n == 2 * 20  # per stage: stem 1 + 8 blocks x 2 + 3 shortcut projections
+    left = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(left) == 2 * 3  # the SFA attention's BN follows no convolution: kept
+    x = torch.randn(4, 3, 96, 128)
+    labels = torch.zeros(2, 6)
+    labels[:, 2] = labels[0, 4] = 1
+    with torch.inference_mode():
+        (a, stages_a), (b, stages_b) = model.maps(x, labels), folded.maps(x, labels)
+        fa, fb = model.stages[0].backbone(x), folded.stages[0].backbone(x)
+    assert a.abs().max() > 0.5  # maps with content
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    for sa, sb in zip(stages_a, stages_b, strict=True):
+        torch.testing.assert_close(sb, sa, atol=1e-5, rtol=0)
+    for ta, tb in zip(fa, fb, strict=True):
+        assert (ta - tb).abs().max() <= 1e-4 * ta.abs().max()
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(RPCModel(cfg).train())
+
+
+def test_model_files_load_without_a_random_initialisation(tmp_path):
+    """load_model builds the model on the meta device and takes every tensor from the file: no random numbers are
+    drawn (the global generator is untouched), and the loaded weights equal the saved ones."""
+    from rpc.models.checkpoint import load_model, save_model
+    from rpc.models.rpc import config_to_dict
+
+    torch.manual_seed(3)
+    cfg = make_config("rpc", depth=18, weights="none", num_classes=6)
+    model = RPCModel(cfg).eval()
+    save_model(tmp_path / "m.pt", model, config_to_dict(cfg), [f"c{i}" for i in range(7)], {})
+    state = torch.get_rng_state()
+    loaded, _, _ = load_model(tmp_path / "m.pt")
+    assert torch.equal(state, torch.get_rng_state())  # a random init would have drawn from it
+    RPCModel(cfg)
+    assert not torch.equal(state, torch.get_rng_state())  # (as building the model does)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b) and not b.is_meta, name
+    assert [p.requires_grad for p in loaded.parameters()] == [p.requires_grad for p in model.parameters()]

@@ -498,13 +498,16 @@ def test_the_exported_model_loads_with_mmseg_apis_and_predicts_as_seg_predict(tr
     files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg")
     model = init_model(files["config"], files["checkpoint"], device="cpu")
     assert model.dataset_meta["classes"] == list(index.classes)
-    ours, cfg, _ = load_segmenter(tmp / "model.pt")
+    ours, cfg, _ = load_segmenter(tmp / "model.pt", fold_bn=True)  # as seg-predict runs it: BN folded
+    unfolded, _, _ = load_segmenter(tmp / "model.pt")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ours.backbone.modules())
     for name in index.names("val")[:3]:
         # the scores seg-predict takes its argmax of (scale 1, no flip) vs mmseg's own pipeline and model
         probs = class_probabilities(ours, cfg, index.read_image(name)).numpy()
         theirs = inference_model(model, str(index.image_path(name))).seg_logits.data.softmax(0).numpy()
         assert theirs.shape == probs.shape and probs.std() > 1e-3  # not a constant map
         assert np.abs(theirs - probs).max() < 1e-4
+        assert np.abs(class_probabilities(unfolded, cfg, index.read_image(name)).numpy() - probs).max() < 1e-5
 
 
 def test_segment_own_images_equals_the_split_predictions(trained, tmp_path):

@@ -20,6 +20,7 @@ from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.data.maps import is_complete, label_keys, save_cams
 from rpc.models.checkpoint import load_model
+from rpc.models.fold import fold_batchnorm
 from rpc.models.rpc import config_to_dict
 from rpc.utils.device import pick_device
 from rpc.utils.precision import decide_bf16, model_step
@@ -139,15 +140,19 @@ def make_rs_cams(
     amp: str = "auto",
     batch_size: int = 4,
     work_dir: str | os.PathLike | None = None,
+    fold_bn: bool = True,
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped, wall_s,
     images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
     :func:`loader_workers`. Images are grouped by size (:func:`by_size`) and consecutive images of equal size share
     a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there and moved to
     ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps found there (or in
-    ``out_dir`` without it) are skipped, truncated ones redone."""
+    ``out_dir`` without it) are skipped, truncated ones redone. ``fold_bn``: the backbone's batch norms folded into
+    their convolutions (``rpc.models.fold``; the same maps within float rounding, one pass less per layer)."""
     dev = pick_device(device)
     model, cfg, classes, meta = load_model(model_path, map_location=dev, with_meta=True)
+    if fold_bn:
+        fold_batchnorm(model)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_path)
     amp = _precision(amp, model, cfg, index, split, batch_size, dev)

@@ -49,8 +49,12 @@ def load_model(path: str | os.PathLike, map_location="cpu", with_meta: bool = Fa
     try:
         cfg = ModelConfig(**{**json.loads(ckpt["config"]), "weights": "none"})
         classes = json.loads(ckpt["classes"])
-        model = RPCModel(cfg)
-        model.load_state_dict(ckpt["state_dict"])
+        with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+            model = RPCModel(cfg)
+        model.load_state_dict(ckpt["state_dict"], assign=True)
+        left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if left:
+            raise RuntimeError(f"no value in the file for {left[:3]}")
     except (KeyError, TypeError, RuntimeError) as exc:
         raise DataError(f"{path}: not an RPC model file ({exc})") from exc
     model = model.to(map_location).eval()

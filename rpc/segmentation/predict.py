@@ -32,6 +32,7 @@ from rpc.data.index import DatasetIndex, read_image  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
+from rpc.models.fold import fold_batchnorm  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.progress import ImageProgress  # noqa: E402
@@ -40,9 +41,10 @@ from rpc.utils.shard import shard  # noqa: E402
 from rpc.utils.workdir import file_identity, staged_outputs  # noqa: E402
 
 
-def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = False):
+def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = False, fold_bn: bool = False):
     """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation`` (and
-    its metadata dict as a fourth item with ``with_meta``)."""
+    its metadata dict as a fourth item with ``with_meta``). ``fold_bn``: the frozen batch norms folded into their
+    convolutions, for inference (``rpc.models.fold``)."""
     ckpt = load_checkpoint(path, "cpu")
     try:
         cfg_dict, classes = json.loads(ckpt["config"]), json.loads(ckpt["classes"])
@@ -57,9 +59,12 @@ def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = Fals
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)
     model.load_state_dict(ckpt["state_dict"])
+    model = model.to(device).eval()
+    if fold_bn:
+        fold_batchnorm(model)
     if with_meta:
-        return model.to(device).eval(), cfg, classes, json.loads(ckpt.get("meta") or "{}")
-    return model.to(device).eval(), cfg, classes
+        return model, cfg, classes, json.loads(ckpt.get("meta") or "{}")
+    return model, cfg, classes
 
 
 @torch.inference_mode()
@@ -100,7 +105,7 @@ def predict_segmentation(
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     dev = pick_device(device)
-    model, cfg, classes, meta = load_segmenter(model_file, dev, with_meta=True)
+    model, cfg, classes, meta = load_segmenter(model_file, dev, with_meta=True, fold_bn=True)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_file)
     outs = {"pred": out_dir} | ({"crf": crf_dir} if crf_dir else {})
@@ -140,7 +145,7 @@ def segment_images(model_file: str | os.PathLike, images: list[str | os.PathLike
         dup = next(s for s in stems if stems.count(s) > 1)
         raise DataError(f"two images would both be written as {dup}.png: give files with distinct names")
     dev = pick_device(device)
-    model, cfg, classes = load_segmenter(model_file, dev)
+    model, cfg, classes = load_segmenter(model_file, dev, fold_bn=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageProgress(stems, lambda s: False, "segment") as progress:
