@@ -446,6 +446,9 @@ def _pretrain_parser(sub) -> None:
     s.add_argument("--work", required=True, help="work folder (per-epoch resume point)")
     s.add_argument("--report", help="JSON report: held-out accuracy per epoch")
     s.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="PretrainConfig fields, e.g. epochs=8")
+    s.add_argument("--no-cache", action="store_true",
+                   help="neither take the weights from this machine's cache nor keep them there "
+                        "(rpc.engine.pretrain_cache; also RPC_PRETRAIN_CACHE=0)")  # fmt: skip
     s.set_defaults(func=_pretrain)
 
 
@@ -456,7 +459,7 @@ def _pretrain(a):
     from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
 
     cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
-    result = pretrain_backbone(a.out, a.work, cfg, a.report)
+    result = pretrain_backbone(a.out, a.work, cfg, a.report, cache=not a.no_cache)
     print(json.dumps({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")}))
 
 

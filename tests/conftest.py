@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdata"))
 # amp: auto's timings (rpc.utils.precision) go to a cache of this session, not the user's ~/.cache
 os.environ.setdefault("RPC_CACHE_DIR", tempfile.mkdtemp(prefix="rpc_test_cache_"))
+# every pretraining in the tests trains (resume and determinism tests need it); tests/test_corpus.py tests the cache
+os.environ.setdefault("RPC_PRETRAIN_CACHE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -141,3 +141,33 @@ def test_pretraining_resumes_only_the_same_recipe(tmp_path, logs):
     (tmp_path / "work" / MARKER).unlink()
     again = pretrain_backbone(tmp_path / "c.pth", tmp_path / "work", PretrainConfig(**{**cfg.__dict__, "epochs": 2}))
     assert "resumed from" in logs.read() and len(again["epochs"]) == 2  # same recipe: resumes
+
+
+def test_a_pretraining_is_taken_from_the_machines_cache_only_for_the_same_recipe(tmp_path, monkeypatch, logs):
+    """The second run of the same recipe copies the first run's files (no corpus is generated, nothing trains);
+    another recipe trains; a cached file that does not match its recorded digest is not used."""
+    from rpc.engine import pretrain as pretrain_module
+    from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
+
+    monkeypatch.setenv("RPC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RPC_PRETRAIN_CACHE", "1")
+    cfg = PretrainConfig(size=32, images_per_class=2, val_per_class=1, epochs=1, batch_size=32, amp="none")
+    first = pretrain_backbone(tmp_path / "a.pth", tmp_path / "wa", cfg, tmp_path / "a.json")
+    (cached,) = (tmp_path / "cache" / "pretrain").glob("*/backbone.pth")  # this recipe's entry
+    generated = []
+    real = pretrain_module.generate_corpus
+    monkeypatch.setattr(pretrain_module, "generate_corpus", lambda *a, **k: generated.append(1) or real(*a, **k))
+    logs.read()
+    again = pretrain_backbone(tmp_path / "b.pth", tmp_path / "wb", cfg, tmp_path / "b.json")
+    assert not generated and "from the machine's cache" in logs.read() and not (tmp_path / "wb").exists()
+    assert (tmp_path / "a.pth").read_bytes() == (tmp_path / "b.pth").read_bytes()
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text() and again == first
+    other = PretrainConfig(**{**cfg.__dict__, "lr": 0.05})
+    pretrain_backbone(tmp_path / "c.pth", tmp_path / "wc", other)
+    assert generated  # another recipe: trained
+    for entry in (tmp_path / "cache" / "pretrain").glob("*/backbone.pth"):
+        entry.write_bytes(entry.read_bytes()[:-8] + b"tampered")
+    generated.clear()
+    pretrain_backbone(tmp_path / "d.pth", tmp_path / "wd", cfg)
+    assert generated and "does not match its record" in logs.read()  # not used: trained again
+    assert cached.read_bytes() == (tmp_path / "d.pth").read_bytes()  # and stored again

@@ -31,6 +31,7 @@ import torchvision
 
 from rpc.data.corpus import NUM_CLASSES, CorpusSpec, generate_corpus
 from rpc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rpc.engine import pretrain_cache
 from rpc.models.backbone import DEPTHS
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint
 from rpc.utils.device import pick_device
@@ -103,12 +104,19 @@ def _calibration_step(model, x: torch.Tensor, device):
 
 
 def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: PretrainConfig,
-                      report: str | os.PathLike | None = None) -> dict:  # fmt: skip
+                      report: str | os.PathLike | None = None, cache: bool = True) -> dict:  # fmt: skip
     """Train a ResNet-``cfg.depth`` on the corpus; write its torchvision state dict to ``out`` and the report
-    (``{"epochs": [{"epoch", "loss", "val_accuracy", "images_per_s"}], "val_accuracy", ...}``) to ``report``."""
+    (``{"epochs": [{"epoch", "loss", "val_accuracy", "images_per_s"}], "val_accuracy", ...}``) to ``report``.
+    ``cache``: take the weights from this machine's cache when the same recipe, code and machine made them before,
+    and keep them there after training (``rpc.engine.pretrain_cache``; the files are the same either way)."""
     if cfg.depth not in DEPTHS:
         raise ValueError(f"pretrain depth must be one of {sorted(DEPTHS)}, got {cfg.depth}")
     device = pick_device(cfg.device)
+    key = pretrain_cache.cache_key(cfg, device) if cache and pretrain_cache.enabled() else None
+    if key is not None and (cached := pretrain_cache.fetch(key, out)) is not None:
+        if report:
+            write_json_atomic(report, cached)
+        return cached
     t_gen = time.perf_counter()
     train_x, train_y = (torch.as_tensor(a) for a in generate_corpus(cfg.corpus(), "train"))
     val_x, val_y = (torch.as_tensor(a) for a in generate_corpus(cfg.corpus(), "val"))
@@ -174,4 +182,6 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
     if report:
         write_json_atomic(report, result)
     mark_complete(work, {"out": str(out)})
+    if key is not None:
+        pretrain_cache.store(key, out, result)
     return result

@@ -35,15 +35,22 @@ MIN_GAIN = 0.10  # bf16 must be at least this much faster than fp32
 logger = logging.getLogger(__name__)
 
 
-def cache_path() -> Path | None:
-    """``$RPC_CACHE_DIR/precision.json`` or ``~/.cache/rpc-wsss/precision.json``; None without a home folder."""
+def cache_root() -> Path | None:
+    """``$RPC_CACHE_DIR`` or ``~/.cache/rpc-wsss``: this machine's cache (precision decisions, pretrained
+    backbones); None without a home folder."""
     root = os.environ.get("RPC_CACHE_DIR")
     if not root:
         try:
             root = Path.home() / ".cache" / "rpc-wsss"
         except RuntimeError:  # no home directory can be determined
             return None
-    return Path(root) / "precision.json"
+    return Path(root)
+
+
+def cache_path() -> Path | None:
+    """``<cache_root>/precision.json``; None without a home folder."""
+    root = cache_root()
+    return None if root is None else root / "precision.json"
 
 
 def cpu_identity() -> dict:
