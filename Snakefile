@@ -93,6 +93,11 @@ rule ablations:
         "results/ablations.md",
 
 
+rule mmseg:
+    input:
+        expand("results/{experiment}/segmentation/mmseg/checkpoint.pth", experiment=SEG_RUNS),
+
+
 rule report:
     input:
         rules.all.input,
@@ -108,9 +113,11 @@ localrules:
     pseudo_masks,
     segmentation,
     ablations,
+    mmseg,
     report,
     export_backbone,
     import_maps,
+    export_mmseg,
     merge_pseudo_masks,
     eval_cams,
     eval_pseudo_masks,

@@ -40,7 +40,7 @@ def _failed_logs(output: str, cwd: Path) -> str:
 
 def _planned(args, cwd) -> dict[str, int]:
     """Jobs per rule of a dry run (the job-stats table)."""
-    out = _run(["-n", "--quiet", "rules", *args], cwd).stdout
+    out = _run(["-n", *args, "--quiet", "rules"], cwd).stdout
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"}
 
 
@@ -310,3 +310,19 @@ def test_imported_maps_run_through_the_same_stages(tiny_run):
     assert "| irn_style (imported maps) |" in (res / "summary.md").read_text()
     assert "imported (irn)" in (res / "summary.md").read_text()  # what made the maps
     assert len(list((res / "irn_style" / "figures" / "maps").glob("*.png"))) == 2
+
+
+def test_mmseg_target_writes_what_mmseg_loads(tiny_run):
+    """`snakemake mmseg`: each DeepLab as config.py + checkpoint.pth, which mmseg's init_model opens."""
+    from rpc.segmentation.compat import ensure_mmseg
+
+    ensure_mmseg()
+    from mmseg.apis import init_model
+
+    # (the target first: --configfile takes every name after it)
+    assert set(_planned(["mmseg", "--configfile", "tiny.yaml"], tiny_run)) == {"export_mmseg", "mmseg"}
+    _run(["--cores", "2", "mmseg", "--configfile", "tiny.yaml"], tiny_run)
+    folder = tiny_run / "results" / "rpc-s15" / "segmentation" / "mmseg"
+    model = init_model(str(folder / "config.py"), str(folder / "checkpoint.pth"), device="cpu")
+    assert model.dataset_meta["classes"][0] == "background"
+    assert (tiny_run / "results" / "ground_truth" / "segmentation" / "mmseg" / "checkpoint.pth").is_file()

@@ -84,15 +84,15 @@ if uses_pretrained():  # the pretrained backbone fits only classifiers of its ow
             )
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: matches nothing), so that the maps of a run come
+    from exactly one of rs_cams (a classifier run) and import_maps (an imported one)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 wildcard_constraints:
     experiment="[A-Za-z0-9_-]+",
     shard=r"\d+",
-
-
-def one_of(names):
-    """A wildcard constraint matching exactly these names (none: matches nothing), so that the maps of a run come
-    from one rule only: rs_cams for a classifier run, import_maps for an imported one."""
-    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def dataset_root():

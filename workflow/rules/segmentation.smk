@@ -68,3 +68,23 @@ rule predict_segmentation:
         "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
         " --work {params.work:q} --crf-param {params.crf} > {log:q} 2>&1"
+
+
+# The trained DeepLab as mmseg's own tools open it (init_model / inference_model, tools/test.py): a config.py and a
+# standard mmengine checkpoint. Not part of `all` (it repeats the weights): `snakemake --cores all mmseg`.
+rule export_mmseg:
+    input:
+        "results/{experiment}/segmentation/model.pt",
+    output:
+        config="results/{experiment}/segmentation/mmseg/config.py",
+        checkpoint="results/{experiment}/segmentation/mmseg/checkpoint.pth",
+    conda:
+        "../../envs/rpc.yaml"
+    log:
+        "logs/{experiment}/export_mmseg.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "python -m rpc export-mmseg --model {input:q} --out $(dirname {output.config:q}) > {log:q} 2>&1"
