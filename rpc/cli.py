@@ -18,11 +18,13 @@ class Unfinished(RuntimeError):
 
 WORK_HELP = ("work folder for the finished images until the whole output is done (resume point of a killed "
              "run); without it they are written to the output folder directly")  # fmt: skip
-# the trainers' optional TensorBoard logging; the workflow turns it on with RPC_TENSORBOARD=1 (config `tensorboard`)
-TENSORBOARD_ARGS = ("--tensorboard",)
-TENSORBOARD_KWARGS = dict(action="store_true", default=os.environ.get("RPC_TENSORBOARD", "") not in ("", "0"),
-                          help="also log to TensorBoard under --work (needs the tensorboard package; default on "
-                               "when RPC_TENSORBOARD=1, as the workflow's `tensorboard: true` sets)")  # fmt: skip
+
+
+def _tensorboard_flag(s) -> None:
+    """The trainers' optional TensorBoard logging; the workflow turns it on with RPC_TENSORBOARD=1."""
+    s.add_argument("--tensorboard", action="store_true", default=os.environ.get("RPC_TENSORBOARD", "") not in ("", "0"),
+                   help="also log to TensorBoard under --work (needs the tensorboard package; default on when "
+                        "RPC_TENSORBOARD=1, as the workflow's `tensorboard: true` sets)")  # fmt: skip
 
 
 def _synth_parser(sub) -> None:
@@ -125,7 +127,7 @@ def _train_parser(sub) -> None:
     s.add_argument("--preset", default="rpc", choices=["cam", "sipe", "rpc"])
     s.add_argument("--config", help="YAML with model: and train: sections")
     s.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="overrides, e.g. model.depth=18")
-    s.add_argument(*TENSORBOARD_ARGS, **TENSORBOARD_KWARGS)
+    _tensorboard_flag(s)
     s.set_defaults(func=_train)
 
 
@@ -307,7 +309,7 @@ def _seg_train_parser(sub) -> None:
                    help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
     s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
     s.add_argument("--deterministic", action="store_true", help="GPU: deterministic algorithms, no cuDNN benchmark")
-    s.add_argument(*TENSORBOARD_ARGS, **TENSORBOARD_KWARGS)
+    _tensorboard_flag(s)
     s.set_defaults(func=_seg_train)
 
 

@@ -53,7 +53,8 @@ for _name in IMPORTED:
         raise ValueError(f"imported_maps: the run name {_name!r} is taken (a classifier run or a results/ folder)")
 MAP_RUNS = RUN_NAMES + list(IMPORTED)  # every run with maps and pseudo masks
 # DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
-SEG_RUNS = MAP_RUNS + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
+UNSEEDED_RUNS = list(IMPORTED) + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
+SEG_RUNS = RUN_NAMES + UNSEEDED_RUNS
 SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"

@@ -95,9 +95,7 @@ rule summary:
             f"{e}=" + ",".join(str(s) for s in config["experiments"][e].get("seeds", SEEDS)) for e in EXPERIMENTS
         ],
         # runs without seeds: the imported maps and the ground-truth upper bound
-        extra=lambda wc: "--extra " + " ".join(map(shell_quote, SEG_RUNS[len(RUN_NAMES):]))
-        if len(SEG_RUNS) > len(RUN_NAMES)
-        else "",
+        extra=("--extra " + " ".join(map(shell_quote, UNSEEDED_RUNS))) if UNSEEDED_RUNS else "",
         kind=KIND,
         plot=lambda wc, output: f"--plot {shell_quote(output.plot)}" if has_parts() else "",
     conda:
