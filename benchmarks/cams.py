@@ -1,8 +1,9 @@
 """RS-CAM inference speed: ResNet-50 RPC (2 stages + SFA), 4 scales + flip, VOC-sized images, on this machine,
-fp32 and bf16 autocast + channels-last; achieved GFLOP/s next to a large matrix multiply's GFLOP/s.
+fp32 and bf16 autocast, both in channels-last as the workflow runs them; achieved GFLOP/s next to a large matrix
+multiply's GFLOP/s.
 
     python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
-                              [--workers 1 ...] [--fold-bn on off]   ->  benchmarks/out/cams_r<depth>.json
+                              [--workers auto ...] [--fold-bn on off]   ->  benchmarks/out/cams_r<depth>.json
 
 Each mode (and each ``--workers`` value: data-loading processes, a number or ``auto`` as in
 ``rpc.cams.generate.loader_workers``) is run once untimed, then timed ``--repeats`` times (median).
@@ -59,7 +60,8 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=50)
     ap.add_argument("--copies", type=int, default=1, help="each real VOC image this many times")
     ap.add_argument("--modes", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
-    ap.add_argument("--workers", nargs="+", default=["1"], help="data-loading processes (numbers or auto)")
+    ap.add_argument("--workers", nargs="+", default=["auto"],
+                    help="data-loading processes (numbers or auto, the default: as the workflow)")  # fmt: skip
     ap.add_argument("--fold-bn", nargs="+", choices=["on", "off"], default=["on"],
                     help="batch norm folded into the convolutions (rpc.models.fold), or not; both: side by side")
     a = ap.parse_args(argv)

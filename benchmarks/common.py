@@ -20,12 +20,28 @@ REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdat
 OUT = REPO / "benchmarks" / "out"
 
 
+def cpu_family_model() -> str:
+    """``family <f> model <m>`` from /proc/cpuinfo (a VM's model name may say only "AMD EPYC": the family tells
+    the generation, e.g. 25 = Zen 3/4, 26 = Zen 5); empty where unreadable."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return ""
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}" if fields else ""
+
+
 def machine() -> dict:
-    """The facts a timing depends on: cores, CPU model and bf16-relevant flags, threads, a oneDNN ISA limit."""
+    """The facts a timing depends on: cores, CPU model (and family) and bf16-relevant flags, threads, a oneDNN
+    ISA limit."""
     cpu = cpu_identity()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu["model"],
+        "cpu_family_model": cpu_family_model(),
         "cpu_flags": cpu["flags"],
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "torch_threads": torch.get_num_threads(),
