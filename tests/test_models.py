@@ -247,6 +247,22 @@ def test_bf16_autocast_maps_stay_close_to_fp32():
     assert (low - ref).abs().max() < 0.1 and (low - ref).abs().mean() < 0.02
 
 
+def test_channels_last_fp32_maps_equal_the_default_layout():
+    """The maps run in channels-last in fp32 too (rpc.cams.generate): the layout changes the summation order of
+    the convolutions, not the maps (maps in [0, 1]; 1e-5)."""
+    model = _model("rpc").eval()
+    x, y, _ = _batch(size=96)
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    ref, ref_stages = model.maps(pairs, y)
+    model = model.to(memory_format=torch.channels_last)
+    assert model.stages[1].backbone.layer3[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    out, stages = model.maps(pairs.contiguous(memory_format=torch.channels_last), y)
+    assert ref.abs().max() > 0.5  # maps with content, not zeros
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    for a, b in zip(stages, ref_stages, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
 def test_exported_backbone_initialises_another_model(tmp_path):
     from rpc.models.backbone import FrozenBNResNet, torchvision_state_dict
 

@@ -297,3 +297,30 @@ def test_deterministic_switch_turns_on_deterministic_algorithms(monkeypatch):
     train._setup(_cfg(deterministic=True))
     train._setup(_cfg())
     assert calls == [1]
+
+
+@pytest.mark.parametrize("setting, timed, expected", [("on", None, True), ("off", None, False),
+                                                     ("auto", (0.2, 0.1), True), ("auto", (0.1, 0.2), False)])
+def test_channels_last_setting_in_fp32_on_cpu(setting, timed, expected, tmp_path, monkeypatch):
+    """``train.channels_last``: on / off as said; auto in fp32 on a CPU: the layout the timed step shows faster
+    (``measure`` returns seconds in the default layout, then in channels-last)."""
+    from rpc.engine.train import build_model
+    from rpc.utils import precision
+
+    monkeypatch.setenv("RPC_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(precision, "measure", lambda step: calls.append(step) or timed)
+    cfg = TrainConfig(amp="none", channels_last=setting, batch_size=2, crop=32)
+    model, amp, channels_last = build_model(make_config("sipe", depth=18, weights="none", num_classes=3), cfg,
+                                            torch.device("cpu"), world=1)  # fmt: skip
+    assert amp is False and channels_last is expected and len(calls) == (setting == "auto")
+    weight = model.stages[0].backbone.layer3[0].conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is expected
+
+
+def test_channels_last_setting_rejects_unknown_values():
+    from rpc.engine.train import build_model
+
+    with pytest.raises(ValueError, match="channels_last must be auto, on or off"):
+        build_model(make_config("sipe", depth=18, weights="none", num_classes=3),
+                    TrainConfig(amp="none", channels_last="yes"), torch.device("cpu"), world=1)  # fmt: skip

@@ -51,7 +51,7 @@ def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
     assert calls.count(True) == calls.count(False) == 4  # one warm-up + 3 each
     cached = json.loads((tmp_path / "precision.json").read_text())
     (entry,) = cached.values()
-    assert entry["bf16"] and entry["bf16_s"] < entry["fp32_s"] and entry["key"]["workload"] == {"w": 1}
+    assert entry["choice"] and entry["bf16_s"] < entry["fp32_s"] and entry["key"]["workload"] == {"w": 1}
     calls.clear()  # the same workload again: the cached answer, nothing timed
     assert precision.decide_bf16("auto", cpu, {"w": 1}, _fake_step({False: 0.05, True: 0.01}, calls))
     assert calls == []
@@ -68,6 +68,45 @@ def test_amp_auto_is_measured_and_cached(tmp_path, monkeypatch):
     assert not precision.decide_bf16("auto", cpu, {"w": 9}, None)
     with pytest.raises(ValueError, match="auto, bf16 or none"):
         precision.decide_bf16("fp16", cpu, {}, None)
+
+
+def test_precision_and_layout_decisions(tmp_path, monkeypatch):
+    """fp32's layout by timing (cached, like amp), bf16 in channels-last compared with fp32 in the chosen layout;
+    fixed layouts and forced bf16 time no layout; a GPU takes channels-last untimed."""
+    from rpc.utils import precision
+
+    monkeypatch.setenv("RPC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    cpu = torch.device("cpu")
+
+    def fake(seconds: dict, calls: list):  # seconds[(bf16, channels_last)]
+        def step(bf16: bool, channels_last: bool) -> None:
+            calls.append((bf16, channels_last))
+            time.sleep(seconds[bf16, channels_last])
+
+        return step
+
+    calls = []  # channels-last faster in fp32, bf16 faster still
+    decide = precision.decide_precision_and_layout
+    timing = {(False, False): 0.04, (False, True): 0.02, (True, True): 0.01}
+    assert decide("auto", cpu, {"w": 1}, fake(timing, calls)) == (True, True)
+    assert set(calls) == {(False, False), (False, True), (True, True)}  # fp32 timed in the chosen layout
+    calls.clear()
+    assert decide("auto", cpu, {"w": 1}, fake(timing, calls)) == (True, True) and calls == []  # cached
+    # default layout faster in fp32 and bf16 not faster than that: fp32 in the default layout
+    timing = {(False, False): 0.01, (False, True): 0.03, (True, True): 0.02}
+    assert decide("auto", cpu, {"w": 2}, fake(timing, calls)) == (False, False)
+    assert (False, True) in calls and (True, False) not in calls
+    calls.clear()  # explicit fp32: the layout is still timed
+    assert decide("none", cpu, {"w": 3}, fake(timing, calls)) == (False, False) and calls
+    calls.clear()  # forced bf16: channels-last, nothing timed
+    assert decide("bf16", cpu, {"w": 4}, fake(timing, calls)) == (True, True) and calls == []
+    # a fixed layout: the bf16 timing uses it, no layout timing
+    assert decide("auto", cpu, {"w": 6}, fake({(False, False): 0.04, (True, False): 0.01}, calls), "off") == (
+        True, False)  # fmt: skip
+    assert precision.decide_channels_last(torch.device("cuda"), {"w": 7}, None)  # GPU: untimed
+    with pytest.raises(ValueError, match="auto, on or off"):
+        decide("auto", cpu, {}, None, "yes")
 
 
 def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_path, monkeypatch, logs):

@@ -23,7 +23,7 @@ from rpc.models.checkpoint import load_model
 from rpc.models.fold import fold_batchnorm
 from rpc.models.rpc import config_to_dict
 from rpc.utils.device import pick_device
-from rpc.utils.precision import decide_bf16, model_step
+from rpc.utils.precision import decide_precision_and_layout, model_step
 from rpc.utils.progress import ImageProgress
 from rpc.utils.provenance import provenance, write_record
 from rpc.utils.shard import shard
@@ -63,19 +63,14 @@ def loader_workers(setting: int | str, dev: torch.device) -> int:
     return int(setting)
 
 
-def _channels_last(bf16: bool, dev: torch.device) -> bool:
-    """Maps run in channels-last with bf16 (oneDNN's and cuDNN's fast layout) and on any GPU."""
-    return bf16 or dev.type == "cuda"
-
-
 def _calibration_step(model, size: tuple[int, int], batch_size: int, dev, num_classes: int):
-    """``step(bf16)``: one map forward of ``batch_size`` random images (each with its flip) at ``size``, for
-    ``amp: auto``."""
+    """``step(bf16, channels_last)``: one map forward of ``batch_size`` random images (each with its flip) at
+    ``size``, for the precision and layout decisions."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2 * batch_size, 3, *size, generator=g).to(dev)
     labels = torch.ones(batch_size, num_classes, device=dev)
     return model_step(lambda: model, lambda m, fmt: m.maps(x.contiguous(memory_format=fmt), labels), dev,
-                      backward=False, channels_last=lambda bf16: _channels_last(bf16, dev))  # fmt: skip
+                      backward=False)  # fmt: skip
 
 
 def _same_size_batches(items, batch_size: int):
@@ -116,13 +111,15 @@ def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, ch
         save_cams(item["out"], keys, cams, stages)
 
 
-def _precision(amp: str, model, cfg, index: DatasetIndex, split: str, batch_size: int, dev) -> bool:
-    """bf16 or not (``rpc.utils.precision``), timed on the size of the split's first image (at scale 1): the same
-    decision for every shard of the split and for a resumed shard, whatever images are left to do."""
+def _precision(amp: str, model, cfg, index: DatasetIndex, split: str, batch_size: int, dev) -> tuple[bool, bool]:
+    """``(bf16, channels_last)`` (``rpc.utils.precision.decide_precision_and_layout``), timed on the size of the
+    split's first image (at scale 1): the same decision for every shard of the split and for a resumed shard,
+    whatever images are left to do."""
     with Image.open(index.image_path(index.names(split)[0])) as im:
         size = im.size[::-1]
     workload = {"stage": "maps", "model": config_to_dict(cfg), "size": list(size), "batch": batch_size}
-    return decide_bf16(amp, dev, workload, _calibration_step(model, size, batch_size, dev, cfg.num_classes))
+    step = _calibration_step(model, size, batch_size, dev, cfg.num_classes)
+    return decide_precision_and_layout(amp, dev, workload, step)
 
 
 def make_rs_cams(
@@ -155,7 +152,7 @@ def make_rs_cams(
         fold_batchnorm(model)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_path)
-    amp = _precision(amp, model, cfg, index, split, batch_size, dev)
+    amp, channels_last = _precision(amp, model, cfg, index, split, batch_size, dev)
     settings = {"model": file_identity(model_path), "dataset": str(index.root), "split": split,
                 "shard": [shard_index, num_shards], "scales": list(scales), "stages": save_stages,
                 "bf16": amp}  # fmt: skip
@@ -165,7 +162,6 @@ def make_rs_cams(
         write_record(maps, {**meta.get("provenance", {}), "maps": provenance(dev, amp)})
         progress = ImageProgress(names, lambda n: is_complete(maps / f"{n}.npz"), f"maps {shard_index}/{num_shards}")
         todo = by_size(index, progress.todo)
-        channels_last = _channels_last(amp, dev)
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,
                             num_workers=loader_workers(num_workers, dev))
@@ -175,4 +171,4 @@ def make_rs_cams(
                     item["out"] = maps / f"{item['name']}.npz"
                 _infer_batch(model, batch, dev, amp, save_stages, channels_last)
                 progress.update(len(batch))
-    return progress.result(bf16=amp)
+    return progress.result(bf16=amp, channels_last=channels_last)
