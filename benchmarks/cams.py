@@ -1,9 +1,10 @@
 """RS-CAM inference speed: ResNet-50 RPC (2 stages + SFA), 4 scales + flip, VOC-sized images, on this machine,
-fp32 and bf16 autocast, both in channels-last as the workflow runs them; achieved GFLOP/s next to a large matrix
-multiply's GFLOP/s.
+fp32 and bf16 autocast, in the layout the workflow picks; achieved GFLOP/s next to a large matrix multiply's and a
+ResNet-sized 3x3 convolution's GFLOP/s on the same device.
 
     python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
-                              [--workers auto ...] [--fold-bn on off]   ->  benchmarks/out/cams_r<depth>.json
+                              [--workers auto ...] [--fold-bn on off] [--pyramid host device]
+                              ->  benchmarks/out/cams_r<depth>.json
 
 Each mode (and each ``--workers`` value: data-loading processes, a number or ``auto`` as in
 ``rpc.cams.generate.loader_workers``) is run once untimed, then timed ``--repeats`` times (median).
@@ -42,6 +43,24 @@ def matmul_gflops(n: int = 4096, dtype=torch.float32, repeats: int = 5) -> float
 
 
 @torch.inference_mode()
+def conv_gflops(dtype=torch.float32, batch: int = 8, channels: int = 256, side: int = 56, repeats: int = 5) -> float:
+    """A ResNet-sized 3x3 convolution's GFLOP/s in channels-last (a second limit beside the matrix multiply: on the
+    CPU convolutions run in oneDNN, the fp32 matrix multiply in another library, which on some CPUs is far slower)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    conv = conv.to(dev, dtype, memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, side, side, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+
+    def run():
+        conv(x)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    t, _ = median_time(run, repeats, warmup=1)
+    return 2 * batch * channels * channels * 9 * side * side / t / 1e9
+
+
+@torch.inference_mode()
 def flops_per_image(model, index, name: str) -> float:
     """FLOPs of the model's forward passes for one image at every scale (image + flip), counted by torch (on the
     model's device)."""
@@ -64,6 +83,8 @@ def main(argv=None):
                     help="data-loading processes (numbers or auto, the default: as the workflow)")  # fmt: skip
     ap.add_argument("--fold-bn", nargs="+", choices=["on", "off"], default=["on"],
                     help="batch norm folded into the convolutions (rpc.models.fold), or not; both: side by side")
+    ap.add_argument("--pyramid", nargs="+", choices=["host", "device"], default=None,
+                    help="where the scales and flips are built (default: as the workflow does)")  # fmt: skip
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_cams_"))
     try:
@@ -77,20 +98,24 @@ def main(argv=None):
         flops = sum(flops_per_image(counted, index, n) for n in names) / len(names)
         result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
                   "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
-        for mode, workers, fold in ((m, w, f) for m in a.modes for w in a.workers for f in a.fold_bn):
+        pyramids = a.pyramid or ["auto"]
+        runs = [(m, w, f, p) for m in a.modes for w in a.workers for f in a.fold_bn for p in pyramids]
+        for mode, workers, fold, pyramid in runs:
 
-            def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers, fold=fold == "on"):
+            def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers, fold=fold == "on", pyramid=pyramid):
                 shutil.rmtree(work / "maps", ignore_errors=True)
                 make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=workers,
-                             fold_bn=fold)  # fmt: skip
+                             fold_bn=fold, pyramid=pyramid)  # fmt: skip
 
             t, runs = median_time(run, a.repeats, warmup=1)
             key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
             key += f", {workers} workers" if len(a.workers) > 1 else ""
             key += f", BN folded {fold}" if len(a.fold_bn) > 1 else ""
+            key += f", pyramid on the {pyramid}" if len(pyramids) > 1 else ""
             result["modes"][key] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
                                     "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
         result["matmul_gflop_s"] = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
+        result["conv3x3_gflop_s"] = {"fp32": conv_gflops(), "bf16": conv_gflops(torch.bfloat16)}
         write_result(f"cams_r{a.depth}", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,8 @@
-"""CRF pseudo-mask speed: the bare two-pass CRF on preloaded inputs vs ``make_pseudo_masks`` with 1 and 2
-worker processes (reading maps and images, encoding PNGs, scheduling) on VOC-sized images.
+"""CRF pseudo-mask speed: the bare two-pass CRF on preloaded inputs in one process vs ``make_pseudo_masks`` with
+each ``--workers`` count of worker processes (reading maps and images, encoding PNGs, scheduling) on VOC-sized
+images.
 
-    python -m benchmarks.crf [--copies 4] [--repeats 3]    ->  benchmarks/out/crf.json
+    python -m benchmarks.crf [--copies 4] [--repeats 3] [--workers 1 2]    ->  benchmarks/out/crf.json
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--copies", type=int, default=4, help="copies of the 10 real VOC images")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes of the pipeline runs")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_crf_"))
     try:
@@ -54,19 +56,16 @@ def main(argv=None):
             return run
 
         bare_s, bare_all = median_time(bare, a.repeats)
-        one_s, one_all = median_time(pipeline(1), a.repeats)
-        two_s, two_all = median_time(pipeline(2), a.repeats)
+        pipelines = {w: median_time(pipeline(w), a.repeats) for w in a.workers}
         n = len(names)
         sizes = sorted({tuple(x[0].shape[:2]) for x in inputs})
         write_result("crf", {
             "images": n, "image_sizes": [list(s) for s in sizes], "repeats": a.repeats,
             "bare_two_pass_s_per_image": bare_s / n,
-            "pipeline_1_worker_s_per_image": one_s / n,
-            "pipeline_2_workers_s_per_image": two_s / n,
-            "overhead_1_worker": one_s / bare_s - 1,
-            "speedup_2_workers": one_s / two_s,
-            "images_per_s": {"bare": n / bare_s, "1_worker": n / one_s, "2_workers": n / two_s},
-            "runs_s": {"bare": bare_all, "1_worker": one_all, "2_workers": two_all},
+            "pipeline_s_per_image": {f"{w} workers": t / n for w, (t, _) in pipelines.items()},
+            "images_per_s": {"bare": n / bare_s, **{f"{w} workers": n / t for w, (t, _) in pipelines.items()}},
+            "speedup_over_bare": {f"{w} workers": bare_s / t for w, (t, _) in pipelines.items()},
+            "runs_s": {"bare": bare_all, **{f"{w} workers": runs for w, (_, runs) in pipelines.items()}},
         })  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)

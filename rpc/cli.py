@@ -164,6 +164,8 @@ def _cams_parser(sub) -> None:
         help="bf16 autocast + channels-last; auto = where the hardware has native bf16",
     )
     s.add_argument("--batch-size", type=int, default=4, help="images of equal size per forward pass")
+    s.add_argument("--pyramid", default="auto", choices=["auto", "device", "host"],
+                   help="where the scales and flips are built: auto = on a GPU, on the host for a CPU")  # fmt: skip
     s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_cams)
 
@@ -176,7 +178,7 @@ def _cams(a):
     result = make_rs_cams(
         a.model, a.dataset, a.split, a.out, shard_index=a.shard, num_shards=a.num_shards, scales=tuple(a.scales),
         save_stages=a.save_stages, device=a.device, num_workers=a.workers, amp=a.amp, batch_size=a.batch_size,
-        work_dir=a.work,
+        work_dir=a.work, pyramid=a.pyramid,
     )  # fmt: skip
     print(json.dumps(result))
 

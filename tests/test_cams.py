@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rpc.cams.generate import loader_workers, make_rs_cams
+from rpc.cams.generate import loader_workers, make_rs_cams, pyramid_on_device
 from rpc.data.maps import load_cams, save_cams
 from rpc.evaluation.figures import TITLE_HEIGHT, make_figures, mask_panel
 from rpc.evaluation.local_maps import evaluate_cams
@@ -54,6 +54,26 @@ def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_pa
         peaks = c1.max((1, 2))  # each channel max-normalised (an all-zero channel stays zero)
         assert peaks[1:].max() == pytest.approx(1.0, abs=2e-3)
         np.testing.assert_allclose(peaks[peaks > 1e-3], 1.0, atol=2e-3)
+
+
+def test_device_pyramid_maps_equal_the_host_pyramid_maps(tiny_synthetic, model_file, tmp_path):
+    """Scales and flips built on the model's device (here the CPU) give the host path's maps within float16
+    storage (2e-3 on maps in [0, 1]; the inputs are the same values, tests/test_transforms.py)."""
+    _, _, index = tiny_synthetic
+    kw = dict(scales=(1.0, 0.5, 1.5, 2.0), save_stages=True, num_workers=0, amp="none", batch_size=4)
+    host = make_rs_cams(model_file, index.root, "val", tmp_path / "host", pyramid="host", **kw)
+    device = make_rs_cams(model_file, index.root, "val", tmp_path / "device", pyramid="device", **kw)
+    assert (host["pyramid"], device["pyramid"]) == ("host", "device") and host["images"] == device["images"] == 8
+    for name in index.names("val"):
+        kh, ch, sh = load_cams(tmp_path / "host" / f"{name}.npz", stages=True)
+        kd, cd, sd = load_cams(tmp_path / "device" / f"{name}.npz", stages=True)
+        assert kh.tolist() == kd.tolist()
+        np.testing.assert_allclose(cd, ch, atol=2e-3)
+        np.testing.assert_allclose(sd, sh, atol=2e-3)
+    assert pyramid_on_device("auto", torch.device("cuda")) and not pyramid_on_device("auto", torch.device("cpu"))
+    assert pyramid_on_device("device", torch.device("cpu")) and not pyramid_on_device("host", torch.device("cuda"))
+    with pytest.raises(ValueError, match="auto, device or host"):
+        pyramid_on_device("gpu", torch.device("cpu"))
 
 
 def test_maps_resume_skips_complete_and_redoes_truncated(tiny_synthetic, model_file, tmp_path):

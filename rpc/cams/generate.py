@@ -10,6 +10,7 @@ scales are summed; each channel is max-normalised. Stored as ``<name>.npz`` (no 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from rpc.data.datasets import MultiScaleInferenceSet
 from rpc.data.index import DatasetIndex
 from rpc.data.maps import is_complete, label_keys, save_cams
+from rpc.data.pyramid import device_pyramid
 from rpc.models.checkpoint import load_model
 from rpc.models.fold import fold_batchnorm
 from rpc.models.rpc import config_to_dict
@@ -85,14 +87,32 @@ def _same_size_batches(items, batch_size: int):
         yield batch
 
 
+def pyramid_on_device(setting: str, dev: torch.device) -> bool:
+    """Where the scale pyramid is built. ``auto``: on a GPU (one upload of the decoded image instead of 15 float32
+    copies, ``rpc.data.pyramid``), on the host for a CPU (PIL's resize, the reference: there is nothing to upload);
+    ``device`` | ``host`` force it."""
+    if setting not in ("auto", "device", "host"):
+        raise ValueError(f"pyramid must be auto, device or host, got {setting!r}")
+    return setting == "device" or (setting == "auto" and dev.type == "cuda")
+
+
+def _scale_batches(batch: list[dict], dev, scales) -> Iterator[torch.Tensor]:
+    """Per scale the ``(2B, 3, h, w)`` input on ``dev``: the host pyramid's arrays joined and uploaded, or the
+    decoded images uploaded once and the pyramid built there."""
+    if "image" in batch[0]:
+        yield from device_pyramid(torch.stack([item["image"] for item in batch]).to(dev, non_blocking=True), scales)
+    else:
+        for s in range(len(scales)):
+            yield torch.cat([item["scales"][s] for item in batch]).to(dev, non_blocking=True)
+
+
 @torch.inference_mode()
-def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, channels_last: bool) -> None:
+def _infer_batch(model, batch: list[dict], dev, amp: bool, save_stages: bool, channels_last: bool, scales) -> None:
     """Maps for images of one size: per scale one forward of ``(2B, 3, h, w)`` (each image with its flip)."""
     labels = torch.stack([item["label"] for item in batch]).to(dev)
     size = tuple(batch[0]["size"])
     final_sum = stage_sum = None
-    for s in range(len(batch[0]["scales"])):
-        x = torch.cat([item["scales"][s] for item in batch]).to(dev, non_blocking=True)
+    for x in _scale_batches(batch, dev, scales):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -138,6 +158,7 @@ def make_rs_cams(
     batch_size: int = 4,
     work_dir: str | os.PathLike | None = None,
     fold_bn: bool = True,
+    pyramid: str = "auto",
 ) -> dict:
     """Write maps for shard ``shard_index`` of ``num_shards`` of the split; returns ``{images, skipped, wall_s,
     images_per_s, bf16}``. ``amp``: auto | bf16 | none (``rpc.utils.precision``); ``num_workers``: see
@@ -145,8 +166,10 @@ def make_rs_cams(
     a batch (``batch_size`` images, each with its flip). With ``work_dir`` the maps are written there and moved to
     ``out_dir`` when the shard is complete (``rpc.utils.workdir.staged_outputs``); complete maps found there (or in
     ``out_dir`` without it) are skipped, truncated ones redone. ``fold_bn``: the backbone's batch norms folded into
-    their convolutions (``rpc.models.fold``; the same maps within float rounding, one pass less per layer)."""
+    their convolutions (``rpc.models.fold``; the same maps within float rounding, one pass less per layer).
+    ``pyramid``: where the scales and flips are built, :func:`pyramid_on_device`."""
     dev = pick_device(device)
+    on_device = pyramid_on_device(pyramid, dev)
     model, cfg, classes, meta = load_model(model_path, map_location=dev, with_meta=True)
     if fold_bn:
         fold_batchnorm(model)
@@ -155,20 +178,21 @@ def make_rs_cams(
     amp, channels_last = _precision(amp, model, cfg, index, split, batch_size, dev)
     settings = {"model": file_identity(model_path), "dataset": str(index.root), "split": split,
                 "shard": [shard_index, num_shards], "scales": list(scales), "stages": save_stages,
-                "bf16": amp}  # fmt: skip
+                "bf16": amp, "pyramid": "device" if on_device else "host"}  # fmt: skip
     names = shard(index.names(split), shard_index, num_shards)
     with staged_outputs({"maps": out_dir}, work_dir, settings) as folders:
         maps = folders["maps"]
-        write_record(maps, {**meta.get("provenance", {}), "maps": provenance(dev, amp)})
+        entry = {**provenance(dev, amp), "pyramid": settings["pyramid"]}
+        write_record(maps, {**meta.get("provenance", {}), "maps": entry})
         progress = ImageProgress(names, lambda n: is_complete(maps / f"{n}.npz"), f"maps {shard_index}/{num_shards}")
         todo = by_size(index, progress.todo)
         model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        loader = DataLoader(MultiScaleInferenceSet(index, todo, scales), batch_size=None,
-                            num_workers=loader_workers(num_workers, dev))
+        loader = DataLoader(MultiScaleInferenceSet(index, todo, scales, decoded_only=on_device), batch_size=None,
+                            num_workers=loader_workers(num_workers, dev), pin_memory=dev.type == "cuda")
         with progress:
             for batch in _same_size_batches(loader, batch_size):
                 for item in batch:
                     item["out"] = maps / f"{item['name']}.npz"
-                _infer_batch(model, batch, dev, amp, save_stages, channels_last)
+                _infer_batch(model, batch, dev, amp, save_stages, channels_last, scales)
                 progress.update(len(batch))
-    return progress.result(bf16=amp, channels_last=channels_last)
+    return progress.result(bf16=amp, channels_last=channels_last, pyramid="device" if on_device else "host")

@@ -45,12 +45,14 @@ class ClassificationTrainSet(Dataset):
 class MultiScaleInferenceSet(Dataset):
     """Images for map inference at several scales, each with its flip.
 
-    Item: ``{"name": str, "size": (H, W), "label": (C,) float32, "scales": [ (2, 3, h_s, w_s) float32 ]}``.
-    Use ``batch_size=None`` (items differ in size).
+    Item: ``{"name": str, "size": (H, W), "label": (C,) float32, "scales": [ (2, 3, h_s, w_s) float32 ]}``; with
+    ``decoded_only`` the pyramid is left to the device (``rpc.data.pyramid``) and the item holds ``"image": (H, W,
+    3) uint8`` instead of ``"scales"``. Use ``batch_size=None`` (items differ in size).
     """
 
-    def __init__(self, index: DatasetIndex, names: list[str], scales=(1.0, 0.5, 1.5, 2.0)):
+    def __init__(self, index: DatasetIndex, names: list[str], scales=(1.0, 0.5, 1.5, 2.0), decoded_only=False):
         self.index, self.names, self.scales = index, list(names), tuple(scales)
+        self.decoded_only = decoded_only
         for name in self.names:
             index.label(name)
 
@@ -60,9 +62,9 @@ class MultiScaleInferenceSet(Dataset):
     def __getitem__(self, i: int) -> dict:
         name = self.names[i]
         image = self.index.read_image(name)
-        return {
-            "name": name,
-            "size": image.shape[:2],
-            "label": torch.from_numpy(self.index.label(name)),
-            "scales": [torch.from_numpy(x) for x in multiscale_flip(image, self.scales)],
-        }
+        item = {"name": name, "size": image.shape[:2], "label": torch.from_numpy(self.index.label(name))}
+        if self.decoded_only:
+            item["image"] = torch.from_numpy(np.array(image))  # a writable copy of the decoded pixels
+        else:
+            item["scales"] = [torch.from_numpy(x) for x in multiscale_flip(image, self.scales)]
+        return item
