@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import sys
 
 from rpc import __version__
 from rpc.utils.io import DataError
+
+
+def _print_result(result, indent: int | None = None) -> None:
+    """A command's result as JSON on stdout, written and flushed in one piece: under torchrun the ranks share
+    one stdout, and a line written in two parts can be split by another rank's log."""
+    sys.stdout.write(json.dumps(result, indent=indent) + "\n")
+    sys.stdout.flush()
 
 
 class Unfinished(RuntimeError):
@@ -132,14 +140,12 @@ def _train_parser(sub) -> None:
 
 
 def _train(a):
-    import json
-
     from rpc.engine.config import build_configs
     from rpc.engine.train import train_classifier
 
     model_cfg, train_cfg = build_configs(a.preset, a.config, a.set or [])
     result = train_classifier(a.dataset, a.work, a.out, model_cfg, train_cfg, tensorboard=a.tensorboard)
-    print(json.dumps(result))
+    _print_result(result)
     if result["step"] < result["total_steps"]:  # train.max_steps: a checkpoint, but no model yet
         raise Unfinished(f"stopped at step {result['step']} of {result['total_steps']} (train.max_steps); "
                          f"{a.out} is not written yet: rerun to continue from {a.work}")  # fmt: skip
@@ -171,8 +177,6 @@ def _cams_parser(sub) -> None:
 
 
 def _cams(a):
-    import json
-
     from rpc.cams.generate import make_rs_cams
 
     result = make_rs_cams(
@@ -180,7 +184,7 @@ def _cams(a):
         save_stages=a.save_stages, device=a.device, num_workers=a.workers, amp=a.amp, batch_size=a.batch_size,
         work_dir=a.work, pyramid=a.pyramid,
     )  # fmt: skip
-    print(json.dumps(result))
+    _print_result(result)
 
 
 def _eval_cams_parser(sub) -> None:
@@ -217,11 +221,9 @@ def _export_maps_parser(sub) -> None:
 
 
 def _export_maps(a):
-    import json
-
     from rpc.data.foreign_maps import export_maps
 
-    print(json.dumps(export_maps(a.cams, a.out, a.format)))
+    _print_result(export_maps(a.cams, a.out, a.format))
 
 
 def _import_maps_parser(sub) -> None:
@@ -238,11 +240,9 @@ def _import_maps_parser(sub) -> None:
 
 
 def _import_maps(a):
-    import json
-
     from rpc.data.foreign_maps import import_maps
 
-    print(json.dumps(import_maps(a.src, a.out, a.format, a.bg_threshold, a.dataset, a.split, a.shard, a.num_shards)))
+    _print_result(import_maps(a.src, a.out, a.format, a.bg_threshold, a.dataset, a.split, a.shard, a.num_shards))
 
 
 def _pseudo_masks_parser(sub) -> None:
@@ -261,8 +261,6 @@ def _pseudo_masks_parser(sub) -> None:
 
 
 def _pseudo_masks(a):
-    import json
-
     from rpc.crf.pseudo import make_pseudo_masks
     from rpc.models.dense_crf import PSEUDO_MASK_CRF, parse_params
 
@@ -270,7 +268,7 @@ def _pseudo_masks(a):
         a.dataset, a.split, a.cams, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
         params=parse_params(a.param or [], PSEUDO_MASK_CRF), allow_extra_maps=a.allow_extra_maps, work_dir=a.work,
     )  # fmt: skip
-    print(json.dumps(result))
+    _print_result(result)
 
 
 def _figures_parser(sub) -> None:
@@ -316,8 +314,6 @@ def _seg_train_parser(sub) -> None:
 
 
 def _seg_train(a):
-    import json
-
     from rpc.segmentation.train import train_segmentation
 
     mask_dir = None if a.masks == "ground-truth" else a.masks
@@ -325,7 +321,7 @@ def _seg_train(a):
                                 options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
                                 amp=a.amp, seed=a.seed, deterministic=a.deterministic,
                                 tensorboard=a.tensorboard)  # fmt: skip
-    print(json.dumps(result))
+    _print_result(result)
 
 
 def _seg_predict_parser(sub) -> None:
@@ -346,8 +342,6 @@ def _seg_predict_parser(sub) -> None:
 
 
 def _seg_predict(a):
-    import json
-
     from rpc.models.dense_crf import SEGMENTATION_CRF, parse_params
     from rpc.segmentation.predict import predict_segmentation
 
@@ -356,7 +350,7 @@ def _seg_predict(a):
         device=a.device, shard_index=a.shard, num_shards=a.num_shards,
         crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
     )  # fmt: skip
-    print(json.dumps(result))
+    _print_result(result)
 
 
 def _unlock_stale_parser(sub) -> None:
@@ -379,12 +373,10 @@ def _compare_results_parser(sub) -> None:
 
 
 def _compare_results(a):
-    import json
-
     from rpc.utils.digests import compare_outputs
 
     result = compare_outputs(a.a, a.b)
-    print(json.dumps(result, indent=1))
+    _print_result(result, indent=1)
     if result["differ"] or result["only_a"] or result["only_b"]:
         raise SystemExit(1)
 
@@ -457,14 +449,12 @@ def _pretrain_parser(sub) -> None:
 
 
 def _pretrain(a):
-    import json
-
     from rpc.engine.config import build_dataclass, parse_key_values
     from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
 
     cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
     result = pretrain_backbone(a.out, a.work, cfg, a.report, cache=not a.no_cache)
-    print(json.dumps({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")}))
+    _print_result({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")})
 
 
 def _eval_parts_parser(sub) -> None:
@@ -541,11 +531,9 @@ def _export_mmseg_parser(sub) -> None:
 
 
 def _export_mmseg(a):
-    import json
-
     from rpc.segmentation.export import export_mmseg
 
-    print(json.dumps(export_mmseg(a.model, a.out)))
+    _print_result(export_mmseg(a.model, a.out))
 
 
 def _segment_parser(sub) -> None:
@@ -562,13 +550,11 @@ def _segment_parser(sub) -> None:
 
 
 def _segment(a):
-    import json
-
     from rpc.segmentation.predict import segment_images
 
     result = segment_images(a.model, a.images, a.out, scales=tuple(a.scales), flip=a.flip, crf=a.crf,
                             device=a.device)  # fmt: skip
-    print(json.dumps(result))
+    _print_result(result)
 
 
 def _summary_parser(sub) -> None:

@@ -30,7 +30,9 @@ SEG_CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
 def _torchrun(args: list[str], timeout: float = 150) -> subprocess.CompletedProcess:
     """Run under torchrun with 2 processes; a run still going after ``timeout`` s (a hang) is killed with all
     its workers, and the test fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # unbuffered: each log record and each result line is one write, so the two ranks' lines, sharing one
+    # pipe, cannot cut into each other
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*TORCHRUN, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     try:
