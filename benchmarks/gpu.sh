@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
-# One command for a GPU machine (about 8 minutes on one H100/H200): classifier training images/s at the paper's
-# sizes (ResNet-50, crop 512, batch 16, VOC images, fp32 vs bf16 + channels-last) with the projected time of the
-# paper's full VOC schedule, RS-CAM images/s (ResNet-50 RPC, 4 scales + flip; BN folded or not; the pyramid built
-# by the loaders or on the GPU) with the achieved TFLOP/s beside the GPU's matmul and a 3x3 convolution's,
-# DeepLabv2 R101 iterations/s. Prepared for issue 23; not yet run on a GPU after the BN folding and the device
-# pyramid (no GPU was lent to those sessions).
-# Results: benchmarks/out/*.json (copied to $OUT when set). Needs the real VOC samples (RPC_REALDATA).
+# Every GPU measurement of the speed issue, for one H100/H200 machine, in two parts that each fit one 10-minute
+# call (both: `benchmarks/gpu.sh`; one: `benchmarks/gpu.sh 1` or `benchmarks/gpu.sh 2`):
+#   1. classifier training images/s at the paper's sizes (ResNet-50, crop 512, batch 16, VOC images, fp32 vs
+#      bf16 + channels-last); RS-CAM images/s (ResNet-50 RPC, 4 scales + flip; BN folded or not; the pyramid built
+#      by the loaders or on the GPU) with the achieved TFLOP/s beside the GPU's matmul and a 3x3 convolution's;
+#      where a maps job's time goes (torch.profiler tables).
+#   2. CRF pseudo masks on the host's CPU cores (1 to 16 workers); DeepLabv2 R101 s/iteration in fp32 and in bf16
+#      (mmengine's AmpOptimWrapper) and its prediction speed; then the projected wall time of the full VOC
+#      pipeline for one method (benchmarks.voc_projection, which needs both parts' JSON in benchmarks/out/).
+# Prepared for issue 23; not yet run on a GPU since the BN folding, the device pyramid and DeepLab's bf16 (no GPU
+# was lent to those sessions). Results: benchmarks/out/*.json (copied to $OUT when set). Needs the real VOC
+# samples (RPC_REALDATA).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+PART=${1:-all}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 status=0
-$PY -m benchmarks.train --dataset voc --depth 50 --crop 512 --batch-size 16 --steps 20 --repeats 1 --workers 12 \
-    || status=1
-# maps: VOC images 4 times each (16 images of 4 sizes), bf16 and fp32, batch norm folded or not, the pyramid built
-# by the loaders or on the GPU, side by side
-$PY -m benchmarks.cams --depth 50 --images 4 --copies 4 --repeats 2 --modes fp32 bf16 --workers auto \
-    --fold-bn off on --pyramid host device || status=1
-# where a maps job's time goes on the GPU (start-up, loader wait, forwards, writing; torch.profiler tables)
-$PY -m benchmarks.maps_profile --depth 50 --images 4 --copies 4 --workers 4 || status=1
-# CRF pseudo masks on the GPU host's CPU cores
-$PY -m benchmarks.crf --copies 4 --repeats 1 --workers 1 4 8 16 || status=1
-$PY -m benchmarks.segmentation --dataset voc --iters 10 60 \
-    --config config/mmseg/deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py \
-    --options model.backbone.init_cfg=None train_dataloader.num_workers=8 default_hooks.logger.interval=1 || status=1
+if [ "$PART" = all ] || [ "$PART" = 1 ]; then
+    $PY -m benchmarks.train --dataset voc --depth 50 --crop 512 --batch-size 16 --steps 20 --repeats 1 \
+        --workers 12 || status=1
+    # VOC images 4 times each (16 images of 4 sizes), side by side
+    $PY -m benchmarks.cams --depth 50 --images 4 --copies 4 --repeats 2 --modes fp32 bf16 --workers auto \
+        --fold-bn off on --pyramid host device || status=1
+    $PY -m benchmarks.maps_profile --depth 50 --images 4 --copies 4 --workers 4 || status=1
+fi
+if [ "$PART" = all ] || [ "$PART" = 2 ]; then
+    $PY -m benchmarks.crf --copies 4 --repeats 1 --workers 1 4 8 16 || status=1
+    # the logger at the real run's interval: the wall-time difference of the two runs is the s/iteration
+    $PY -m benchmarks.segmentation --dataset voc --iters 10 60 --amps none bf16 \
+        --config config/mmseg/deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py \
+        --options model.backbone.init_cfg=None train_dataloader.num_workers=8 default_hooks.logger.interval=10 \
+        || status=1
+    if [ -f benchmarks/out/train_r50.json ] && [ -f benchmarks/out/cams_r50.json ]; then
+        $PY -m benchmarks.voc_projection || status=1
+    fi
+fi
 if [ -n "${OUT:-}" ]; then cp benchmarks/out/*.json "$OUT"/ 2>/dev/null; fi
 exit $status

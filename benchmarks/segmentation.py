@@ -1,8 +1,10 @@
 """DeepLabv2 training speed with mmseg: seconds per iteration from the wall time of two runs of different
-length (the difference removes start-up), on the synthetic data or VOC-sized images.
+length (the difference removes start-up), on the synthetic data or VOC-sized images; then the prediction speed
+of the last model trained (``predict_segmentation`` as the workflow runs it: one scale, no flip, fp32), from the
+wall times over all the images and over half of them, after one untimed pass.
 
     python -m benchmarks.segmentation [--config ...] [--iters 10 30] [--dataset voc] [--amps none bf16]
-        ->  benchmarks/out/segmentation_<config name>.json   (one entry per precision)
+        ->  benchmarks/out/segmentation_<config name>.json   (one entry per precision, and "predict")
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from benchmarks.common import voc_sized_dataset, write_result
 from rpc.data.synthetic import SyntheticSpec, generate_dataset
 from rpc.data.voc import prepare_voc
+from rpc.segmentation.predict import predict_segmentation
 from rpc.segmentation.train import train_segmentation
+from rpc.utils.shard import shard
 
 
 def logged_iteration_times(work: Path) -> list[float]:
@@ -38,7 +42,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, nargs=2, default=[10, 30])
     ap.add_argument("--dataset", choices=["synthetic", "voc"], default="synthetic")
     ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")
-    ap.add_argument("--amps", nargs="+", default=["none", "bf16"], help="CPU precisions to time (seg-train --amp)")
+    ap.add_argument("--amps", nargs="+", default=["none", "bf16"],
+                    help="precisions to time (seg-train --amp; on a GPU bf16 is mmengine's AmpOptimWrapper)")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_seg_"))
     try:
@@ -67,8 +72,21 @@ def main(argv=None):
                 "logged_s_per_iteration_median": statistics.median(logged[1:]) if len(logged) > 1 else None,
             }  # fmt: skip
             print(amp, results[amp])
+        n = len(index.names(split))
+        walls = {}
+        for shards in (1, 1, 2):  # a warm-up pass (cuDNN autotuning, allocator), then all images and half of them
+            shutil.rmtree(work / "pred", ignore_errors=True)
+            t0 = time.perf_counter()
+            predict_segmentation(work / "m.pt", index.root, split, work / "pred", num_shards=shards)
+            walls[shards] = time.perf_counter() - t0
+        half = len(shard(index.names(split), 0, 2))
+        s_per_image = (walls[1] - walls[2]) / (n - half)
+        predict = {"images": n, "wall_s": {"all": walls[1], "half": walls[2]}, "s_per_image": s_per_image,
+                   "start_up_s": walls[1] - n * s_per_image}  # fmt: skip
+        print("predict", predict)
         write_result(f"segmentation_{Path(a.config).stem}",
-                     {"config": a.config, "dataset": a.dataset, "iters": a.iters, "amp": results})  # fmt: skip
+                     {"config": a.config, "dataset": a.dataset, "iters": a.iters, "amp": results,
+                      "predict": predict})  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -306,7 +306,8 @@ def _seg_train_parser(sub) -> None:
     s.add_argument("--launcher", default="none", choices=["none", "pytorch", "slurm"], help="'pytorch' under torchrun")
     s.add_argument("--backbone-weights", help="torchvision-format backbone state dict (e.g. the pretraining output)")
     s.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
-                   help="CPU runs: bf16 autocast + channels-last; auto = where a timed step shows it faster")
+                   help="bf16 autocast + channels-last; CPU: auto = where a timed step shows it faster; "
+                        "GPU: bf16 = mmengine's AmpOptimWrapper in bfloat16, auto = fp32")
     s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
     s.add_argument("--deterministic", action="store_true", help="GPU: deterministic algorithms, no cuDNN benchmark")
     _tensorboard_flag(s)

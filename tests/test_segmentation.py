@@ -303,6 +303,33 @@ def test_class_count_comes_from_the_dataset():
     assert load_config(CONFIG, 7).model.decode_head.num_classes == 7
 
 
+def test_bf16_uses_mmengines_amp_wrapper_on_cuda_and_the_cpu_wrapper_on_a_cpu(monkeypatch):
+    """CUDA (simulated): ``bf16`` -> AmpOptimWrapper in bfloat16 + channels-last, ``auto`` stays fp32, a GPU
+    without bf16 refuses; CPU: the CPU autocast wrapper. The optimiser itself is untouched."""
+    from rpc.segmentation.precision import use_bf16, wants_bf16
+    from rpc.segmentation.train import load_config
+
+    cpu = load_config(CONFIG, 5)
+    optimizer = cpu.optim_wrapper.optimizer.to_dict()
+    use_bf16(cpu)
+    assert cpu.optim_wrapper.type == "CPUBf16OptimWrapper" and "dtype" not in cpu.optim_wrapper
+    assert cpu.custom_hooks[-1] == {"type": "ChannelsLastHook"}
+    assert wants_bf16(cpu, "none") is False and wants_bf16(cpu, "bf16") is True  # neither times a step
+    with pytest.raises(ValueError, match="auto, bf16 or none"):
+        wants_bf16(cpu, "fp16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = load_config(CONFIG, 5)
+    assert wants_bf16(gpu, "auto") is False and wants_bf16(gpu, "none") is False and wants_bf16(gpu, "bf16") is True
+    use_bf16(gpu)
+    assert gpu.optim_wrapper.type == "AmpOptimWrapper" and gpu.optim_wrapper.dtype == "bfloat16"
+    assert gpu.optim_wrapper.optimizer.to_dict() == optimizer and gpu.custom_hooks[-1] == {"type": "ChannelsLastHook"}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
+    with pytest.raises(ValueError, match="an old GPU has no bf16 support"):
+        wants_bf16(gpu, "bf16")
+
+
 def test_non_finite_loss_stops_deeplab_training(tiny_synthetic, tmp_path):
     from rpc.segmentation.hooks import NonFiniteLoss
 

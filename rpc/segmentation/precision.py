@@ -4,8 +4,11 @@ fast layout for bf16 convolutions). bf16 needs no loss scaling, so the wrapper o
 
 Measured on a 2-core AMX CPU (DeepLabv2 ResNet-18, output stride 8, 128 px, batch 8, one SGD step): fp32 1.01 s,
 bf16 + channels-last 0.28 s; with oneDNN limited to AVX-512 BF16 (no AMX) bf16 is 2x slower than fp32, which is
-why ``amp: auto`` times the step (``rpc.utils.precision``) instead of trusting the CPU flags. On CUDA the config's
-own optimiser wrapper is kept (mmengine's ``AmpOptimWrapper`` serves GPUs).
+why ``amp: auto`` times the step (``rpc.utils.precision``) instead of trusting the CPU flags.
+
+On CUDA, ``amp: bf16`` uses mmengine's own ``AmpOptimWrapper`` in bfloat16 with the same channels-last hook;
+``auto`` keeps the config's fp32 wrapper there until a GPU measurement shows bf16 pays for DeepLab
+(``benchmarks/gpu.sh`` times both; no GPU has run it yet).
 """
 
 from __future__ import annotations
@@ -68,15 +71,24 @@ def calibration_step(cfg: Config):
 
 
 def wants_bf16(cfg: Config, amp: str) -> bool:
-    """Whether this run trains in bf16 on the CPU: ``amp`` bf16, or auto and a timed step says it pays (cached).
-    CUDA runs: False (they keep the config's optimiser wrapper)."""
+    """Whether this run trains in bf16: ``amp`` bf16, or on a CPU auto and a timed step says it pays (cached).
+    CUDA: only ``amp: bf16`` (a GPU without bf16 is an error); ``auto`` is fp32 there (module docstring)."""
+    if amp not in ("auto", "bf16", "none"):
+        raise ValueError(f"precision must be auto, bf16 or none, got {amp!r}")
     if torch.cuda.is_available():
-        return False
+        if amp == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"amp bf16: {torch.cuda.get_device_name()} has no bf16 support; use auto or none")
+        return amp == "bf16"
     workload = {"stage": "deeplab", "model": cfg.model.to_dict(), "batch": int(cfg.train_dataloader.batch_size)}
     return decide_bf16(amp, torch.device("cpu"), workload, calibration_step(cfg))
 
 
-def use_cpu_bf16(cfg: Config) -> None:
-    """Switch ``cfg`` to CPU bf16 autocast and a channels-last model."""
-    cfg.optim_wrapper.type = "CPUBf16OptimWrapper"
+def use_bf16(cfg: Config) -> None:
+    """Switch ``cfg`` to bf16 autocast and a channels-last model: mmengine's ``AmpOptimWrapper`` (bfloat16) on
+    CUDA, :class:`CPUBf16OptimWrapper` on a CPU. The config's optimiser, clipping and the like are kept."""
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.dtype = "bfloat16"
+    else:
+        cfg.optim_wrapper.type = "CPUBf16OptimWrapper"
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="ChannelsLastHook")]

@@ -39,7 +39,7 @@ import rpc.segmentation.hooks  # noqa: E402, F401  (registers FiniteLossHook)
 from rpc.data.index import DatasetIndex  # noqa: E402
 from rpc.models.checkpoint import save_model  # noqa: E402
 from rpc.segmentation.dataset import check_masks  # noqa: E402
-from rpc.segmentation.precision import use_cpu_bf16, wants_bf16  # noqa: E402  (registers CPUBf16OptimWrapper)
+from rpc.segmentation.precision import use_bf16, wants_bf16  # noqa: E402  (registers CPUBf16OptimWrapper)
 from rpc.utils.distributed import dist_info, on_rank0  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.provenance import provenance, read_records  # noqa: E402
@@ -260,7 +260,8 @@ def train_segmentation(
     ``seed``: mmengine's ``randomness.seed`` (initialisation, sampling, augmentation; None: the config's), so a
     run over several seeds includes DeepLab's own randomness; part of the resume settings. ``deterministic``: on a
     GPU, no cuDNN autotuning and mmengine's deterministic mode (CPU runs are deterministic without it).
-    ``amp`` (CPU runs): auto | bf16 | none (``rpc.segmentation.precision``); not part of the resume settings.
+    ``amp``: auto | bf16 | none (``rpc.segmentation.precision``; on CUDA auto means fp32); the precision it resolves
+    to is a resume setting.
     ``tensorboard``: mmengine also writes TensorBoard events (rpc.utils.tensorboard); not a resume setting."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
@@ -281,7 +282,7 @@ def train_segmentation(
     rank, world = init_distributed(cfg, launcher)
     bf16 = on_rank0(lambda: wants_bf16(cfg, amp), world, rank)  # every rank follows rank 0's timing
     if bf16:
-        use_cpu_bf16(cfg)
+        use_bf16(cfg)
 
     def prepare() -> tuple[str, str | None]:  # rank 0 only: it may empty the folder
         settings = {**segmentation_settings(config_text, mask_dir, backbone_weights, world, index, split),
