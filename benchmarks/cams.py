@@ -3,7 +3,7 @@ fp32 and bf16 autocast, in the layout the workflow picks; achieved GFLOP/s next 
 ResNet-sized 3x3 convolution's GFLOP/s on the same device.
 
     python -m benchmarks.cams [--images 4] [--copies 1] [--repeats 2] [--depth 50] [--modes fp32 bf16]
-                              [--workers auto ...] [--fold-bn on off] [--pyramid host device]
+                              [--workers auto ...] [--fold-bn on off] [--pyramid host device] [--save-stages]
                               ->  benchmarks/out/cams_r<depth>.json
 
 Each mode (and each ``--workers`` value: data-loading processes, a number or ``auto`` as in
@@ -60,6 +60,15 @@ def conv_gflops(dtype=torch.float32, batch: int = 8, channels: int = 256, side: 
     return 2 * batch * channels * channels * 9 * side * side / t / 1e9
 
 
+def mode_key(mode: str, workers: str | None = None, fold: str | None = None, pyramid: str | None = None) -> str:
+    """A result's key: the precision (``fp32`` | ``bf16``), then each option the run varied (None: not varied),
+    e.g. ``"bf16_channels_last, BN folded on, pyramid on the device"``."""
+    key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
+    key += f", {workers} workers" if workers is not None else ""
+    key += f", BN folded {fold}" if fold is not None else ""
+    return key + (f", pyramid on the {pyramid}" if pyramid is not None else "")
+
+
 @torch.inference_mode()
 def flops_per_image(model, index, name: str) -> float:
     """FLOPs of the model's forward passes for one image at every scale (image + flip), counted by torch (on the
@@ -85,6 +94,7 @@ def main(argv=None):
                     help="batch norm folded into the convolutions (rpc.models.fold), or not; both: side by side")
     ap.add_argument("--pyramid", nargs="+", choices=["host", "device"], default=None,
                     help="where the scales and flips are built (default: as the workflow does)")  # fmt: skip
+    ap.add_argument("--save-stages", action="store_true", help="also write each stage's maps, as the workflow does")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_cams_"))
     try:
@@ -97,7 +107,7 @@ def main(argv=None):
         counted = model.to("cuda") if torch.cuda.is_available() else model
         flops = sum(flops_per_image(counted, index, n) for n in names) / len(names)
         result = {"depth": a.depth, "images": len(names), "scales": list(DEFAULT_SCALES), "repeats": a.repeats,
-                  "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
+                  "save_stages": a.save_stages, "gflop_per_image": flops / 1e9, "modes": {}}  # fmt: skip
         pyramids = a.pyramid or ["auto"]
         runs = [(m, w, f, p) for m in a.modes for w in a.workers for f in a.fold_bn for p in pyramids]
         for mode, workers, fold, pyramid in runs:
@@ -105,13 +115,11 @@ def main(argv=None):
             def run(amp={"fp32": "none", "bf16": "bf16"}[mode], workers=workers, fold=fold == "on", pyramid=pyramid):
                 shutil.rmtree(work / "maps", ignore_errors=True)
                 make_rs_cams(work / "model.pt", index.root, "train", work / "maps", amp=amp, num_workers=workers,
-                             fold_bn=fold, pyramid=pyramid)  # fmt: skip
+                             fold_bn=fold, pyramid=pyramid, save_stages=a.save_stages)  # fmt: skip
 
             t, runs = median_time(run, a.repeats, warmup=1)
-            key = {"fp32": "fp32", "bf16": "bf16_channels_last"}[mode]
-            key += f", {workers} workers" if len(a.workers) > 1 else ""
-            key += f", BN folded {fold}" if len(a.fold_bn) > 1 else ""
-            key += f", pyramid on the {pyramid}" if len(pyramids) > 1 else ""
+            key = mode_key(mode, workers if len(a.workers) > 1 else None, fold if len(a.fold_bn) > 1 else None,
+                           pyramid if len(pyramids) > 1 else None)  # fmt: skip
             result["modes"][key] = {"s_per_image": t / len(names), "images_per_s": len(names) / t,
                                     "achieved_gflop_s": flops * len(names) / t / 1e9, "runs_s": runs}  # fmt: skip
         result["matmul_gflop_s"] = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}

@@ -8,9 +8,9 @@ One method's stages run one after the other on the one GPU, as the workflow's DA
 (the paper's 5 epochs of ``train_aug``), RS-CAMs of ``train_aug`` (4 scales + flip), the CRF pseudo masks of
 ``train_aug`` on the host's CPU cores, DeepLabv2 R101 (20k iterations) and its predictions on ``val``. Each stage
 is projected in the configuration the workflow runs on a GPU (``amp: auto``: bf16 for the classifier and the
-maps, fp32 for DeepLab; BN folded; the pyramid on the device; the CRF with the most workers measured); the fastest
-measured alternative is named beside it. Not included: process start-ups other than the predictions', the small
-stages (evaluation, summaries), waiting for a cluster's queue.
+maps, fp32 for DeepLab; BN folded; the pyramid on the device; the CRF with the most workers measured; the
+predictions with their CRF in one process); the fastest measured alternative is named beside it. Not included:
+the jobs' start-ups, the small stages (evaluation, summaries), waiting for a cluster's queue.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+from benchmarks.cams import mode_key
 from benchmarks.common import OUT, write_result
 
 TRAIN_AUG, VAL = 10_582, 1_449  # VOC 2012 images: SBD-augmented training set, validation set
@@ -37,19 +38,22 @@ def _read(folder: Path, name: str) -> dict:
 def _maps_choice(modes: dict) -> str:
     """The key of ``benchmarks.cams``' entry the workflow's defaults run on a GPU (bf16, BN folded, the pyramid
     on the device, the loaders' ``auto`` count), among the options the run varied."""
-    wanted = ["bf16"]
-    for varied, default in (("workers", "auto workers"), ("BN folded", "BN folded True"), ("pyramid", "on the device")):
-        if any(varied in k for k in modes):
-            wanted.append(default)
-    found = [k for k in modes if all(w in k for w in wanted)]
-    if len(found) != 1:
-        raise SystemExit(f"cams: no single entry with {wanted} among {list(modes)}")
-    return found[0]
+    workflow = {" workers": "auto", "BN folded": "on", "pyramid on the": "device"}  # option marker -> default
+    key = mode_key("bf16", *(value if any(marker in k for k in modes) else None for marker, value in workflow.items()))
+    if key not in modes:
+        raise SystemExit(f"cams: no entry {key!r} (the workflow's configuration on a GPU) among {list(modes)}")
+    return key
 
 
 def project(train: dict, cams: dict, crf: dict, seg: dict, method: str = "rpc", iterations: int = 20_000) -> dict:
     """``{"stages": [{stage, configuration, rate, minutes, fastest, fastest_minutes}], "total_minutes",
-    "bounding_stage", ...}`` from the four benchmarks' results (their JSON as dicts)."""
+    "bounding_stage", ...}`` from the four benchmarks' results (their JSON as dicts), which must come from one
+    GPU model and the VOC images."""
+    gpus = {(r.get("machine") or {}).get("cuda") for r in (train, cams, crf, seg)}
+    if len(gpus) != 1 or None in gpus:
+        raise SystemExit(f"the four results come from different or no GPUs ({gpus}): rerun benchmarks/gpu.sh")
+    if train.get("dataset") != "voc" or seg.get("dataset") != "voc":
+        raise SystemExit("the classifier and DeepLab results must be measured on the VOC images (--dataset voc)")
     stages = []
 
     def add(stage: str, config: str, rate: str, minutes: float, alternatives: dict[str, float]) -> None:
@@ -75,9 +79,9 @@ def project(train: dict, cams: dict, crf: dict, seg: dict, method: str = "rpc", 
     add(f"DeepLabv2 R101 ({iterations:,} iterations)", "fp32", f"{amps['none']['s_per_iteration']:.3f} s/it",
         minutes["fp32"], minutes)  # fmt: skip
     pred = seg["predict"]
-    minutes = (pred["start_up_s"] + VAL * pred["s_per_image"]) / 60
-    add(f"predictions on val ({VAL:,} images, one scale)", "fp32", f"{1 / pred['s_per_image']:.1f} img/s", minutes,
-        {"fp32": minutes})  # fmt: skip
+    minutes = VAL * pred["s_per_image"] / 60
+    add(f"predictions + CRF on val ({VAL:,} images, one scale)", "fp32, CRF in the job's process",
+        f"{1 / pred['s_per_image']:.1f} img/s", minutes, {"fp32": minutes})  # fmt: skip
     total = sum(s["minutes"] for s in stages)
     fastest = sum(s["fastest_minutes"] for s in stages)
     bound = max(stages, key=lambda s: s["minutes"])

@@ -2,22 +2,26 @@
 
 import pytest
 
+from benchmarks.cams import mode_key
 from benchmarks.voc_projection import TRAIN_AUG, VAL, markdown, project
 
 
 def _inputs():
     # rates chosen so that each stage's minutes are round numbers
-    train = {"depth": 50, "crop": 512, "batch_size": 16,
+    machine = {"cuda": "a GPU"}
+    train = {"depth": 50, "crop": 512, "batch_size": 16, "dataset": "voc", "machine": machine,
              "presets": {"rpc": {"none": {"images_per_s": 5 * TRAIN_AUG / 60 / 10},
                                  "bf16": {"images_per_s": 5 * TRAIN_AUG / 60 / 8}}}}  # fmt: skip
-    cams = {"depth": 50, "modes": {
-        "fp32, BN folded True, pyramid on the device": {"images_per_s": TRAIN_AUG / 60 / 12},
-        "bf16_channels_last, BN folded False, pyramid on the device": {"images_per_s": TRAIN_AUG / 60 / 9},
-        "bf16_channels_last, BN folded True, pyramid on the host": {"images_per_s": TRAIN_AUG / 60 / 4},
-        "bf16_channels_last, BN folded True, pyramid on the device": {"images_per_s": TRAIN_AUG / 60 / 5}}}  # fmt: skip
-    crf = {"pipeline_s_per_image": {"1 workers": 60 * 20 / TRAIN_AUG, "16 workers": 60 * 3 / TRAIN_AUG}}
+    # the maps' keys as benchmarks.cams names them when BN folding and the pyramid vary
+    cams = {"depth": 50, "machine": machine, "modes": {
+        mode_key("fp32", None, "on", "device"): {"images_per_s": TRAIN_AUG / 60 / 12},
+        mode_key("bf16", None, "off", "device"): {"images_per_s": TRAIN_AUG / 60 / 9},
+        mode_key("bf16", None, "on", "host"): {"images_per_s": TRAIN_AUG / 60 / 4},
+        mode_key("bf16", None, "on", "device"): {"images_per_s": TRAIN_AUG / 60 / 5}}}  # fmt: skip
+    crf = {"machine": machine,
+           "pipeline_s_per_image": {"1 workers": 60 * 20 / TRAIN_AUG, "16 workers": 60 * 3 / TRAIN_AUG}}
     seg = {"amp": {"none": {"s_per_iteration": 60 * 20 / 20_000}, "bf16": {"s_per_iteration": 60 * 11 / 20_000}},
-           "predict": {"s_per_image": 60 * 1.5 / VAL, "start_up_s": 30}, "machine": {"cuda": "a GPU"}}  # fmt: skip
+           "predict": {"s_per_image": 60 * 2 / VAL, "reload_s": 30}, "machine": machine, "dataset": "voc"}  # fmt: skip
     return train, cams, crf, seg
 
 
@@ -27,11 +31,11 @@ def test_projection_takes_the_workflows_configuration_per_stage_and_names_the_fa
            for s in p["stages"]]  # fmt: skip
     assert got == [
         ("bf16", 8, "bf16", 8),
-        ("bf16_channels_last, BN folded True, pyramid on the device", 5,
-         "bf16_channels_last, BN folded True, pyramid on the host", 4),
+        ("bf16_channels_last, BN folded on, pyramid on the device", 5,
+         "bf16_channels_last, BN folded on, pyramid on the host", 4),
         ("16 workers", 3, "16 workers", 3),
         ("fp32", 20, "bf16", 11),  # amp auto keeps DeepLab in fp32 on a GPU; bf16 measured faster is named
-        ("fp32", 2, "fp32", 2),  # 1.5 minutes of images + 30 s start-up
+        ("fp32, CRF in the job's process", 2, "fp32", 2),
     ]  # fmt: skip
     assert p["total_minutes"] == pytest.approx(38) and p["fastest_total_minutes"] == pytest.approx(28)
     assert p["bounding_stage"].startswith("DeepLabv2") and p["goal_met"] and p["measured_on"] == {"cuda": "a GPU"}
@@ -41,7 +45,13 @@ def test_projection_takes_the_workflows_configuration_per_stage_and_names_the_fa
 
 def test_projection_refuses_a_maps_result_without_the_workflows_configuration():
     train, cams, crf, seg = _inputs()
-    cams["modes"] = {"bf16_channels_last, 2 workers": {"images_per_s": 1.0},
-                     "bf16_channels_last, 4 workers": {"images_per_s": 2.0}}  # fmt: skip
-    with pytest.raises(SystemExit, match="no single entry"):
+    cams["modes"] = {mode_key("bf16", "2"): {"images_per_s": 1.0}, mode_key("bf16", "4"): {"images_per_s": 2.0}}
+    with pytest.raises(SystemExit, match="no entry 'bf16_channels_last, auto workers'"):
+        project(train, cams, crf, seg)
+
+
+def test_projection_refuses_results_from_different_machines():
+    train, cams, crf, seg = _inputs()
+    crf = {**crf, "machine": {"cuda": None}}  # e.g. a CPU run's crf.json left in benchmarks/out
+    with pytest.raises(SystemExit, match="different or no GPUs"):
         project(train, cams, crf, seg)

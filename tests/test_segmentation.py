@@ -309,6 +309,7 @@ def test_bf16_uses_mmengines_amp_wrapper_on_cuda_and_the_cpu_wrapper_on_a_cpu(mo
     from rpc.segmentation.precision import use_bf16, wants_bf16
     from rpc.segmentation.train import load_config
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU half, also on a machine with a GPU
     cpu = load_config(CONFIG, 5)
     optimizer = cpu.optim_wrapper.optimizer.to_dict()
     use_bf16(cpu)
@@ -318,13 +319,15 @@ def test_bf16_uses_mmengines_amp_wrapper_on_cuda_and_the_cpu_wrapper_on_a_cpu(mo
     with pytest.raises(ValueError, match="auto, bf16 or none"):
         wants_bf16(cpu, "fp16")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     gpu = load_config(CONFIG, 5)
     assert wants_bf16(gpu, "auto") is False and wants_bf16(gpu, "none") is False and wants_bf16(gpu, "bf16") is True
     use_bf16(gpu)
     assert gpu.optim_wrapper.type == "AmpOptimWrapper" and gpu.optim_wrapper.dtype == "bfloat16"
+    assert gpu.optim_wrapper.loss_scale == {"enabled": False}  # no loss scaling in bf16
     assert gpu.optim_wrapper.optimizer.to_dict() == optimizer and gpu.custom_hooks[-1] == {"type": "ChannelsLastHook"}
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # a GPU before Ampere: bf16 only emulated (torch says supported unless emulation is excluded)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
     with pytest.raises(ValueError, match="an old GPU has no bf16 support"):
         wants_bf16(gpu, "bf16")

@@ -26,6 +26,7 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
+from rpc.utils.device import native_bf16  # noqa: E402
 from rpc.utils.precision import decide_bf16, model_step  # noqa: E402
 
 
@@ -76,7 +77,7 @@ def wants_bf16(cfg: Config, amp: str) -> bool:
     if amp not in ("auto", "bf16", "none"):
         raise ValueError(f"precision must be auto, bf16 or none, got {amp!r}")
     if torch.cuda.is_available():
-        if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        if amp == "bf16" and not native_bf16(torch.device("cuda")):
             raise ValueError(f"amp bf16: {torch.cuda.get_device_name()} has no bf16 support; use auto or none")
         return amp == "bf16"
     workload = {"stage": "deeplab", "model": cfg.model.to_dict(), "batch": int(cfg.train_dataloader.batch_size)}
@@ -85,10 +86,14 @@ def wants_bf16(cfg: Config, amp: str) -> bool:
 
 def use_bf16(cfg: Config) -> None:
     """Switch ``cfg`` to bf16 autocast and a channels-last model: mmengine's ``AmpOptimWrapper`` (bfloat16) on
-    CUDA, :class:`CPUBf16OptimWrapper` on a CPU. The config's optimiser, clipping and the like are kept."""
+    CUDA, :class:`CPUBf16OptimWrapper` on a CPU. The config's optimiser, clipping and the like are kept. bf16 has
+    fp32's range, so the wrapper's loss scaler is off (it would skip steps with inf gradients, which fp32 does not).
+    The hook turns the model channels-last after mmengine has wrapped it: under DDP that costs a gradient copy
+    per bucket (torch warns of mismatched strides); not measured on GPUs."""
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.dtype = "bfloat16"
+        cfg.optim_wrapper.loss_scale = dict(enabled=False)
     else:
         cfg.optim_wrapper.type = "CPUBf16OptimWrapper"
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="ChannelsLastHook")]

@@ -16,7 +16,7 @@ def pick_device(setting: str = "auto", local_rank: int = 0) -> torch.device:
 
 def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 (before Ampere) is slow
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
