@@ -32,7 +32,7 @@ fi
 if [ "$PART" = all ] || [ "$PART" = 2 ]; then
     $PY -m benchmarks.crf --copies 4 --repeats 1 --workers 1 4 8 16 || status=1
     # s/iteration from the wall-time difference of the two runs (logging every 10 iterations; the VOC config: 50)
-    $PY -m benchmarks.segmentation --dataset voc --iters 10 60 --amps none bf16 \
+    $PY -m benchmarks.segmentation --dataset voc --iters 10 60 --amps none bf16 --crf-workers 16 \
         --config config/mmseg/deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py \
         --options model.backbone.init_cfg=None train_dataloader.num_workers=8 default_hooks.logger.interval=10 \
         || status=1

@@ -4,6 +4,7 @@ of the last model trained (``predict_segmentation`` with its CRF, as the workflo
 fp32), from the wall times over all the images and over half of them, after one untimed pass.
 
     python -m benchmarks.segmentation [--config ...] [--iters 10 30] [--dataset voc] [--amps none bf16]
+                                      [--crf-workers 1]
         ->  benchmarks/out/segmentation_<config name>.json   (one entry per precision, and "predict")
 """
 
@@ -54,8 +55,8 @@ def _train_speed(a, index, split: str, work: Path, opts: list[str], amp: str) ->
     }  # fmt: skip
 
 
-def _predict_speed(index, split: str, work: Path) -> dict:
-    """Predictions with their CRF, as the workflow's rule runs them (one process, the CRF on its CPU thread):
+def _predict_speed(index, split: str, work: Path, crf_workers: int) -> dict:
+    """Predictions with their CRF, as the workflow's rule runs them (the CRF in ``crf_workers`` processes):
     seconds per image from all images against half of them (shard 0 of 2), after one untimed pass. ``reload_s``,
     the rest of a pass, is a warm reload of the model in this process, not a new job's start-up."""
     n, half = len(index.names(split)), len(shard(index.names(split), 0, 2))
@@ -65,14 +66,15 @@ def _predict_speed(index, split: str, work: Path) -> dict:
             shutil.rmtree(work / d, ignore_errors=True)
         t0 = time.perf_counter()
         result = predict_segmentation(work / "m.pt", index.root, split, work / "pred", crf_dir=work / "crf",
-                                      num_shards=shards)  # fmt: skip
+                                      num_shards=shards, crf_workers=crf_workers)  # fmt: skip
         walls[shards] = time.perf_counter() - t0
     s_per_image = (walls[1] - walls[2]) / (n - half)
     if s_per_image <= 0:
         raise SystemExit(f"predictions: {n} images took {walls[1]:.2f} s, {half} took {walls[2]:.2f} s; too few "
                          "images to tell the time per image from the noise")  # fmt: skip
-    return {"images": n, "wall_s": {"all": walls[1], "half": walls[2]}, "s_per_image": s_per_image,
-            "crf_s_per_image": result["crf_s"] / half, "reload_s": walls[1] - n * s_per_image}  # fmt: skip
+    return {"images": n, "crf_workers": crf_workers, "wall_s": {"all": walls[1], "half": walls[2]},
+            "s_per_image": s_per_image, "crf_s_per_image": result["crf_s"] / half,
+            "reload_s": walls[1] - n * s_per_image}  # fmt: skip
 
 
 def main(argv=None):
@@ -83,6 +85,7 @@ def main(argv=None):
     ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")
     ap.add_argument("--amps", nargs="+", default=["none", "bf16"],
                     help="precisions to time (seg-train --amp; on a GPU bf16 is mmengine's AmpOptimWrapper)")
+    ap.add_argument("--crf-workers", type=int, default=1, help="the predictions' CRF processes (seg-predict's)")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="rpc_bench_seg_"))
     try:
@@ -101,7 +104,7 @@ def main(argv=None):
                 results[amp] = {"error": f"{type(exc).__name__}: {exc}"}
                 failed.append(amp)
             print(amp, results[amp])
-        predict = _predict_speed(index, split, work) if (work / "m.pt").is_file() else None
+        predict = _predict_speed(index, split, work, a.crf_workers) if (work / "m.pt").is_file() else None
         print("predict", predict)
         write_result(f"segmentation_{Path(a.config).stem}",
                      {"config": a.config, "dataset": a.dataset, "iters": a.iters, "amp": results,

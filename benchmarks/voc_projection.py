@@ -9,8 +9,9 @@ One method's stages run one after the other on the one GPU, as the workflow's DA
 ``train_aug`` on the host's CPU cores, DeepLabv2 R101 (20k iterations) and its predictions on ``val``. Each stage
 is projected in the configuration the workflow runs on a GPU (``amp: auto``: bf16 for the classifier and the
 maps, fp32 for DeepLab; BN folded; the pyramid on the device; the CRF with the most workers measured; the
-predictions with their CRF in one process); the fastest measured alternative is named beside it. Not included:
-the jobs' start-ups, the small stages (evaluation, summaries), waiting for a cluster's queue.
+predictions' CRF in the processes measured: the VOC config gives it every core); the fastest measured
+alternative is named beside it. Not included: the jobs' start-ups, the small stages (evaluation, summaries),
+waiting for a cluster's queue.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def project(train: dict, cams: dict, crf: dict, seg: dict, method: str = "rpc", 
         minutes["fp32"], minutes)  # fmt: skip
     pred = seg["predict"]
     minutes = VAL * pred["s_per_image"] / 60
-    add(f"predictions + CRF on val ({VAL:,} images, one scale)", "fp32, CRF in the job's process",
+    add(f"predictions + CRF on val ({VAL:,} images, one scale)", f"fp32, CRF in {pred['crf_workers']} processes",
         f"{1 / pred['s_per_image']:.1f} img/s", minutes, {"fp32": minutes})  # fmt: skip
     total = sum(s["minutes"] for s in stages)
     fastest = sum(s["fastest_minutes"] for s in stages)

@@ -338,6 +338,8 @@ def _seg_predict_parser(sub) -> None:
     s.add_argument("--shard", type=int, default=0)
     s.add_argument("--num-shards", type=int, default=1)
     s.add_argument("--crf-param", nargs="*", metavar="KEY=VALUE", help="CRF parameters, e.g. bilateral_sxy=67")
+    s.add_argument("--crf-workers", type=int, default=1,
+                   help="processes for the CRF beside the model's forwards (1: in this process; same masks)")
     s.add_argument("--work", help=WORK_HELP)
     s.set_defaults(func=_seg_predict)
 
@@ -349,7 +351,7 @@ def _seg_predict(a):
     result = predict_segmentation(
         a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scales=tuple(a.scales), flip=a.flip,
         device=a.device, shard_index=a.shard, num_shards=a.num_shards,
-        crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work,
+        crf_params=parse_params(a.crf_param or [], SEGMENTATION_CRF), work_dir=a.work, crf_workers=a.crf_workers,
     )  # fmt: skip
     _print_result(result)
 

@@ -21,7 +21,8 @@ def _inputs():
     crf = {"machine": machine,
            "pipeline_s_per_image": {"1 workers": 60 * 20 / TRAIN_AUG, "16 workers": 60 * 3 / TRAIN_AUG}}
     seg = {"amp": {"none": {"s_per_iteration": 60 * 20 / 20_000}, "bf16": {"s_per_iteration": 60 * 11 / 20_000}},
-           "predict": {"s_per_image": 60 * 2 / VAL, "reload_s": 30}, "machine": machine, "dataset": "voc"}  # fmt: skip
+           "predict": {"s_per_image": 60 * 2 / VAL, "reload_s": 30, "crf_workers": 16},
+           "machine": machine, "dataset": "voc"}  # fmt: skip
     return train, cams, crf, seg
 
 
@@ -35,7 +36,7 @@ def test_projection_takes_the_workflows_configuration_per_stage_and_names_the_fa
          "bf16_channels_last, BN folded on, pyramid on the host", 4),
         ("16 workers", 3, "16 workers", 3),
         ("fp32", 20, "bf16", 11),  # amp auto keeps DeepLab in fp32 on a GPU; bf16 measured faster is named
-        ("fp32, CRF in the job's process", 2, "fp32", 2),
+        ("fp32, CRF in 16 processes", 2, "fp32", 2),
     ]  # fmt: skip
     assert p["total_minutes"] == pytest.approx(38) and p["fastest_total_minutes"] == pytest.approx(28)
     assert p["bounding_stage"].startswith("DeepLabv2") and p["goal_met"] and p["measured_on"] == {"cuda": "a GPU"}

@@ -386,6 +386,28 @@ def test_bad_training_input_fails_before_training(tiny_synthetic, tmp_path):
     assert not (tmp_path / "w").exists() and not (tmp_path / "m.pt").exists()
 
 
+def test_the_predictions_crf_in_worker_processes_writes_the_same_masks(trained, tmp_path, monkeypatch):
+    import rpc.segmentation.predict as predict
+
+    index, tmp, _ = trained
+
+    def scores(model, cfg, image, scales, flip):  # each image's own noisy scores, for the CRF to change
+        rng = np.random.default_rng(int(image.sum()))
+        return torch.from_numpy(rng.normal(size=(index.num_classes, *image.shape[:2])).astype(np.float32)).softmax(0)
+
+    monkeypatch.setattr(predict, "class_probabilities", scores)
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        result = predict_segmentation(tmp / "model.pt", index.root, "val", out / "pred", crf_dir=out / "crf",
+                                      crf_workers=workers)  # fmt: skip
+        assert result["images"] == 8 and result["crf_s"] > 0
+        runs[workers] = {f"{d}/{p.name}": p.read_bytes() for d in ("pred", "crf") for p in (out / d).glob("*.png")}
+    assert len(runs[1]) == 16 and runs[2] == runs[1]
+    # the CRF changes pixels of every image (else the comparison above would not test it)
+    assert all(runs[1][f"crf/{n}.png"] != runs[1][f"pred/{n}.png"] for n in index.names("val"))
+
+
 def test_predictions_and_miou_agree_with_mmseg(trained):
     from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric

@@ -18,9 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +26,7 @@ from rpc.data.index import DatasetIndex
 from rpc.data.maps import as_dirs, check_maps, check_no_strays, find_map, load_cams
 from rpc.data.palette import IGNORE_INDEX, is_valid_mask, write_mask
 from rpc.models.dense_crf import PSEUDO_MASK_CRF, CRFParams, crf_from_labels
+from rpc.utils.pool import run_bounded
 from rpc.utils.progress import ImageProgress
 from rpc.utils.provenance import read_records, write_record
 from rpc.utils.shard import shard
@@ -54,10 +52,6 @@ def confident_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, p: C
 _STATE: dict = {}
 
 
-class WorkerDied(RuntimeError):
-    """A CRF worker process ended abnormally (killed, out of memory, crashed in native code)."""
-
-
 def _init_worker(dataset_dir: str, cam_dirs: list[Path], out_dir: Path, params: CRFParams) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _STATE.update(index=DatasetIndex.load(dataset_dir), cam_dirs=cam_dirs, out_dir=out_dir, params=params)
@@ -75,32 +69,6 @@ def _process(name: str) -> float:
     crf_s = time.perf_counter() - t0
     write_mask(_STATE["out_dir"] / f"{name}.png", mask)
     return crf_s
-
-
-def _run_pool(todo: list[str], workers: int, init: tuple, on_done) -> None:
-    """``_process`` over ``todo`` in ``workers`` spawned processes, at most ``2 * workers`` images in flight;
-    ``on_done(seconds)`` per finished image. A dead worker raises :class:`WorkerDied` naming the images that
-    were in flight (one of them was being processed by the dead process)."""
-    pending = iter(todo)
-    running: dict = {}
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=init) as pool:  # fmt: skip
-        try:
-            while True:
-                for name in pending:
-                    running[pool.submit(_process, name)] = name
-                    if len(running) >= 2 * workers:
-                        break
-                if not running:
-                    return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    on_done(future.result())  # a dead worker: BrokenProcessPool, `running` still lists its image
-                    del running[future]
-        except BrokenProcessPool as exc:
-            names = ", ".join(sorted(running.values()))
-            raise WorkerDied(f"a CRF worker process died (killed or out of memory?) while processing one of: "
-                             f"{names}; finished masks are kept, a rerun does the rest") from exc  # fmt: skip
 
 
 def make_pseudo_masks(
@@ -143,10 +111,5 @@ def make_pseudo_masks(
             progress.update()
 
         with progress:
-            if workers <= 1:
-                _init_worker(*init)
-                for name in progress.todo:
-                    done(_process(name))
-            else:
-                _run_pool(progress.todo, workers, init, done)
+            run_bounded(_process, ((n, (n,)) for n in progress.todo), workers, lambda _, s: done(s), _init_worker, init)
     return progress.result(crf_s=crf_s[0])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,10 @@ from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
+from rpc.segmentation.refine import refine_and_write  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
+from rpc.utils.pool import run_bounded  # noqa: E402
 from rpc.utils.progress import ImageProgress  # noqa: E402
 from rpc.utils.provenance import provenance, write_record  # noqa: E402
 from rpc.utils.shard import shard  # noqa: E402
@@ -103,7 +104,12 @@ def predict_segmentation(
     num_shards: int = 1,
     crf_params: CRFParams = SEGMENTATION_CRF,
     work_dir: str | os.PathLike | None = None,
+    crf_workers: int = 1,
 ) -> dict:
+    """Predictions of ``split`` (shard ``shard_index`` of ``num_shards``) -> ``out_dir``, and with ``crf_dir``
+    their CRF refinement there, run in ``crf_workers`` processes beside the model's forwards (1: in this process;
+    the masks are the same either way). Returns ``{images, skipped, wall_s, images_per_s, crf_s}`` (``crf_s``: the
+    total time inside the CRF, over all workers)."""
     dev = pick_device(device)
     model, cfg, classes, meta = load_segmenter(model_file, dev, with_meta=True, fold_bn=True)
     index = DatasetIndex.load(dataset_dir)
@@ -119,19 +125,27 @@ def predict_segmentation(
             write_record(d, {**meta.get("provenance", {}), "predict": provenance(dev, False)})
         progress = ImageProgress(names, lambda n: all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs),
                                  f"predict {split}")  # fmt: skip
-        crf_s = 0.0
+        crf_s = [0.0]
+
+        def predicted(name: str) -> tuple[np.ndarray, np.ndarray]:
+            image = index.read_image(name)
+            probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
+            write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
+            return image, probs
+
+        def refined(name: str, seconds: float) -> None:
+            crf_s[0] += seconds
+            progress.update()
+
         with progress:
-            for name in progress.todo:
-                image = index.read_image(name)
-                probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
-                write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
-                if crf_dir:
-                    t1 = time.perf_counter()
-                    refined = crf_from_probs(image, probs, crf_params)
-                    crf_s += time.perf_counter() - t1
-                    write_mask(folders["crf"] / f"{name}.png", refined.argmax(0).astype(np.uint8))
-                progress.update()
-    return progress.result(crf_s=crf_s)
+            if crf_dir:  # the CRF of earlier images in crf_workers processes while the model predicts the next
+                tasks = ((n, (*predicted(n), crf_params, folders["crf"] / f"{n}.png")) for n in progress.todo)
+                run_bounded(refine_and_write, tasks, crf_workers, refined)
+            else:
+                for name in progress.todo:
+                    predicted(name)
+                    progress.update()
+    return progress.result(crf_s=crf_s[0])
 
 
 def segment_images(model_file: str | os.PathLike, images: list[str | os.PathLike], out_dir: str | os.PathLike, *,

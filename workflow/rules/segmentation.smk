@@ -67,7 +67,7 @@ rule predict_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
-        " --work {params.work:q} --crf-param {params.crf} > {log:q} 2>&1"
+        " --work {params.work:q} --crf-param {params.crf} --crf-workers {threads} > {log:q} 2>&1"
 
 
 # The trained DeepLab as mmseg's own tools open it (init_model / inference_model, tools/test.py): a config.py and a
