@@ -21,8 +21,6 @@ from pathlib import Path
 from benchmarks.common import voc_sized_dataset, write_result
 from rpc.data.synthetic import SyntheticSpec, generate_dataset
 from rpc.data.voc import prepare_voc
-from rpc.segmentation.predict import predict_segmentation
-from rpc.segmentation.train import train_segmentation
 from rpc.utils.shard import shard
 
 
@@ -38,6 +36,9 @@ def logged_iteration_times(work: Path) -> list[float]:
 
 
 def _train_speed(a, index, split: str, work: Path, opts: list[str], amp: str) -> dict:
+    # mmseg imported here, not at the top: the predictions' CRF workers, spawned, import this module again
+    from rpc.segmentation.train import train_segmentation
+
     walls = []
     for n in a.iters:
         shutil.rmtree(work / "w", ignore_errors=True)
@@ -58,7 +59,10 @@ def _train_speed(a, index, split: str, work: Path, opts: list[str], amp: str) ->
 def _predict_speed(index, split: str, work: Path, crf_workers: int) -> dict:
     """Predictions with their CRF, as the workflow's rule runs them (the CRF in ``crf_workers`` processes):
     seconds per image from all images against half of them (shard 0 of 2), after one untimed pass. ``reload_s``,
-    the rest of a pass, is a warm reload of the model in this process, not a new job's start-up."""
+    the rest of a pass, is a warm reload of the model in this process and the start of the CRF workers, not a new
+    job's start-up."""
+    from rpc.segmentation.predict import predict_segmentation
+
     n, half = len(index.names(split)), len(shard(index.names(split), 0, 2))
     walls = {}
     for shards in (1, 1, 2):  # a warm-up pass (cuDNN autotuning, allocator), then all images and half of them

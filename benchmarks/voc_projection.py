@@ -81,7 +81,7 @@ def project(train: dict, cams: dict, crf: dict, seg: dict, method: str = "rpc", 
         minutes["fp32"], minutes)  # fmt: skip
     pred = seg["predict"]
     minutes = VAL * pred["s_per_image"] / 60
-    add(f"predictions + CRF on val ({VAL:,} images, one scale)", f"fp32, CRF in {pred['crf_workers']} processes",
+    add(f"predictions + CRF on val ({VAL:,} images, one scale)", f"fp32, CRF in {pred.get('crf_workers', 1)} processes",
         f"{1 / pred['s_per_image']:.1f} img/s", minutes, {"fp32": minutes})  # fmt: skip
     total = sum(s["minutes"] for s in stages)
     fastest = sum(s["fastest_minutes"] for s in stages)

@@ -7,7 +7,8 @@ Layers (one boundary per stage). A package imports only packages of a LOWER laye
 one of its own layer or above, at module level or inside a function; ``tests/test_layout.py`` checks this:
 
 0. ``utils``: no domain knowledge: atomic file writing (``io``), devices (``device``), ``torchrun`` ranks
-   (``distributed``), shards of an image list (``shard``), resumable work folders (``workdir``).
+   (``distributed``), shards of an image list (``shard``), resumable work folders (``workdir``), a bounded pool
+   of worker processes (``pool``).
 1. ``data``: datasets and the file formats the stages exchange: masks (``data.palette``) and localisation maps
    (``data.maps``). ``models``: the networks, the model/checkpoint files (``models.checkpoint``) and the dense
    CRF (``models.dense_crf``).

@@ -61,7 +61,7 @@ rule predict_segmentation:
         "benchmarks/out/{experiment}/predict_segmentation.tsv"
     threads: stage_threads("predict")
     resources:
-        mem_mb=8000,
+        mem_mb=predict_mem_mb,
         runtime=240,
         gpu=GPU_PER_JOB,
     shell:
