@@ -106,10 +106,10 @@ def make_pseudo_masks(
         init = (str(index.root), cam_dirs, masks, params)
         crf_s = [0.0]
 
-        def done(seconds: float) -> None:
+        def done(name: str, seconds: float) -> None:
             crf_s[0] += seconds
             progress.update()
 
         with progress:
-            run_bounded(_process, ((n, (n,)) for n in progress.todo), workers, lambda _, s: done(s), _init_worker, init)
+            run_bounded(_process, ((n, (n,)) for n in progress.todo), workers, done, _init_worker, init)
     return progress.result(crf_s=crf_s[0])

@@ -30,7 +30,7 @@ import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 from rpc.data.index import DatasetIndex, read_image  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.models.checkpoint import load_checkpoint  # noqa: E402
-from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams, crf_from_probs  # noqa: E402
+from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
 from rpc.segmentation.refine import refine_and_write  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
@@ -167,7 +167,8 @@ def segment_images(model_file: str | os.PathLike, images: list[str | os.PathLike
             image = read_image(path)
             probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
             if crf:
-                probs = crf_from_probs(image, probs, SEGMENTATION_CRF)
-            write_mask(out_dir / f"{path.stem}.png", probs.argmax(0).astype(np.uint8))
+                refine_and_write(image, probs, SEGMENTATION_CRF, out_dir / f"{path.stem}.png")
+            else:
+                write_mask(out_dir / f"{path.stem}.png", probs.argmax(0).astype(np.uint8))
             progress.update()
     return {**progress.result(), "classes": list(classes), "out": str(out_dir)}
