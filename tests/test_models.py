@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from rpc.models.attention import FeatureFusion
 from rpc.models.backbone import FrozenBNResNet, layer_channels
-from rpc.models.prototypes import correlation_seeds, normalized_cam, prototypes, specific_map
+from rpc.models.prototypes import correlation_seeds, label_mask, normalized_cam, prototypes, specific_map
 from rpc.models.rpc import RPCModel, make_config
 
 C = 4
@@ -297,9 +297,11 @@ def test_inference_seeds_from_all_classes_as_sipe_make_cam():
 
 
 def _random_bn_statistics(model, seed=0):
-    """BN statistics and affine parameters away from their defaults, so that folding has something to fold."""
+    """The backbones' BN statistics and affine parameters away from their defaults, so that folding has something
+    to fold (the SFA attention's BN, which folding keeps, stays as initialised: random statistics there can switch
+    S off everywhere)."""
     gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
+    for m in (m for stage in model.stages for m in stage.backbone.modules()):
         if isinstance(m, torch.nn.BatchNorm2d):
             for t, (lo, hi) in ((m.running_mean, (-0.5, 0.5)), (m.running_var, (0.5, 2.0)),
                                 (m.weight.data, (0.5, 1.5)), (m.bias.data, (-0.2, 0.2))):  # fmt: skip
@@ -314,7 +316,8 @@ def test_folded_batchnorm_gives_the_same_maps_and_features():
     from rpc.models.fold import fold_batchnorm
 
     torch.manual_seed(0)
-    cfg = make_config("rpc", depth=18, weights="none", num_classes=6)
+    # seeds from the label-masked CAM: with random weights, SIPE's inference seeds go mostly to absent classes
+    cfg = make_config("rpc", depth=18, weights="none", num_classes=6, inference_seed_cam="masked")
     model = RPCModel(cfg).eval()
     _random_bn_statistics(model)
     folded = copy.deepcopy(model)
@@ -356,3 +359,88 @@ def test_model_files_load_without_a_random_initialisation(tmp_path):
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b) and not b.is_meta, name
     assert [p.requires_grad for p in loaded.parameters()] == [p.requires_grad for p in model.parameters()]
+
+
+def test_sipe_inference_seeds_hand_computed_absent_class_wins():
+    """Three pixels with orthogonal features (correlation = identity), class 1 present, class 2 absent but
+    strongest on pixel 2. IoU of class c at pixel i = m_c[i] / (1 + sum m_c - m_c[i]):
+    class 1 (map 1, .6, 0): .625, .3, 0; class 2 (map 0, 0, 1): 0, 0, 1; background (1 - max over all = 0, .4, 0),
+    halved: 0, .2, 0. SIPE (all_classes): pixel 2 goes to the absent class 2, so no seed after the label mask;
+    masked: class 2's map is zeroed first and pixel 2 falls to the background (a tie at 0, first index)."""
+    from rpc.models.prototypes import seed_cam
+
+    logits = torch.tensor([[2.0, 1.2, 0.0], [0.0, 0.0, 4.0]]).view(1, 2, 1, 3)
+    labels = torch.tensor([[1.0, 0.0]])
+    feats = torch.eye(3).view(1, 3, 1, 3)
+    lm = label_mask(labels, None, (1, 3))
+    sipe = correlation_seeds(seed_cam(logits, labels, lm, "all_classes"), feats, lm)
+    masked = correlation_seeds(seed_cam(logits, labels, lm, "masked"), feats, lm)
+    assert sipe.view(3, 3).tolist() == [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
+    assert masked.view(3, 3).tolist() == [[0, 0, 1], [1, 1, 0], [0, 0, 0]]
+
+
+def _fusion_parts(fusion, feats):
+    """The side features ``n_k`` and attention maps ``a_k`` computed by hand from the module's weights."""
+    size = feats[3].shape[-2:]
+    n = {}
+    for k in fusion.feature_layers:
+        s = fusion.side[str(k)](feats[k - 1])
+        n[k] = F.interpolate(s / (s.norm(dim=1, keepdim=True) + 1e-5), size, mode="bilinear", align_corners=False)
+    a = {k: F.interpolate(F.relu(fusion.att_bn[str(k)](fusion.att_conv[str(k)](feats[k - 1]))), size,
+                          mode="bilinear", align_corners=False) for k in fusion.layers}  # fmt: skip
+    return n, a
+
+
+@pytest.mark.parametrize("layers, feature_layers", [((2, 3, 4), (1, 2, 3, 4)), ((3, 4), (2, 3, 4)), ((4,), (4,))])
+def test_sfa_layers_for_s_and_for_fs_are_separate(layers, feature_layers):
+    """``layers`` makes S (product of their a_k), ``feature_layers`` the side features F_s concatenates."""
+    torch.manual_seed(0)
+    net = FrozenBNResNet(18, "none").eval()
+    fusion = FeatureFusion(net.channels, 18, layers, "sfa", feature_layers=feature_layers).eval()
+    feats = net(torch.randn(2, 3, 64, 64))
+    fs, s_map = fusion(feats)
+    n, a = _fusion_parts(fusion, feats)
+    s = torch.stack(list(a.values())).prod(0)
+    torch.testing.assert_close(s_map, s)
+    torch.testing.assert_close(fs, torch.cat([s * n[k] for k in sorted(feature_layers)], 1))
+    assert set(fusion.att_conv) == {str(k) for k in layers} and set(fusion.side) == {str(k) for k in feature_layers}
+
+
+def test_sfa_placement_gate_keeps_only_where_s_is_zero():
+    """``gate``: S multiplies before the normalisation, which cancels it but where it is 0: F_s = 1(S > 0) n_k, and
+    S gets no gradient through F_s; ``weight`` (S after the normalisation) gives it one."""
+    torch.manual_seed(0)
+    net = FrozenBNResNet(18, "none").eval()
+    feats = net(torch.randn(2, 3, 64, 64))
+    grads = {}
+    for placement in ("weight", "gate"):
+        torch.manual_seed(1)
+        fusion = FeatureFusion(net.channels, 18, (2, 3, 4), "sfa", feature_layers=(1, 2, 3, 4), placement=placement)
+        for bn in fusion.att_bn.values():  # switch some pixels off, so that the gate has something to do
+            torch.nn.init.constant_(bn.bias, 0.0)
+        fusion.eval()
+        fs, s_map = fusion(feats)
+        n, _ = _fusion_parts(fusion, feats)
+        zero = s_map == 0
+        assert 0 < zero.float().mean() < 1
+        factor = s_map if placement == "weight" else (~zero).float()
+        torch.testing.assert_close(fs, torch.cat([factor * n[k] for k in (1, 2, 3, 4)], 1))
+        fs.square().sum().backward()
+        grads[placement] = fusion.att_conv["3"].weight.grad
+    assert grads["weight"].abs().sum() > 0 and grads["gate"] is None
+
+
+def test_model_files_before_feature_layers_keep_their_features(tmp_path):
+    """A model file written before ``feature_layers`` existed built F_s from ``layers``: loaded, it still does."""
+    import json
+
+    from rpc.models.checkpoint import load_model, save_model
+    from rpc.models.rpc import config_to_dict
+
+    old = _model("rpc", feature_layers=(2, 3, 4))
+    stored = config_to_dict(old.cfg)
+    del stored["feature_layers"], stored["sfa_placement"]
+    save_model(tmp_path / "m.pt", old, stored, ["bg"] + [f"c{i}" for i in range(C)], {})
+    model, cfg, _ = load_model(tmp_path / "m.pt")
+    assert cfg.feature_layers == (2, 3, 4) and cfg.sfa_placement == "weight"
+    assert json.loads(json.dumps(config_to_dict(cfg)))["feature_layers"] == [2, 3, 4]

@@ -324,3 +324,48 @@ def test_channels_last_setting_rejects_unknown_values():
     with pytest.raises(ValueError, match="channels_last must be auto, on or off"):
         build_model(make_config("sipe", depth=18, weights="none", num_classes=3),
                     TrainConfig(amp="none", channels_last="yes"), torch.device("cpu"), world=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_per_stage_clipping_gives_each_stage_its_update_alone(stage):
+    """``clip_grad_scope: stage``: each stage network's step equals the step it takes when it is the only network
+    trained on the same loss terms (the other's parameters frozen); one norm over both (``model``) shrinks it more."""
+    import copy
+    from types import SimpleNamespace
+
+    from rpc.engine.train import build_optimizer, train_step
+
+    torch.manual_seed(0)
+    model = RPCModel(make_config("rpc", depth=18, weights="none", num_classes=3)).train()
+    g = torch.Generator().manual_seed(1)
+    batch = {"image": torch.randn(2, 3, 64, 64, generator=g), "label": torch.tensor([[1.0, 0, 0], [0, 1, 1]]),
+             "valid": torch.ones(2, 64, 64)}  # fmt: skip
+    run = SimpleNamespace(device=torch.device("cpu"), world=1, rank=0, amp=False, channels_last=False, last=None)
+    cfg = _cfg(lr=0.1, clip_grad=0.05)  # small enough that every norm is clipped
+
+    def step(net, scope):
+        train_step(net, net, build_optimizer(net, cfg), batch, 0, 10, _cfg(**{**vars(cfg), "clip_grad_scope": scope}),
+                   run)  # fmt: skip
+        return [p.detach().clone() for p in net.stages[stage].parameters()]
+
+    before = [p.detach().clone() for p in model.stages[stage].parameters()]
+    per_stage = step(copy.deepcopy(model), "stage")
+    joint = step(copy.deepcopy(model), "model")
+    alone_model = copy.deepcopy(model)
+    for k, s in enumerate(alone_model.stages):
+        if k != stage:
+            s.requires_grad_(False)
+    alone = step(alone_model, "model")  # the only parameters with a gradient: this stage's
+
+    moved = sum((a - b).abs().sum() for a, b in zip(per_stage, before, strict=True))
+    assert moved > 0
+    for a, b in zip(per_stage, alone, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    # the joint norm is larger than either stage's, so the joint clip moves this stage less
+    joint_moved = sum((a - b).abs().sum() for a, b in zip(joint, before, strict=True))
+    assert joint_moved < 0.9 * moved
+
+
+def test_clip_scope_rejects_unknown_names():
+    with pytest.raises(ValueError, match="train.clip_grad_scope"):
+        _cfg(clip_grad_scope="layer")

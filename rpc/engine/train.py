@@ -45,6 +45,7 @@ from rpc.utils.train_log import publish_train_log, read_jsonl
 from rpc.utils.workdir import file_identity, mark_complete, settings_hash, start_work_dir
 
 OPTIMIZERS = ("paper", "sipe_code")
+CLIP_SCOPES = ("stage", "model")
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     clip_grad: float = 1.0
+    # stage: each stage network's gradient norm clipped on its own (SIPE clips its one network; RPC's stages share
+    # nothing: docs/method.md, section 0) | model: one norm over every parameter (before 2026-12)
+    clip_grad_scope: str = "stage"
     crop: int = 512
     long_side: tuple[int, int] = (320, 640)
     seed: int = 15
@@ -90,6 +94,8 @@ class TrainConfig:
         self.long_side = tuple(self.long_side)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.clip_grad_scope not in CLIP_SCOPES:
+            raise ValueError(f"train.clip_grad_scope must be one of {CLIP_SCOPES}, got {self.clip_grad_scope!r}")
 
 
 # TrainConfig fields that do not change the trained weights: a rerun that differs only in them resumes
@@ -306,9 +312,16 @@ def train_step(ddp_model, model: RPCModel, opt, batch: dict, step: int, total: i
         )
     opt.zero_grad(set_to_none=True)
     losses["total"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    clip_gradients(model, cfg.clip_grad, cfg.clip_grad_scope)
     opt.step()
     return losses
+
+
+def clip_gradients(model: RPCModel, max_norm: float, scope: str) -> list[float]:
+    """Clip the gradient norm at ``max_norm``, per stage network (``stage``: each stage is clipped as if trained
+    alone) or over the whole model (``model``); returns the norms before clipping, one per group."""
+    groups = [list(s.parameters()) for s in model.stages] if scope == "stage" else [list(model.parameters())]
+    return [float(torch.nn.utils.clip_grad_norm_(params, max_norm)) for params in groups]
 
 
 class MetricsLog:

@@ -2,14 +2,19 @@
 the Table 5 alternatives.
 
 All variants take the per-layer backbone features ``F_k`` and return the fused feature ``F_s`` of shape
-``(N, D, h, w)`` at stride 16, ``D = sum of the side channels of the selected layers``.
+``(N, D, h, w)`` at stride 16, ``D = sum of the side channels of the feature layers``. Two sets of layers:
+``feature_layers`` (the side projections ``F_s`` concatenates: SIPE's layers 1-4 by default) and ``layers``
+(the attention maps ``a_k`` that make ``S``: Table 8 varies these).
 
 - ``none``: SIPE: ``F_s = concat_k n_k`` with ``n_k = normalise(side_k(F_k))`` (unit length per pixel).
-- ``sfa``: ``a_k = ReLU(BN(conv1x1_{C_k->1}(F_k)))``, ``S = prod_k a_k`` (multiplicative fusion, Eq. 9),
-  ``F_s = concat_k (S * n_k)`` (Eq. 10). Interpretation (docs/method.md): S multiplies after the normalisation,
-  otherwise it cancels out. Because S scales every channel of a pixel alike, it acts on the cosine maps
-  through the pixels it switches off (S = 0) and through its weight in the prototype averages.
-- ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product).
+- ``sfa``: ``a_k = ReLU(BN(conv1x1_{C_k->1}(F_k)))`` for k in ``layers``, ``S = prod_k a_k`` (multiplicative
+  fusion, Eq. 9), ``F_s = concat_k (S * n_k)`` over ``feature_layers`` (Eq. 10). Where S enters
+  (``placement``, docs/method.md section 0): ``weight`` multiplies after the per-pixel normalisation: S then scales
+  every channel of a pixel alike, so it cancels in every cosine and acts through its weight in the prototype
+  averages and where it is 0; ``gate`` multiplies before the normalisation, which cancels it except where it is
+  0: ``F_s = concat_k 1(S > 0) n_k``, and S gets no gradient.
+- ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product; a feature layer
+  without an attention map keeps ``n_k``).
 - ``self_attention``: a non-local block over ``concat_k n_k`` (Table 5's self-attention).
 
 Gradients: the side projections see detached backbone features, exactly as SIPE's side branches
@@ -30,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ATTENTIONS = ("none", "spatial", "self_attention", "sfa")
+PLACEMENTS = ("weight", "gate")  # where SFA's map S enters F_s (module docstring)
 
 
 def side_channels(depth: int) -> dict[int, int]:
@@ -66,7 +72,8 @@ class FeatureFusion(nn.Module):
 
     ``forward(features)``: ``features`` is ``[F1, F2, F3, F4]`` from the backbone (detached for the side
     projections, as SIPE's side branches are; for the attention branch only without ``attention_grad``);
-    returns ``(F_s (N, D, h, w), S (N, 1, h, w) or None)``.
+    returns ``(F_s (N, D, h, w), S (N, 1, h, w) or None)``. ``layers``: the attention maps' layers;
+    ``feature_layers``: the side projections' layers (default: the same as ``layers``).
     """
 
     def __init__(
@@ -76,17 +83,26 @@ class FeatureFusion(nn.Module):
         layers=(2, 3, 4),
         attention: str = "sfa",
         attention_grad: bool = False,
+        feature_layers=None,
+        placement: str = "weight",
     ):
         super().__init__()
         self.attention_grad = attention_grad
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-        if not layers or any(k not in (1, 2, 3, 4) for k in layers):
-            raise ValueError(f"feature layers must be a non-empty subset of 1..4, got {layers}")
-        self.layers, self.attention = tuple(sorted(layers)), attention
+        if placement not in PLACEMENTS:
+            raise ValueError(f"sfa_placement must be one of {PLACEMENTS}, got {placement!r}")
+        feature_layers = layers if feature_layers is None else feature_layers
+        for name, value in (("layers", layers), ("feature_layers", feature_layers)):
+            if not value or any(k not in (1, 2, 3, 4) for k in value):
+                raise ValueError(f"model.{name} must be a non-empty subset of 1..4, got {list(value)}")
+        self.layers, self.attention, self.placement = tuple(sorted(layers)), attention, placement
+        self.feature_layers = tuple(sorted(feature_layers))
         out = side_channels(depth)
-        self.side = nn.ModuleDict({str(k): nn.Conv2d(in_channels[k - 1], out[k], 1, bias=False) for k in self.layers})
-        self.out_channels = sum(out[k] for k in self.layers)
+        self.side = nn.ModuleDict(
+            {str(k): nn.Conv2d(in_channels[k - 1], out[k], 1, bias=False) for k in self.feature_layers}
+        )
+        self.out_channels = sum(out[k] for k in self.feature_layers)
         if attention in ("sfa", "spatial"):
             self.att_conv = nn.ModuleDict(
                 {str(k): nn.Conv2d(in_channels[k - 1], 1, 1, bias=False) for k in self.layers}
@@ -98,34 +114,35 @@ class FeatureFusion(nn.Module):
         if attention == "self_attention":
             self.non_local = NonLocalBlock(self.out_channels)
 
-    def attention_maps(self, feats: list[torch.Tensor], size) -> list[torch.Tensor]:
-        """``a_k``, each ``(N, 1, h, w)`` at the stride-16 size."""
-        maps = []
+    def attention_maps(self, feats: list[torch.Tensor], size) -> dict[int, torch.Tensor]:
+        """``{k: a_k}`` for the attention layers, each ``(N, 1, h, w)`` at the stride-16 size."""
+        maps = {}
         for k in self.layers:
             a = F.relu(self.att_bn[str(k)](self.att_conv[str(k)](feats[k - 1])))
-            maps.append(F.interpolate(a, size, mode="bilinear", align_corners=False) if a.shape[-2:] != size else a)
+            maps[k] = F.interpolate(a, size, mode="bilinear", align_corners=False) if a.shape[-2:] != size else a
         return maps
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention_feats = feats if self.attention_grad else [f.detach() for f in feats]
         feats = [f.detach() for f in feats]
         size = feats[-1].shape[-2:]
-        normed = []
-        for k in self.layers:
+        normed = {}
+        for k in self.feature_layers:
             s = self.side[str(k)](feats[k - 1])
             s = s / (torch.norm(s, dim=1, keepdim=True) + 1e-5)
-            normed.append(F.interpolate(s, size, mode="bilinear", align_corners=False) if s.shape[-2:] != size else s)
+            normed[k] = F.interpolate(s, size, mode="bilinear", align_corners=False) if s.shape[-2:] != size else s
         if self.attention == "none":
-            return torch.cat(normed, 1), None
+            return torch.cat(list(normed.values()), 1), None
         if self.attention == "self_attention":
-            return self.non_local(torch.cat(normed, 1)), None
+            return self.non_local(torch.cat(list(normed.values()), 1)), None
         maps = self.attention_maps(attention_feats, size)
         if self.attention == "spatial":
-            return torch.cat([a * n for a, n in zip(maps, normed, strict=True)], 1), None
-        s_map = maps[0]
-        for a in maps[1:]:
-            s_map = s_map * a
-        return torch.cat([s_map * n for n in normed], 1), s_map
+            return torch.cat([maps[k] * n if k in maps else n for k, n in normed.items()], 1), None
+        s_map = None
+        for a in maps.values():
+            s_map = a if s_map is None else s_map * a
+        factor = s_map if self.placement == "weight" else (s_map > 0).to(s_map.dtype)
+        return torch.cat([factor * n for n in normed.values()], 1), s_map
 
     def num_attention_weights(self) -> int:
         """Conv weights of the attention branch (paper Table 5 counts 3.584K for SFA on R50 layers 2-4)."""

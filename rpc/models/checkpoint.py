@@ -43,11 +43,11 @@ def save_model(path: str | os.PathLike, model, model_config: dict, classes: list
 def load_model(path: str | os.PathLike, map_location="cpu", with_meta: bool = False):
     """``(RPCModel in eval mode on ``map_location``, ModelConfig, class names)`` from a file written by
     ``save_model`` (and its metadata dict as a fourth item with ``with_meta``)."""
-    from rpc.models.rpc import ModelConfig, RPCModel
+    from rpc.models.rpc import RPCModel, config_from_dict
 
     ckpt = load_checkpoint(path, map_location)
     try:
-        cfg = ModelConfig(**{**json.loads(ckpt["config"]), "weights": "none"})
+        cfg = config_from_dict({**json.loads(ckpt["config"]), "weights": "none"})
         classes = json.loads(ckpt["classes"])
         with torch.device("meta"):  # no random initialisation: every tensor comes from the file
             model = RPCModel(cfg)

@@ -32,6 +32,23 @@ def normalized_cam(logits: torch.Tensor, labels: torch.Tensor | None, background
     return torch.cat([bkg, cam], 1)
 
 
+SEED_CAMS = ("masked", "all_classes")
+
+
+def seed_cam(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor, rule: str, background: str = "all"):
+    """The class maps the inference seeds compete with, ``(N, C+1, h, w)`` from CAM logits ``(N, C, h, w)``.
+
+    ``masked``: the label-masked normalised CAM (as in training). ``all_classes`` (SIPE's ``make_cam``): every
+    class's map, absent ones included, times the validity (``label_mask[:, :1]``); a pixel an absent class wins
+    then gets no seed once :func:`correlation_seeds` masks the seeds by the labels.
+    """
+    if rule not in SEED_CAMS:
+        raise ValueError(f"inference_seed_cam must be one of {SEED_CAMS}, got {rule!r}")
+    if rule == "masked":
+        return normalized_cam(logits, labels, background) * label_mask
+    return normalized_cam(logits, None, background) * label_mask[:, :1]
+
+
 def correlation_seeds(
     cam: torch.Tensor, features: torch.Tensor, label_mask: torch.Tensor, bg_scale: float = 0.5
 ) -> torch.Tensor:

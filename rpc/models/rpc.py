@@ -6,7 +6,8 @@ A *stage* (``StageNet``) is SIPE's network: a ResNet trunk, a 1x1 classifier giv
 earlier stages erased at threshold alpha (Eq. 5); the RS-CAM is the element-wise max of the stages' maps (Eq. 8).
 
 Presets (``PRESETS``): ``cam`` (plain CAM, Table 4 row 1), ``sipe`` (1 stage, SIPE features), ``rpc``
-(2 stages + SFA on layers 2-4). Every ablation of Tables 4-9 is a field of ``ModelConfig``.
+(2 stages; SIPE's features of layers 1-4 weighted by SFA's map S from layers 2-4). Every ablation of Tables 4-9
+is a field of ``ModelConfig``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from torch import nn
 
 from rpc.models.attention import ATTENTIONS, FeatureFusion
 from rpc.models.backbone import FrozenBNResNet
-from rpc.models.prototypes import BACKGROUNDS, correlation_seeds, label_mask, normalized_cam, prototypes, specific_map
+from rpc.models.prototypes import (
+    BACKGROUNDS,
+    SEED_CAMS,
+    correlation_seeds,
+    label_mask,
+    normalized_cam,
+    prototypes,
+    seed_cam,
+    specific_map,
+)
 
 
 @dataclass
@@ -33,7 +43,12 @@ class ModelConfig:
     method: str = "prototype"  # cam: plain CAM maps; prototype: SIPE/RPC specific maps
     num_stages: int = 2  # region-specific prototypes (Table 7: 1-3)
     attention: str = "sfa"  # none | spatial | self_attention | sfa (Table 5)
-    layers: tuple[int, ...] = (2, 3, 4)  # layers of F_s and of the SFA fusion (Table 8)
+    layers: tuple[int, ...] = (2, 3, 4)  # layers S is computed from (SFA's fusion, Table 8)
+    # layers whose normalised side projections F_s concatenates: SIPE's hierarchical features (docs/method.md, 0)
+    feature_layers: tuple[int, ...] = (1, 2, 3, 4)
+    # weight: S multiplies the normalised side features (it weights the prototype averages, 0 switches a pixel
+    # off) | gate: S multiplies before the normalisation, which cancels it except where S = 0 (no gradient to S)
+    sfa_placement: str = "weight"
     alpha: float = 0.7  # erasing threshold (Table 9)
     prototype_weights: str = "seeds"  # seeds (SIPE) | cam (paper Eq. 6 literally)
     gsc_target: str = "general"  # general: max of the stages' CAMs | stage1: stage 1's CAM
@@ -42,12 +57,13 @@ class ModelConfig:
     background: str = "all"  # M_0 from all C maps before the label mask (SIPE) | present: image's classes only
     attention_grad: bool = False  # SFA attention inputs detached as SIPE's side branches | True: reach layers 3-4
     rs_background: str = "max"  # RS-CAM background: max over stages (Eq. 8 literally) | stage1: stage 1's only
-    # seeds at inference from the label-masked CAM (default, as in training) | all_classes: as SIPE's make_cam, the
-    # seed argmax also sees the absent classes' maps (a pixel they win gets no seed), then seeds are label-masked
-    inference_seed_cam: str = "masked"
+    # all_classes: as SIPE's make_cam, the seed argmax at inference also sees the absent classes' maps (a pixel they
+    # win gets no seed), then the seeds are label-masked | masked: from the label-masked CAM, as in training
+    inference_seed_cam: str = "all_classes"
 
     def __post_init__(self):
         self.layers = tuple(self.layers)
+        self.feature_layers = tuple(self.feature_layers)
         checks = {
             "method": ("cam", "prototype"),
             "attention": ATTENTIONS,
@@ -56,7 +72,8 @@ class ModelConfig:
             "seed_features": ("auto", "layer4", "fused"),
             "background": BACKGROUNDS,
             "rs_background": ("max", "stage1"),
-            "inference_seed_cam": ("masked", "all_classes"),
+            "inference_seed_cam": SEED_CAMS,
+            "sfa_placement": ("weight", "gate"),
         }
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
@@ -67,11 +84,22 @@ class ModelConfig:
             raise ValueError(f"model.alpha must be in (0, 1], got {self.alpha}")
 
 
+# F_s is SIPE's hierarchical features (layers 1-4) in every preset; RPC's S comes from layers 2-4 (Table 8)
 PRESETS: dict[str, dict] = {
     "cam": dict(method="cam", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
     "sipe": dict(method="prototype", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
     "rpc": dict(method="prototype", num_stages=2, attention="sfa", layers=(2, 3, 4)),
 }
+
+
+def config_from_dict(stored: dict) -> ModelConfig:
+    """A ``ModelConfig`` from a model file's stored dict. Files written before ``feature_layers`` and
+    ``sfa_placement`` existed built F_s from ``layers`` and weighted by S; files before ``inference_seed_cam``'s
+    default changed stored it, so they keep their own."""
+    stored = dict(stored)
+    stored.setdefault("feature_layers", stored.get("layers", ModelConfig.layers))
+    stored.setdefault("sfa_placement", "weight")
+    return ModelConfig(**stored)
 
 
 def make_config(preset: str = "rpc", **overrides) -> ModelConfig:
@@ -99,7 +127,10 @@ class StageNet(nn.Module):
         self.backbone = FrozenBNResNet(cfg.depth, cfg.weights)
         self.classifier = nn.Conv2d(self.backbone.channels[3], cfg.num_classes, 1, bias=False)
         self.fusion = (
-            FeatureFusion(self.backbone.channels, cfg.depth, cfg.layers, cfg.attention, cfg.attention_grad)
+            FeatureFusion(
+                self.backbone.channels, cfg.depth, cfg.layers, cfg.attention, cfg.attention_grad,
+                cfg.feature_layers, cfg.sfa_placement,
+            )
             if cfg.method == "prototype"
             else None
         )
@@ -128,10 +159,10 @@ class StageNet(nn.Module):
                 return out
             fs = fs.float()
             g = f4.float() if seed_features == "layer4" else fs
-            seed_cam = cam
-            if not self.training and self.cfg.inference_seed_cam == "all_classes":
-                seed_cam = normalized_cam(logits, None, self.cfg.background) * lm[:, :1]
-            seeds = correlation_seeds(seed_cam, g, lm, self.cfg.bg_scale)
+            # training: the label-masked CAM; inference: model.inference_seed_cam (SIPE: every class competes)
+            rule = "masked" if self.training else self.cfg.inference_seed_cam
+            seeds = correlation_seeds(seed_cam(logits, labels.float(), lm, rule, self.cfg.background), g, lm,
+                                      self.cfg.bg_scale)
             weights = seeds if self.cfg.prototype_weights == "seeds" else cam
             out.update(seeds=seeds, is_cam=specific_map(prototypes(weights, fs), fs), s_map=s_map)
         return out
@@ -218,7 +249,8 @@ class RPCModel(nn.Module):
 def config_to_dict(cfg: ModelConfig) -> dict:
     d = dataclasses.asdict(cfg)
     d["layers"] = list(cfg.layers)
+    d["feature_layers"] = list(cfg.feature_layers)
     return d
 
 
-__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_to_dict"]
+__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_from_dict", "config_to_dict"]
