@@ -8,6 +8,8 @@ import yaml
 
 from snakemake.utils import min_version, update_config, validate
 
+from rpc.utils.snakemake_lock import write_holder_record
+
 min_version("9.0")
 
 # The base is the embedded default, unless the first `--configfile` is itself a base (it sets `dataset.kind`,
@@ -37,6 +39,12 @@ shell.prefix(
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Once Snakemake holds the folder's lock (never in a dry run), it says who holds it, so that `rpc unlock-stale`
+# (make run) can tell a lock left by a killed run from the lock of a run that still goes (rpc/utils/snakemake_lock.py).
+onstart:
+    write_holder_record(".")
 
 
 include: "workflow/rules/common.smk"

@@ -131,3 +131,14 @@ def test_deterministic_switch_reaches_deeplab(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     seg = _commands(proc.stdout, "seg-train")
     assert seg and all("--deterministic" in c for c in seg)
+
+
+def test_an_imported_run_name_with_a_dot_is_a_config_error(tmp_path):
+    """Run names become results/<name>/ folders and wildcard values: names outside [A-Za-z0-9_-] are refused at
+    validation, as experiment names are, instead of a MissingInputException about the summary."""
+    work = _workdir(tmp_path, imported={"imported_maps": {"sipe.v2": {"path": "maps", "format": "sipe"}}})
+    (work / "maps").mkdir()
+    proc = _dry_run(work, "--configfile", "imported.yaml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'sipe.v2' does not match '^[A-Za-z0-9_-]+$'" in out, out[-2000:]
+    assert "MissingInputException" not in out

@@ -171,3 +171,41 @@ def test_a_pretraining_is_taken_from_the_machines_cache_only_for_the_same_recipe
     pretrain_backbone(tmp_path / "d.pth", tmp_path / "wd", cfg)
     assert generated and "does not match its record" in logs.read()  # not used: trained again
     assert cached.read_bytes() == (tmp_path / "d.pth").read_bytes()  # and stored again
+
+
+def test_the_pretraining_cache_key_follows_every_module_pretraining_imports(tmp_path):
+    """A changed normalisation constant (rpc/data/transforms.py, imported by pretraining) gives another key, so the
+    cache cannot hand back a backbone made by other code; a module pretraining never imports changes nothing."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rpc
+
+    shutil.copytree(Path(rpc.__file__).parent, tmp_path / "rpc", ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("import json, torch; from rpc.engine.pretrain import PretrainConfig; "
+              "from rpc.engine.pretrain_cache import cache_key; "
+              "print(json.dumps(cache_key(PretrainConfig(), torch.device('cpu'))))")  # fmt: skip
+
+    def key():
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)  # fmt: skip
+        return json.loads(out.stdout)
+
+    def edit(relative, old, new):
+        path = tmp_path / "rpc" / relative
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+
+    first = key()
+    assert {"torch", "torchvision", "numpy", "pillow"} <= set(first)
+    edit("evaluation/summary.py", '"""', '"""Edited. ')  # not imported by pretraining
+    assert key() == first
+    edit("data/transforms.py", "IMAGENET_MEAN = np.array([0.485,", "IMAGENET_MEAN = np.array([0.5,")
+    changed = key()
+    assert changed["code"] != first["code"] and {k: v for k, v in changed.items() if k != "code"} == {
+        k: v for k, v in first.items() if k != "code"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rpc.cli import main
-from rpc.data.foreign_maps import export_maps, import_maps, read_foreign, write_foreign
+from rpc.data.foreign_maps import export_maps, import_maps, read_foreign, source_manifest, write_foreign
 from rpc.data.maps import label_keys, load_cams, save_cams
 from rpc.utils.io import DataError
 
@@ -98,3 +98,44 @@ def test_export_and_import_from_the_command_line(tiny_synthetic, tmp_path):
     assert main(argv) == 2  # no threshold: a one-line error
     assert main([*argv, "--bg-threshold", "0.3", "--dataset", str(index.root), "--split", "train"]) == 0
     assert len(list((tmp_path / "back").glob("*.npz"))) == len(index.names("train"))
+
+
+def test_import_refuses_values_float16_cannot_store_and_names_the_source(tiny_synthetic, tmp_path):
+    """A value beyond float16's range would be stored as infinity: refused at import, naming the source .npy."""
+    _, _, index = tiny_synthetic
+    src = tmp_path / "sipe"
+    src.mkdir()
+    for name in index.names("train"):
+        h, w = index.read_mask(name).shape
+        keys = label_keys(index.label(name))
+        write_foreign(src / f"{name}.npy", "sipe", keys, np.full((len(keys), h, w), 0.5))
+    big = index.names("train")[3]
+    keys, cams = read_foreign(src / f"{big}.npy", "sipe")
+    cams[-1, 0, 0] = 1e6
+    write_foreign(src / f"{big}.npy", "sipe", keys, cams)
+    with pytest.raises(DataError, match=rf"sipe/{big}.npy: the cams hold values up to 1e\+06, beyond float16"):
+        import_maps(src, tmp_path / "out", "sipe", dataset=index.root, split="train")
+
+
+def test_the_source_manifest_changes_when_a_map_is_replaced_by_an_older_copy(tmp_path):
+    """``cp -p`` keeps the old modification time; the manifest (and so the import's params) still changes."""
+    import os
+    import shutil
+    import time
+
+    for name in ("a", "b"):
+        write_foreign(tmp_path / f"{name}.npy", "sipe", np.array([0, 1]), np.zeros((2, 4, 4)) + (name == "b"))
+    before = source_manifest(tmp_path)
+    assert source_manifest(tmp_path) == before  # stable while nothing changes
+    time.sleep(0.01)
+    shutil.copy2(tmp_path / "a.npy", tmp_path / "b.npy")  # b replaced by a's older file, times kept
+    assert (tmp_path / "b.npy").stat().st_mtime_ns == (tmp_path / "a.npy").stat().st_mtime_ns
+    assert source_manifest(tmp_path) != before
+    # the hardest case: same name, size, inode and even modification time as before; only the change time differs
+    old = (tmp_path / "b.npy").stat()
+    after_copy = source_manifest(tmp_path)
+    time.sleep(0.01)
+    shutil.copyfile(tmp_path / "a.npy", tmp_path / "b.npy")
+    os.utime(tmp_path / "b.npy", ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (tmp_path / "b.npy").stat().st_ino == old.st_ino
+    assert source_manifest(tmp_path) != after_copy

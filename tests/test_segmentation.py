@@ -580,3 +580,48 @@ def test_segment_own_images_equals_the_split_predictions(trained, tmp_path):
     (twin / Path(images[0]).name).write_bytes(Path(images[0]).read_bytes())
     assert main(["segment", images[0], str(twin / Path(images[0]).name), "--model", str(tmp / "model.pt"),
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+
+
+def _evil_model_file(path):
+    """A model file whose stored config names ``os.system`` as a type: mmengine's fallback lookup would import and
+    call it when the model is built."""
+    config = {"model": {"type": "EncoderDecoder", "backbone": {"type": "torch.nn.Identity"},
+                        "decode_head": {"type": "os.system", "command": "id > PWNED"},
+                        "data_preprocessor": {"type": "SegDataPreProcessor"}}}  # fmt: skip
+    torch.save({"state_dict": {}, "config": json.dumps(config), "classes": json.dumps(["bg", "a"]), "meta": "{}"}, path)
+
+
+@pytest.mark.parametrize("command", ["segment", "export-mmseg", "seg-predict"])
+def test_a_model_file_naming_an_unregistered_type_is_refused_and_runs_nothing(command, tiny_synthetic, tmp_path,
+                                                                              monkeypatch, capsys):  # fmt: skip
+    from rpc.cli import main
+
+    _, _, index = tiny_synthetic
+    monkeypatch.chdir(tmp_path)
+    _evil_model_file(tmp_path / "evil_model.pt")
+    image = str(index.image_path(index.names("val")[0]))
+    args = {"segment": ["segment", image, "--model", "evil_model.pt", "--out", "o"],
+            "export-mmseg": ["export-mmseg", "--model", "evil_model.pt", "--out", "x"],
+            "seg-predict": ["seg-predict", "--model", "evil_model.pt", "--dataset", str(index.root), "--split", "val",
+                            "--out", "p"]}[command]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "evil_model.pt: config.model.backbone.type = 'torch.nn.Identity' is not a type registered" in err or (
+        "evil_model.pt: config.model.decode_head.type = 'os.system' is not a type registered" in err), err
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model": {"type": "EncoderDecoder"}, "custom_imports": {"imports": ["os"]}}, "custom_imports names 'os'"),
+    ({"model": {"type": "EncoderDecoder"}, "_base_": ["x.py"]}, "may not hold the key '_base_'"),
+    ({"model": {"type": "EncoderDecoder", "head": [{"type": "NotRegistered"}]}}, r"config.model.head\[0\].type"),
+    ({"model": {"type": "EncoderDecoder", "norm_cfg": {"type": "BN"}, "init_cfg": {"type": "Pretrained"}}}, None),
+])  # fmt: skip
+def test_stored_configs_may_name_only_registered_types(config, message):
+    from rpc.segmentation.stored_config import check_stored_config
+
+    if message is None:  # mmengine's own registered names (BN, Pretrained) are fine
+        check_stored_config(config, "m.pt")
+        return
+    with pytest.raises(DataError, match=message):
+        check_stored_config(config, "m.pt")

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 
 from rpc.utils.io import DataError, merge_dirs
 from rpc.utils.progress import ImageProgress
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_merge_dirs_links_every_file_and_refuses_clashes(tmp_path):
@@ -247,29 +250,140 @@ def test_provenance_records_merge_across_shards_and_folders(tmp_path):
     assert read_records([tmp_path / "nothing"]) == {} and summary_line({}) == "-"
 
 
-def test_a_stale_snakemake_lock_is_removed_and_a_live_one_kept(tmp_path):
+_HOLDER = """
+import os, subprocess, sys, time
+from rpc.utils.snakemake_lock import write_holder_record
+write_holder_record(sys.argv[1])  # what the workflow's onstart hook does, in the Snakemake process
+if len(sys.argv) > 2:  # a job of this run, in its own session (it outlives a kill -9 of this process)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=sys.argv[1], start_new_session=True)
+    print(flush=True)
+time.sleep(60)
+"""
+
+
+def _locked_folder(folder):
+    locks = folder / ".snakemake" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.input.lock").write_text("x")
+    return locks
+
+
+def _start_holder(folder, *extra, prefix=()):
+    """A stand-in Snakemake process that records itself as the lock's holder (and starts a job, given ``job``)."""
     import subprocess
     import sys
 
-    from rpc.utils.snakemake_lock import snakemake_processes, unlock_if_stale
+    proc = subprocess.Popen([*prefix, sys.executable, "-c", _HOLDER, str(folder), *extra], stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    record = folder / ".snakemake" / "rpc-lock-holder.json"
+    for _ in range(300):
+        if record.is_file() and (not extra or proc.stdout.readline()):
+            return proc
+        time.sleep(0.05)
+    raise AssertionError("the stand-in holder never wrote its record")
+
+
+def _job_pids(folder):
+    from rpc.utils.snakemake_lock import working_processes
+
+    return working_processes(folder, 0)
+
+
+def test_unlock_stale_removes_only_a_lock_nobody_holds(tmp_path):
+    from rpc.utils.snakemake_lock import unlock_if_stale
 
     assert unlock_if_stale(tmp_path) == "no lock"
-    locks = tmp_path / ".snakemake" / "locks"
-    locks.mkdir(parents=True)
-    (locks / "0.input.lock").write_text("x")
-    # a process named like Snakemake, running in this folder: the lock is its
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "snakemake"], cwd=tmp_path)
+    locks = _locked_folder(tmp_path)
+    # a lock without a record (plain Snakemake without the workflow's hook): kept, and the command is said
+    assert unlock_if_stale(tmp_path).endswith("type: snakemake --unlock") and locks.is_dir()
+    live = _start_holder(tmp_path)
     try:
-        for _ in range(50):
-            if snakemake_processes(tmp_path):
-                break
-            time.sleep(0.1)
-        assert live.pid in snakemake_processes(tmp_path)
-        assert "not touched" in unlock_if_stale(tmp_path) and (locks / "0.input.lock").is_file()
+        assert "still running: not touched" in unlock_if_stale(tmp_path) and locks.is_dir()
     finally:
         live.kill()
         live.wait()
-    assert unlock_if_stale(tmp_path) == "removed a stale lock left by a killed run" and not locks.exists()
+    assert unlock_if_stale(tmp_path).startswith("removed a stale lock") and not locks.exists()
+
+
+def test_unlock_stale_keeps_the_lock_while_jobs_of_a_killed_run_still_run(tmp_path):
+    """After ``kill -9`` of Snakemake its jobs go on (re-parented); the lock stays until they end."""
+    import signal
+
+    from rpc.utils.snakemake_lock import unlock_if_stale
+
+    locks = _locked_folder(tmp_path)
+    holder = _start_holder(tmp_path, "job")
+    holder.kill()
+    holder.wait()
+    jobs = _job_pids(tmp_path)
+    try:
+        assert len(jobs) == 1
+        message = unlock_if_stale(tmp_path)
+        assert f"processes {jobs} still work in this folder" in message and locks.is_dir()
+    finally:
+        for pid in jobs:
+            os.kill(pid, signal.SIGKILL)
+    for _ in range(100):  # the orphan is reaped by init
+        if not _job_pids(tmp_path):
+            break
+        time.sleep(0.05)
+    assert unlock_if_stale(tmp_path).startswith("removed a stale lock") and not locks.exists()
+
+
+def _shared_folder():
+    """A folder every user can write (pytest's own tmp folders are private to root)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="rpc-lock-"))
+    folder.chmod(0o777)
+    (folder / ".snakemake").mkdir(mode=0o777)
+    (folder / ".snakemake").chmod(0o777)
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_unlock_stale_keeps_the_lock_of_another_users_live_run():
+    """(a) Another user's Snakemake: its working folder cannot be read by this user; the lock is kept."""
+    import subprocess
+    import sys
+
+    folder = _shared_folder()
+    locks = _locked_folder(folder)
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    live = _start_holder(folder, prefix=drop)
+    try:
+        other = ["setpriv", "--reuid=65533", "--regid=65533", "--clear-groups"]
+        proc = subprocess.run([*other, sys.executable, "-m", "rpc", "unlock-stale", "--dir", str(folder)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "of user id 65534" in proc.stdout and "lock kept" in proc.stdout and locks.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+        shutil.rmtree(folder)
+
+
+def test_unlock_stale_keeps_the_lock_seen_from_another_pid_namespace(tmp_path):
+    """(b) A run seen from another PID namespace (a container; another host on a shared filesystem is the same case
+    by host name): its PID means nothing there; the lock is kept."""
+    import subprocess
+    import sys
+
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --pid is not permitted here: {probe.stderr.decode().strip()[:200]}")
+    locks = _locked_folder(tmp_path)
+    live = _start_holder(tmp_path)
+    try:
+        proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "rpc",
+                               "unlock-stale", "--dir", str(tmp_path)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "another PID namespace" in proc.stdout and locks.is_dir()
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_digests_ignore_timings_and_the_run_folder_but_not_results(tmp_path):

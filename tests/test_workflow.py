@@ -310,6 +310,12 @@ def test_imported_maps_run_through_the_same_stages(tiny_run):
     assert "| irn_style (imported maps) |" in (res / "summary.md").read_text()
     assert "imported (irn)" in (res / "summary.md").read_text()  # what made the maps
     assert len(list((res / "irn_style" / "figures" / "maps").glob("*.png"))) == 2
+    assert _planned(args, tiny_run) == {}
+    # a map replaced in place by an older file (its modification time kept, as `cp -p` does): imported again
+    first, second = sorted((tiny_run / "irn_maps").glob("*.npy"))[:2]
+    shutil.copy2(first, second)
+    jobs = _planned(args, tiny_run)
+    assert jobs.get("import_maps") == 2 and "train_segmentation" in jobs and "train_classifier" not in jobs
 
 
 def test_mmseg_target_writes_what_mmseg_loads(tiny_run):

@@ -24,6 +24,7 @@ from rpc.data.pyramid import device_pyramid
 from rpc.models.checkpoint import load_model
 from rpc.models.fold import fold_batchnorm
 from rpc.models.rpc import config_to_dict
+from rpc.utils.code_digest import code_digest
 from rpc.utils.device import pick_device
 from rpc.utils.precision import decide_precision_and_layout, model_step
 from rpc.utils.progress import ImageProgress
@@ -137,7 +138,8 @@ def _precision(amp: str, model, cfg, index: DatasetIndex, split: str, batch_size
     whatever images are left to do."""
     with Image.open(index.image_path(index.names(split)[0])) as im:
         size = im.size[::-1]
-    workload = {"stage": "maps", "model": config_to_dict(cfg), "size": list(size), "batch": batch_size}
+    workload = {"stage": "maps", "code": code_digest(__name__), "model": config_to_dict(cfg), "size": list(size),
+                "batch": batch_size}  # fmt: skip
     step = _calibration_step(model, size, batch_size, dev, cfg.num_classes)
     return decide_precision_and_layout(amp, dev, workload, step)
 

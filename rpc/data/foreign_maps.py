@@ -14,6 +14,7 @@ and (IRN stores ``cam`` as a torch tensor) tensors through torch's weights-only 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rpc.data.maps import check_storable
 from rpc.utils.io import DataError, atomic_path, is_temporary
 from rpc.utils.provenance import write_record
 from rpc.utils.shard import shard
@@ -99,7 +101,19 @@ def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None =
         raise DataError(f"{path}: not a {fmt.upper()} map file ({type(exc).__name__}: {exc})") from exc
     if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
         raise DataError(f"{path}: maps {cams.shape} do not match keys {keys.tolist()}")
+    check_storable(path, cams)
     return keys, cams
+
+
+def source_manifest(src: str | os.PathLike) -> str:
+    """A digest of what identifies every ``.npy`` of a folder of maps without reading them: name, size,
+    modification and change times, inode. A file replaced in place changes it, also one copied with its old
+    modification time kept (``cp -p``): the change time is set by the system on every write or replacement."""
+    lines = []
+    for f in sorted(Path(src).glob("*.npy")):
+        st = f.stat()
+        lines.append(f"{f.name} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def write_foreign(path: str | os.PathLike, fmt: str, keys: np.ndarray, cams: np.ndarray) -> None:

@@ -18,10 +18,24 @@ from rpc.utils.io import DataError, is_temporary, save_npz_atomic
 _BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
 
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: maps are stored as float16
+
+
+def check_storable(path: str | os.PathLike, values: np.ndarray, name: str = "cams") -> None:
+    """Refuse maps that float16 storage would turn into infinities (or that are already not finite), naming
+    ``path``: the file being written, or the source file a map is imported from."""
+    if not np.isfinite(values).all():  # a diverged model: say so, write nothing
+        raise DataError(f"{path}: non-finite values in the {name} (did the classifier diverge?)")
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak > FLOAT16_MAX:
+        raise DataError(f"{path}: the {name} hold values up to {peak:.6g}, beyond float16's range (+-{FLOAT16_MAX:g}) "
+                        "in which maps are stored; normalise them (maps are scores in [0, 1])")  # fmt: skip
+
+
 def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
     for name, values in (("cams", cams), ("stage_cams", stage_cams)):
-        if values is not None and not np.isfinite(values).all():  # a diverged model: say so, write nothing
-            raise DataError(f"{path}: non-finite values in the {name} to be written (did the classifier diverge?)")
+        if values is not None:
+            check_storable(path, values, name)
     arrays = {"keys": np.asarray(keys, np.int16), "cams": np.asarray(cams, np.float16)}
     if stage_cams is not None:
         arrays["stage_cams"] = np.asarray(stage_cams, np.float16)

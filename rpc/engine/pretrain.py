@@ -34,6 +34,7 @@ from rpc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rpc.engine import pretrain_cache
 from rpc.models.backbone import DEPTHS
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint
+from rpc.utils.code_digest import code_digest
 from rpc.utils.device import pick_device
 from rpc.utils.io import write_json_atomic
 from rpc.utils.precision import decide_bf16, model_step
@@ -125,7 +126,8 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
 
     torch.manual_seed(cfg.seed)
     model = getattr(torchvision.models, DEPTHS[cfg.depth])(weights=None, num_classes=NUM_CLASSES).to(device)
-    workload = {"stage": "pretrain", "depth": cfg.depth, "size": cfg.size, "batch": cfg.batch_size}
+    workload = {"stage": "pretrain", "code": code_digest(__name__), "depth": cfg.depth, "size": cfg.size,
+                "batch": cfg.batch_size}  # fmt: skip
     amp = decide_bf16(cfg.amp, device, workload, _calibration_step(model, train_x[: cfg.batch_size], device))
     # resume only a run of the same recipe and resolved precision (another epochs, lr, size, depth, seed: afresh)
     settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}, "bf16": amp}

@@ -5,10 +5,12 @@ recipe, its code and the machine. So a finished pretraining is also kept in ``<c
 (``$RPC_CACHE_DIR`` or ``~/.cache/rpc-wsss``) and a later run with the same key (another results folder, another
 clone, ``make run-seeds`` after ``make run``) copies it instead of training again. The key holds everything that
 can change the weights: every ``PretrainConfig`` field (but the device, which the resolved device stands for), a
-digest of the pretraining and corpus code, the torch version, the device (CPU model and flags, or the GPU), the
-thread count and ``ONEDNN_MAX_CPU_ISA``. A cached file is used only when its SHA-256 matches the one recorded
-when it was stored. The copied files are the ones the first run wrote (weights and report), so a run that takes
-them from the cache writes the same files as one that trains; its log says where they came from. With
+digest of every module of the package that pretraining imports (``rpc.utils.code_digest``: the corpus generator,
+the normalisation constants, the backbone, ...), the torch, torchvision, numpy and Pillow versions, the device (CPU
+model and flags, or the GPU), the thread count and ``ONEDNN_MAX_CPU_ISA``. A cached file is used only when its
+SHA-256 matches the one recorded when it was stored. The copied files are the ones the first run wrote (weights
+and report), so a run that takes them from the cache writes the same files as one that trains; its log says where
+they came from. With
 ``amp: auto``, the precision the first run chose is in the report (``bf16``); it comes from the machine's own cached
 timing (``rpc.utils.precision``). ``RPC_PRETRAIN_CACHE=0`` (or ``rpc pretrain --no-cache``) turns the cache off.
 """
@@ -25,13 +27,13 @@ from pathlib import Path
 
 import torch
 
+from rpc.utils.code_digest import code_digest
 from rpc.utils.io import atomic_path, write_json_atomic
 from rpc.utils.precision import cache_root
 from rpc.utils.provenance import device_name
 from rpc.utils.workdir import settings_hash
 
 logger = logging.getLogger(__name__)
-CODE = ("engine/pretrain.py", "data/corpus.py")  # the code that decides the weights (rpc/...)
 
 
 def enabled() -> bool:
@@ -40,11 +42,15 @@ def enabled() -> bool:
 
 def cache_key(cfg, device: torch.device) -> dict:
     """What the pretrained weights depend on (see the module docstring)."""
-    package = Path(__file__).resolve().parents[1]
-    code = hashlib.sha256(b"".join((package / f).read_bytes() for f in CODE)).hexdigest()[:16]
-    return {"config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}, "code": code,
-            "torch": torch.__version__, "device": device_name(device), "threads": torch.get_num_threads(),
-            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}  # fmt: skip
+    import numpy
+    import PIL
+    import torchvision
+
+    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+                "pillow": PIL.__version__}  # fmt: skip
+    return {"config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"},
+            "code": code_digest("rpc.engine.pretrain"), **versions, "device": device_name(device),
+            "threads": torch.get_num_threads(), "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}  # fmt: skip
 
 
 def _folder(key: dict) -> Path:

@@ -36,6 +36,7 @@ from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
 from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
+from rpc.utils.code_digest import code_digest
 from rpc.utils.device import make_deterministic, pick_device
 from rpc.utils.distributed import dist_info, on_rank0
 from rpc.utils.precision import decide_precision_and_layout, model_step
@@ -247,8 +248,8 @@ def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, 
     ``channels_last`` auto are decided by measurement on rank 0 (cached per machine; every rank follows it)."""
     torch.manual_seed(cfg.seed)
     model = RPCModel(model_cfg).to(device)
-    workload = {"stage": "classifier", "model": config_to_dict(model_cfg), "crop": cfg.crop,
-                "batch": cfg.batch_size // world}  # fmt: skip
+    workload = {"stage": "classifier", "code": code_digest(__name__), "model": config_to_dict(model_cfg),
+                "crop": cfg.crop, "batch": cfg.batch_size // world}  # fmt: skip
     amp, channels_last = on_rank0(lambda: decide_precision_and_layout(
         cfg.amp, device, workload, calibration_step(model, cfg, device, world), cfg.channels_last), world, rank)
     if channels_last:

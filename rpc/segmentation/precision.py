@@ -26,6 +26,7 @@ from mmengine.optim import OptimWrapper  # noqa: E402
 from mmseg.registry import HOOKS, MODELS, OPTIM_WRAPPERS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
+from rpc.utils.code_digest import code_digest  # noqa: E402
 from rpc.utils.device import native_bf16  # noqa: E402
 from rpc.utils.precision import decide_bf16, model_step  # noqa: E402
 
@@ -80,7 +81,8 @@ def wants_bf16(cfg: Config, amp: str) -> bool:
         if amp == "bf16" and not native_bf16(torch.device("cuda")):
             raise ValueError(f"amp bf16: {torch.cuda.get_device_name()} has no bf16 support; use auto or none")
         return amp == "bf16"
-    workload = {"stage": "deeplab", "model": cfg.model.to_dict(), "batch": int(cfg.train_dataloader.batch_size)}
+    workload = {"stage": "deeplab", "code": code_digest("rpc.segmentation.train"), "model": cfg.model.to_dict(),
+                "batch": int(cfg.train_dataloader.batch_size)}  # fmt: skip
     return decide_bf16(amp, torch.device("cpu"), workload, calibration_step(cfg))
 
 

@@ -33,6 +33,7 @@ from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
 from rpc.segmentation.refine import refine_and_write  # noqa: E402
+from rpc.segmentation.stored_config import check_stored_config  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.pool import run_bounded  # noqa: E402
@@ -55,7 +56,8 @@ def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = Fals
         raise DataError(f"{path}: the stored config is not JSON data ({exc}); retrain with this version") from exc
     if not isinstance(cfg_dict, dict) or not isinstance(cfg_dict.get("model"), dict):
         raise DataError(f"{path}: the stored config is not an mmseg config dict with a 'model' entry")
-    cfg = Config(cfg_dict)  # plain data: nothing in it runs
+    check_stored_config(cfg_dict, path)  # only registered type names: building it imports and runs nothing else
+    cfg = Config(cfg_dict)
     cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)

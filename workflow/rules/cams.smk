@@ -42,6 +42,9 @@ rule import_maps:
     wildcard_constraints:
         experiment=one_of(IMPORTED),
     params:
+        # the source files' identities (name, size, times, inode): a map replaced in place, even by an older file
+        # (`cp -p`), reruns the import and what follows; the folder's own time does not change then
+        sources=lambda wc: source_manifest(IMPORTED[wc.experiment]["path"]),
         format=lambda wc: IMPORTED[wc.experiment]["format"],
         bg=lambda wc: f"--bg-threshold {float(IMPORTED[wc.experiment]['bg_threshold'])}"
         if "bg_threshold" in IMPORTED[wc.experiment]

@@ -8,6 +8,7 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
+from rpc.data.foreign_maps import source_manifest
 from rpc.data.roots import check_root
 from rpc.utils.gpus import local_gpu_count
 
