@@ -310,6 +310,9 @@ def _seg_train_parser(sub) -> None:
                         "GPU: bf16 = mmengine's AmpOptimWrapper in bfloat16, auto = fp32")
     s.add_argument("--seed", type=int, help="mmengine randomness.seed (default: the config's)")
     s.add_argument("--deterministic", action="store_true", help="GPU: deterministic algorithms, no cuDNN benchmark")
+    s.add_argument("--epochs", type=float,
+                   help="the schedule in passes over --split (iterations = epochs x images / batch) instead of the "
+                        "config's max_iters")  # fmt: skip
     _tensorboard_flag(s)
     s.set_defaults(func=_seg_train)
 
@@ -321,7 +324,7 @@ def _seg_train(a):
     result = train_segmentation(a.config, a.dataset, a.split, mask_dir=mask_dir, work_dir=a.work, out=a.out,
                                 options=a.cfg_options, launcher=a.launcher, backbone_weights=a.backbone_weights,
                                 amp=a.amp, seed=a.seed, deterministic=a.deterministic,
-                                tensorboard=a.tensorboard)  # fmt: skip
+                                tensorboard=a.tensorboard, epochs=a.epochs)  # fmt: skip
     _print_result(result)
 
 

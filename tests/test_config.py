@@ -84,6 +84,8 @@ def test_a_real_base_with_overlays_never_gets_the_demo_sizes(tmp_path, voc_root)
         assert "model.depth=50" in sets  # voc.yaml's, not the demo's 18
         assert not [s for s in sets if s.startswith(("train.batch_size", "train.crop", "train.lr"))], sets
     assert len(_commands(proc.stdout, "cams")) == 3  # one shard each (the overlay), not voc.yaml's 8
+    seg = _commands(proc.stdout, "seg-train")
+    assert seg and not [c for c in seg if "--epochs" in c]  # VOC keeps its published 20k iterations
 
 
 @pytest.mark.parametrize(

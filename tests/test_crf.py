@@ -2,6 +2,8 @@
 
 import os
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -184,3 +186,49 @@ def test_pseudo_masks_bad_input_names_the_file(voc_seg, tmp_path):
     with pytest.raises(DataError, match=f"{out}: holds files made with settings it does not record"):
         pseudo.make_pseudo_masks(voc_seg.root, "trainval", maps, out)
     assert (out / f"{names[0]}.png").read_bytes() == finished  # finished work untouched
+
+
+@pytest.mark.parametrize("shape, scale", [((375, 500), 1.0), ((500, 333), 1.0), ((480, 640), 1.0),
+                                          ((128, 128), 128 / 500), ((96, 200), 200 / 500)])  # fmt: skip
+def test_position_kernels_scale_with_the_long_side_below_vocs(shape, scale):
+    """VOC (long side 500) and COCO (640) images keep the published widths; smaller images get them scaled by
+    long side / 500; the colour width, the weights and the iterations never change; reference_size 0: no rule."""
+    from rpc.models.dense_crf import PSEUDO_MASK_CRF, SEGMENTATION_CRF, for_image
+
+    for p in (PSEUDO_MASK_CRF, SEGMENTATION_CRF):
+        q = for_image(p, shape)
+        assert q.gauss_sxy == pytest.approx(p.gauss_sxy * scale) and q.bilateral_sxy == pytest.approx(
+            p.bilateral_sxy * scale)
+        assert (q.bilateral_srgb, q.gauss_compat, q.bilateral_compat, q.iterations) == (
+            p.bilateral_srgb, p.gauss_compat, p.bilateral_compat, p.iterations)
+    assert SEGMENTATION_CRF.bilateral_sxy == 67 and PSEUDO_MASK_CRF.bilateral_sxy == 50  # the published values
+    off = dataclasses.replace(SEGMENTATION_CRF, reference_size=0)
+    assert for_image(off, shape) == off
+
+
+def test_the_crf_runs_with_the_scaled_kernels(monkeypatch):
+    """The kernels pydensecrf receives are the scaled ones (a 100 px image: a fifth of the published widths)."""
+    from rpc.models import dense_crf
+
+    seen = []
+    real = dense_crf.dcrf.DenseCRF2D
+
+    class Spy:
+        def __init__(self, *args):
+            self.d = real(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.d, name)
+
+        def addPairwiseGaussian(self, sxy, compat):  # noqa: N802 (pydensecrf's name)
+            seen.append(("gauss", sxy))
+            return self.d.addPairwiseGaussian(sxy=sxy, compat=compat)
+
+        def addPairwiseBilateral(self, sxy, srgb, rgbim, compat):  # noqa: N802
+            seen.append(("bilateral", sxy))
+            return self.d.addPairwiseBilateral(sxy=sxy, srgb=srgb, rgbim=rgbim, compat=compat)
+
+    monkeypatch.setattr(dense_crf.dcrf, "DenseCRF2D", Spy)
+    image = np.zeros((100, 60, 3), np.uint8)
+    dense_crf.crf_from_probs(image, np.full((2, 100, 60), 0.5, np.float32))
+    assert seen == [("gauss", pytest.approx(0.2)), ("bilateral", pytest.approx(67 / 5))]

@@ -23,6 +23,8 @@ from rpc.segmentation.predict import load_segmenter, predict_segmentation  # noq
 from rpc.segmentation.train import train_segmentation  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+
 CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
 FAST = ["train_dataloader.batch_size=2", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]
 
@@ -625,3 +627,31 @@ def test_stored_configs_may_name_only_registered_types(config, message):
         return
     with pytest.raises(DataError, match=message):
         check_stored_config(config, "m.pt")
+
+
+@pytest.mark.parametrize("config, processes", [("deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py", 1),
+                                               ("deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 2)])  # fmt: skip
+def test_a_schedule_in_epochs_grows_with_the_training_split(config, processes):
+    """``segmentation.epochs``: iterations = ceil(epochs x images / global batch); twice the images, twice the
+    iterations; the poly decay ends with the run, a warm-up keeps its length; VOC's published schedule is what the
+    config says when no epochs are given."""
+    from rpc.segmentation.train import load_config, schedule_in_epochs
+
+    path = REPO / "config" / "mmseg" / config
+    iters = {}
+    for n in (640, 1280):
+        cfg = load_config(path, 7)
+        batch = cfg.train_dataloader.batch_size * processes
+        iters[n] = schedule_in_epochs(cfg, 5, n, processes)
+        assert iters[n] == -(-5 * n // batch) and cfg.train_cfg.max_iters == iters[n]
+        assert cfg.param_scheduler[-1]["end"] == iters[n]
+    assert iters[1280] == 2 * iters[640]
+    cfg = load_config(path, 7)
+    cfg.param_scheduler = [dict(type="LinearLR", begin=0, end=10, by_epoch=False),
+                           dict(type="PolyLR", begin=10, end=100, by_epoch=False)]  # fmt: skip
+    schedule_in_epochs(cfg, 5, 640, processes)
+    assert cfg.param_scheduler[0]["end"] == 10 and cfg.param_scheduler[1]["begin"] == 10
+    with pytest.raises(DataError, match="fewer than the warm-up"):
+        schedule_in_epochs(cfg, 0.01, 64)
+    voc = load_config(REPO / "config" / "mmseg" / "deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 21)
+    assert voc.train_cfg.max_iters == 20000  # without epochs: the published schedule

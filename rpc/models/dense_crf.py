@@ -5,6 +5,12 @@
 
 Both take the raw uint8 RGB image ``(H, W, 3)`` and run mean-field inference on a fully connected CRF with one
 Gaussian (smoothness) and one bilateral (appearance) kernel. Unaries are built with numpy, vectorised.
+
+The position kernels' widths (``gauss_sxy``, ``bilateral_sxy``) are in pixels, and the published values were set
+for VOC photos, whose long side is 500 px. The rule here: on an image whose long side is shorter than
+``reference_size`` (500) both widths shrink in proportion to it, ``sxy * long_side / 500``; they never grow, so VOC
+(500 px) and COCO (640 px) images keep the published values, and a 128 px synthetic image gets about a quarter of
+them (bilateral 67 -> 17). ``reference_size: 0`` turns the rule off.
 """
 
 from __future__ import annotations
@@ -27,6 +33,16 @@ class CRFParams:
     bilateral_compat: float = 10.0
     iterations: int = 10
     gt_prob: float = 0.7  # only for the hard-label unary
+    reference_size: float = 500.0  # the long side the sxy values were set for (module docstring); 0 = never scale
+
+
+def for_image(p: CRFParams, shape: tuple[int, ...]) -> CRFParams:
+    """``p`` with its position kernels scaled to an image of ``shape`` ``(H, W, ...)``: by ``min(1, long side /
+    reference_size)`` (module docstring)."""
+    if p.reference_size <= 0:
+        return p
+    scale = min(1.0, max(shape[:2]) / p.reference_size)
+    return dataclasses.replace(p, gauss_sxy=p.gauss_sxy * scale, bilateral_sxy=p.bilateral_sxy * scale)
 
 
 #: Pseudo-mask CRF (docs/method.md, IRN/SIPE); hard-label unary.
@@ -58,6 +74,7 @@ def _check_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _infer(image: np.ndarray, unary: np.ndarray, p: CRFParams) -> np.ndarray:
     """``unary (K, H, W)`` energies -> ``(K, H, W)`` float32 marginals after ``p.iterations`` steps."""
     k, h, w = unary.shape
+    p = for_image(p, (h, w))
     d = dcrf.DenseCRF2D(w, h, k)
     d.setUnaryEnergy(np.ascontiguousarray(unary.reshape(k, -1), dtype=np.float32))
     d.addPairwiseGaussian(sxy=p.gauss_sxy, compat=p.gauss_compat)

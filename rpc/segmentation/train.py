@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -103,6 +104,31 @@ def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
     check_backbone_weights(weights, int(cfg.model.backbone.depth))
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
     logger.info(f"backbone init: {weights}")
+
+
+def schedule_in_epochs(cfg: Config, epochs: float, n_images: int, processes: int = 1) -> int:
+    """The schedule as ``epochs`` passes over a training split of ``n_images``: ``max_iters = ceil(epochs *
+    n_images / batch)`` with the global batch (``train_dataloader.batch_size`` per process times ``processes``),
+    and the last learning-rate scheduler (the poly decay) ends there; a warm-up before it keeps its length. The
+    checkpoint interval becomes a quarter of the run. Returns ``max_iters``."""
+    if epochs <= 0:
+        raise DataError(f"segmentation epochs must be positive, got {epochs}")
+    batch = int(cfg.train_dataloader.batch_size) * processes
+    iters = max(1, math.ceil(epochs * n_images / batch))
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+    if schedulers and int(schedulers[-1].get("begin", 0)) >= iters:
+        raise DataError(f"{epochs} epochs of {n_images} images are {iters} iterations, fewer than the warm-up "
+                        f"({schedulers[-1].get('begin')}); give more epochs")  # fmt: skip
+    cfg.train_cfg.max_iters = iters
+    if schedulers:
+        schedulers[-1]["end"] = iters
+        cfg.param_scheduler = schedulers
+    hooks = cfg.get("default_hooks") or {}
+    if hooks.get("checkpoint"):
+        hooks["checkpoint"]["interval"] = max(1, iters // 4)
+    logger.info(f"schedule: {epochs} epochs of {n_images} images at batch {batch} = {iters} iterations")
+    return iters
 
 
 MIN_KEPT_CHECKPOINTS = 2  # mmengine deletes the oldest before writing the newest: keep the previous one
@@ -254,6 +280,7 @@ def train_segmentation(
     seed: int | None = None,
     deterministic: bool = False,
     tensorboard: bool = False,
+    epochs: float | None = None,
 ) -> dict:
     """Train on ``split`` with labels from ``mask_dir`` (None: the ground truth); write ``out``.
     ``backbone_weights``: a torchvision-format state dict for the backbone (None: what the config says).
@@ -262,12 +289,16 @@ def train_segmentation(
     GPU, no cuDNN autotuning and mmengine's deterministic mode (CPU runs are deterministic without it).
     ``amp``: auto | bf16 | none (``rpc.segmentation.precision``; on CUDA auto means fp32); the precision it resolves
     to is a resume setting.
-    ``tensorboard``: mmengine also writes TensorBoard events (rpc.utils.tensorboard); not a resume setting."""
+    ``tensorboard``: mmengine also writes TensorBoard events (rpc.utils.tensorboard); not a resume setting.
+    ``epochs``: the schedule in passes over ``split`` (:func:`schedule_in_epochs`) instead of the config's
+    iterations."""
     index = DatasetIndex.load(dataset_dir)
     cfg = load_config(config, index.num_classes, options)
     if backbone_weights is not None:
         set_backbone_weights(cfg, backbone_weights)
     names = index.names(split)
+    if epochs is not None:  # torchrun sets WORLD_SIZE: each iteration takes a batch on every process
+        schedule_in_epochs(cfg, epochs, len(names), int(os.environ.get("WORLD_SIZE", 1)) if launcher != "none" else 1)
     check_masks(index, names, mask_dir)  # pseudo masks, or the ground truth (mask_dir None)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip

@@ -22,6 +22,7 @@ rule train_segmentation:
         # the run's seed (the upper bound: the first seed), so the spread over seeds includes DeepLab's own
         seed=lambda wc: run_seed(wc.experiment),
         deterministic="--deterministic" if config["segmentation"]["deterministic"] else "",
+        epochs=f"--epochs {config['segmentation']['epochs']}" if config["segmentation"]["epochs"] else "",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -37,6 +38,7 @@ rule train_segmentation:
         "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output.model:q}"
         " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed} {params.deterministic}"
+        " {params.epochs}"
         " --cfg-options {params.options} > {log:q} 2>&1"
 
 
