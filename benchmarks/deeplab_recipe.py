@@ -17,18 +17,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import OUT, REPO, write_result
-from rpc.data.synthetic import SyntheticSpec, generate_dataset
+from rpc.data.synthetic import SyntheticSpec, generate_dataset, tuning_spec
 from rpc.data.voc import prepare_voc
 
 BASE = REPO / "config" / "mmseg" / "deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
-TUNE_SEED = 1  # the default benchmark is seed 0: another stream of images
-
-
-def tuning_spec(n: int = 160) -> SyntheticSpec:
-    """The tuning split: ``val`` of a dataset generated with seed 1 (its one train image is not used)."""
-    return SyntheticSpec(n_train=1, n_train_eval=1, n_val=n, seed=TUNE_SEED)
-
-
 def _schedule(iters: int, warmup: int) -> str:
     poly = f"dict(type='PolyLR', power=0.9, eta_min=0.0, begin={warmup}, end={iters}, by_epoch=False)"
     if not warmup:
@@ -109,8 +101,10 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     folder = Path(a.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    main_index = prepare_voc(generate_dataset(SyntheticSpec(), folder / "main_raw"), folder / "main", name="synthetic")
-    tune_index = prepare_voc(generate_dataset(tuning_spec(), folder / "tune_raw"), folder / "tune", name="synthetic")
+    spec = SyntheticSpec()  # the default benchmark's data
+    main_index = prepare_voc(generate_dataset(spec, folder / "main_raw"), folder / "main", name="synthetic")
+    tune_raw = generate_dataset(tuning_spec(spec), folder / "tune_raw")
+    tune_index = prepare_voc(tune_raw, folder / "tune", name="synthetic")
     results = {}
     for name in a.candidates:
         results[name] = run_candidate(name, a, main_index, tune_index, folder)

@@ -1,8 +1,7 @@
 """Dense CRF: unaries, the two-pass confident labelling, pseudo masks on real VOC images, bad input, resume."""
 
-import os
-
 import dataclasses
+import os
 
 import numpy as np
 import pytest

@@ -86,3 +86,20 @@ def test_parts_are_separable_and_class_specific(tmp_path):
     assert results[PART_SUB] > 0.8, results
     # the discriminative part is the much stronger cue
     assert results[(PART_DISC, "snr")] > 2 * results[(PART_SUB, "snr")], results
+
+
+def test_the_tuning_split_shares_no_image_with_train_aug_or_val(tmp_path):
+    """The DeepLab recipe is chosen on a tuning split: images of the same generator from another seed, none of
+    which is a train_aug or val image of the benchmark (compared by pixels)."""
+    import hashlib
+
+    from rpc.data.synthetic import SyntheticSpec, generate_image, tuning_spec
+
+    spec = SyntheticSpec(n_train=40, n_train_eval=10, n_val=20, size=64)
+    tune = tuning_spec(spec, n=30)
+    assert tune.seed != spec.seed and (tune.size, tune.classes, tune.max_objects) == (spec.size, spec.classes,
+                                                                                       spec.max_objects)
+    digest = lambda s, i: hashlib.sha256(generate_image(s, i)[0].tobytes()).hexdigest()  # noqa: E731
+    benchmark = {digest(spec, i) for i in range(spec.n_train + spec.n_val)}
+    tuning = {digest(tune, i) for i in range(tune.n_train, tune.n_train + tune.n_val)}  # its val images
+    assert len(tuning) == 30 and not benchmark & tuning

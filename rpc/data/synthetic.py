@@ -68,6 +68,16 @@ class SyntheticSpec:
     extra: dict = field(default_factory=dict)
 
 
+TUNING_SEED_OFFSET = 1  # the tuning split's images: the benchmark's seed + 1, another stream of the generator
+
+
+def tuning_spec(spec: SyntheticSpec, n: int = 160) -> SyntheticSpec:
+    """A *tuning split* for recipe choices (the DeepLab schedule, CRF widths): ``n`` images in the ``val`` of a
+    dataset generated like ``spec`` but with another seed, so none of them is one of ``spec``'s ``train_aug`` or
+    ``val`` images (its single training image is not used)."""
+    return dataclasses.replace(spec, n_train=1, n_train_eval=1, n_val=n, seed=spec.seed + TUNING_SEED_OFFSET)
+
+
 def class_colours(num_fg: int) -> tuple[np.ndarray, np.ndarray]:
     """``(disc, tint)``: ``(C, 3)`` float arrays, the discriminative RGB colour and the unit tint direction."""
     disc = np.array([colorsys.hsv_to_rgb(c / num_fg, 1.0, 1.0) for c in range(num_fg)]) * 255.0
