@@ -8,6 +8,9 @@ import yaml
 
 from snakemake.utils import min_version, update_config, validate
 
+from snakemake.exceptions import WorkflowError
+
+from rpc.utils.config_schema import coerce, first_error, load_schema
 from rpc.utils.snakemake_lock import write_holder_record
 
 min_version("9.0")
@@ -25,6 +28,15 @@ if "kind" not in (_first.get("dataset") or {}):
     config.update(_merged)
 
 
+# `--config` values arrive as strings: read them as YAML where the schema wants a number, boolean, list or mapping
+# (rpc/utils/config_schema.py), then name the first problem in one line before Snakemake fills in the defaults.
+_schema = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+_typed = coerce(dict(config), _schema)
+config.clear()
+config.update(_typed)
+_problem = first_error(config, _schema)
+if _problem:
+    raise WorkflowError(_problem)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
