@@ -2,15 +2,20 @@
 # `snakemake --cores all` runs the embedded default (config/config.yaml: synthetic data, CPU).
 # Real data: --configfile config/voc.yaml (or coco.yaml) with dataset.root set.
 import shlex
+import sys
 from pathlib import Path
 
 import yaml
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, update_config, validate
 
-from snakemake.exceptions import WorkflowError
+# This file's folder (also when it is used as a Snakemake `module` or run with `-s` from another folder): the
+# shipped config/, the rules and the rpc package are found from here, never from the working directory.
+WORKFLOW_DIR = Path(str(workflow.current_basedir)).resolve()
+sys.path.insert(0, str(WORKFLOW_DIR))
 
-from rpc.utils.config_schema import coerce, first_error, load_schema
+from rpc.utils.config_schema import coerce, first_error, load_schema, resolve_paths
 from rpc.utils.snakemake_lock import write_holder_record
 
 min_version("9.0")
@@ -22,7 +27,7 @@ min_version("9.0")
 _given = [Path(f) for f in workflow.overwrite_configfiles or []]
 _first = yaml.safe_load(_given[0].read_text()) or {} if _given else {}
 if "kind" not in (_first.get("dataset") or {}):
-    _merged = yaml.safe_load(Path("config/config.yaml").read_text())
+    _merged = yaml.safe_load((WORKFLOW_DIR / "config" / "config.yaml").read_text())
     update_config(_merged, config)  # recursively: what was given wins
     config.clear()
     config.update(_merged)
@@ -30,7 +35,7 @@ if "kind" not in (_first.get("dataset") or {}):
 
 # `--config` values arrive as strings: read them as YAML where the schema wants a number, boolean, list or mapping
 # (rpc/utils/config_schema.py), then name the first problem in one line before Snakemake fills in the defaults.
-_schema = load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+_schema = load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml")
 _typed = coerce(dict(config), _schema)
 config.clear()
 config.update(_typed)
@@ -38,6 +43,9 @@ _problem = first_error(config, _schema)
 if _problem:
     raise WorkflowError(_problem)
 validate(config, "workflow/schemas/config.schema.yaml")
+# config keys naming shipped files (the ablation grid, the mmseg config): a relative path is looked up in the
+# working directory first, then in this workflow's folder
+resolve_paths(config, WORKFLOW_DIR)
 
 
 # Every job's `python -m rpc` imports this workflow's own rpc/ package, also inside a `--sdm conda` environment
@@ -45,7 +53,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 # `tensorboard: true` reaches the trainers as RPC_TENSORBOARD=1: logging changes no number, so it is no rule's
 # param and turning it on or off reruns nothing.
 shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
     + ("export RPC_TENSORBOARD=1; " if config["tensorboard"] else "")
 )
 

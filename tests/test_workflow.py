@@ -52,6 +52,22 @@ def _workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_the_workflow_runs_from_any_folder_and_as_a_module(tmp_path):
+    """``-s <repo>/Snakefile`` from an empty folder, and a Snakemake ``module`` of it in another workflow, plan the
+    same jobs as a run in the repository (the shipped config, rules and mmseg files are found from the Snakefile)."""
+    here = _planned([], _workdir(tmp_path / "repo_like"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert _planned(["-s", str(REPO / "Snakefile")], elsewhere) == here
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "Snakefile").write_text(
+        f"module rpc_wsss:\n    snakefile: {str(REPO / 'Snakefile')!r}\n    config: config\n"
+        "use rule * from rpc_wsss as rpc_*\n"
+    )
+    assert _planned([], host) == {f"rpc_{rule}": n for rule, n in here.items()}
+
+
 def test_lint_is_clean(tmp_path):
     proc = _run(["--lint"], _workdir(tmp_path), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

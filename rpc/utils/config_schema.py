@@ -15,10 +15,8 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
-
-def load_schema(path: str | Path = SCHEMA) -> dict:
+def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -72,11 +70,10 @@ def _path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def first_error(config: dict, schema: dict | None = None) -> str | None:
+def first_error(config: dict, schema: dict) -> str | None:
     """The first schema violation of ``config`` as one line, or None."""
     import jsonschema
 
-    schema = load_schema() if schema is None else schema
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), _path(e)))
     if not errors:
@@ -90,3 +87,21 @@ def first_error(config: dict, schema: dict | None = None) -> str | None:
         return (f"config: unknown key {', '.join(repr(k) for k in unknown)} in {where}; "
                 f"allowed: {', '.join(allowed) if allowed else '(none)'}")  # fmt: skip
     return f"config: {where}: {error.message}"
+
+
+# config keys that name files shipped with the workflow (config/ablations.yaml, config/mmseg/...)
+PATH_KEYS = (("ablations",), ("segmentation", "config"))
+
+
+def resolve_paths(config: dict, workflow_dir: str | Path, keys=PATH_KEYS) -> None:
+    """Each relative path under ``keys``: kept if it exists from the working directory (a user's own file, or a
+    run from the workflow's folder), else taken from ``workflow_dir`` if it exists there."""
+    for key in keys:
+        section = config
+        for part in key[:-1]:
+            section = section.get(part) or {}
+        value = section.get(key[-1])
+        if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists():
+            candidate = Path(workflow_dir) / value
+            if candidate.exists():
+                section[key[-1]] = str(candidate)
