@@ -3,9 +3,12 @@ request a GPU for the model rules only where one exists (workflow/rules/common.s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
-def local_gpu_count(dev: str | Path = "/dev") -> int:
-    """The number of NVIDIA GPU device files (``/dev/nvidia0``, ``/dev/nvidia1``, ...)."""
-    return sum(1 for p in Path(dev).glob("nvidia[0-9]*") if p.name[len("nvidia"):].isdigit())
+def local_gpu_count(dev: str | Path | None = None) -> int:
+    """The number of NVIDIA GPU device files (``/dev/nvidia0``, ``/dev/nvidia1``, ...); ``$RPC_DEV_DIR`` stands in
+    for ``/dev`` (tests simulate a GPU machine with it)."""
+    dev = Path(dev or os.environ.get("RPC_DEV_DIR", "/dev"))
+    return sum(1 for p in dev.glob("nvidia[0-9]*") if p.name[len("nvidia"):].isdigit())

@@ -14,6 +14,7 @@ rule rs_cams:
         batch_size=config["cams"]["batch_size"],
         amp=config["cams"]["amp"],
         work="work/{experiment}/cams/shard_{shard}",  # finished maps survive a killed job (moved in at the end)
+        gpu_slot=gpu_slot,
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -26,7 +27,7 @@ rule rs_cams:
         runtime=240,
         gpu=GPU_PER_JOB,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
         " --scales {params.scales} --batch-size {params.batch_size:q} --amp {params.amp:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
 

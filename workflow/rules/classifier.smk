@@ -14,6 +14,7 @@ rule train_classifier:
         split=SPLITS["train"],
         work="work/{experiment}/classifier",
         python=python_launcher,
+        gpu_slot=gpu_slot,
         # every `section.key=value` override as one shell-quoted argument
         sets=lambda wc: " ".join(
             [shell_quote(f"train.split={json.dumps(SPLITS['train'])}")]
@@ -32,7 +33,7 @@ rule train_classifier:
         runtime=720,
         gpu=GPU_PER_JOB,
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}{params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"
         " --out {output.model:q} --preset {params.preset:q} --set {params.sets} > {log:q} 2>&1"
 
 

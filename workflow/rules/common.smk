@@ -171,6 +171,13 @@ def gpu_count(resources):
     return int(getattr(resources, "gpu", 0) or 0)
 
 
+def gpu_slot(wildcards, resources):
+    """A GPU job's command starts with its own device(s) locked and alone visible (rpc/utils/gpu_slots.py): jobs
+    started together get different GPUs, and wait for one when all are taken; nothing for a CPU-only job."""
+    gpus = gpu_count(resources)
+    return f"python -m rpc.utils.gpu_slots --gpus {gpus} -- " if gpus else ""
+
+
 def python_launcher(wildcards, resources):
     """`python` on one device; `torchrun` over the job's GPUs when it has more than one."""
     gpus = gpu_count(resources)

@@ -5,6 +5,7 @@ rule pretrain_backbone:
         weights=trained_model(PRETRAINED),
         report="results/pretrain/report.json",
     params:
+        gpu_slot=gpu_slot,
         settings=lambda wc: key_values(config["pretrain"], json.dumps),
         work="work/pretrain",
     conda:
@@ -19,5 +20,5 @@ rule pretrain_backbone:
         runtime=120,
         gpu=GPU_PER_JOB,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc pretrain --out {output.weights:q} --report {output.report:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc pretrain --out {output.weights:q} --report {output.report:q}"
         " --work {params.work:q} --set {params.settings} > {log:q} 2>&1"

@@ -16,6 +16,7 @@ rule train_segmentation:
         masks=lambda wc, input: input.masks or "ground-truth",
         work="work/{experiment}/segmentation",
         python=python_launcher,
+        gpu_slot=gpu_slot,
         launcher=lambda wc, resources: "pytorch" if gpu_count(resources) > 1 else "none",
         backbone=lambda wc, input: f"--backbone-weights {shell_quote(input.backbone)}" if input.backbone else "",
         amp=config["segmentation"]["amp"],
@@ -35,7 +36,7 @@ rule train_segmentation:
         runtime=1440,
         gpu=GPU_PER_JOB,
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}{params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output.model:q}"
         " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed} {params.deterministic}"
         " {params.epochs}"
@@ -55,6 +56,7 @@ rule predict_segmentation:
         flip="--flip" if config["segmentation"]["flip"] else "",
         crf=key_values(config["segmentation"]["crf"]),
         work="work/{experiment}/predict",  # finished predictions survive a killed job
+        gpu_slot=gpu_slot,
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -67,7 +69,7 @@ rule predict_segmentation:
         runtime=240,
         gpu=GPU_PER_JOB,
     shell:
-        "OMP_NUM_THREADS={threads} python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
         " --work {params.work:q} --crf-param {params.crf} --crf-workers {threads} > {log:q} 2>&1"
 

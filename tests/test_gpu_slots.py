@@ -1,0 +1,75 @@
+"""GPU jobs on one workstation: each gets its own device(s), and waits when none is free (rpc/utils/gpu_slots.py).
+No GPU is needed: the devices are named by CUDA_VISIBLE_DEVICES or simulated /dev/nvidia<i> files."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# the job: say which devices it sees and when it ran, then hold them a while
+JOB = "import os, time; t = time.time(); time.sleep({hold}); print(os.environ['CUDA_VISIBLE_DEVICES'], t, time.time())"
+
+
+def _start(gpus: int, devices: str, locks: Path, hold: float = 1.0) -> subprocess.Popen:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices, "RPC_GPU_LOCK_DIR": str(locks), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "rpc.utils.gpu_slots", "--gpus", str(gpus), "--", sys.executable, "-c",
+           JOB.format(hold=hold)]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc) -> tuple[set[str], float, float]:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    visible, start, end = out.split()
+    return set(visible.split(",")), float(start), float(end)
+
+
+def test_concurrent_jobs_get_different_gpus(tmp_path):
+    jobs = [_start(1, "0,1", tmp_path) for _ in range(2)]
+    (a, a0, a1), (b, b0, b1) = (_result(j) for j in jobs)
+    assert a | b == {"0", "1"} and not a & b
+    assert a0 < b1 and b0 < a1  # they ran at the same time
+
+
+def test_with_one_gpu_the_jobs_run_one_after_the_other(tmp_path):
+    first = _start(1, "0", tmp_path, hold=1.5)
+    time.sleep(0.3)
+    second = _start(1, "0", tmp_path, hold=0.1)
+    (a, _, a_end), (b, b_start, _) = _result(first), _result(second)
+    assert a == b == {"0"} and b_start >= a_end - 0.05  # the second started once the first had ended
+
+
+def test_a_multi_gpu_job_gets_a_disjoint_set(tmp_path):
+    big, small = _start(2, "0,1,2", tmp_path), _start(1, "0,1,2", tmp_path)
+    (a, _, _), (b, _, _) = _result(big), _result(small)
+    assert len(a) == 2 and len(b) == 1 and not a & b
+
+
+def test_a_job_asking_for_more_gpus_than_the_machine_has_is_an_error(tmp_path):
+    out, err = _start(2, "0", tmp_path).communicate(timeout=60)
+    assert "asks for 2 GPU(s) but the machine shows 1" in err
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_the_workflow_wraps_gpu_jobs_only_where_a_gpu_is_seen(tmp_path, gpus):
+    """With a simulated GPU (a /dev/nvidia0 file) every model job's command starts through the slot lock; on a
+    CPU-only machine none does."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for i in range(gpus):
+        (dev / f"nvidia{i}").touch()
+    work = tmp_path / "w"
+    work.mkdir()
+    env = {**os.environ, "RPC_DEV_DIR": str(dev), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "-s", str(REPO / "Snakefile")]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [line for line in proc.stdout.splitlines() if "-m rpc " in line]
+    model = [c for c in commands if any(f"rpc {s} " in c for s in ("pretrain", "train", "cams", "seg-train",
+                                                                        "seg-predict"))]  # fmt: skip
+    wrapped = [c for c in model if "python -m rpc.utils.gpu_slots --gpus 1 -- " in c]
+    assert model and len(wrapped) == (len(model) if gpus else 0)
