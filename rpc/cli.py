@@ -533,13 +533,15 @@ def _export_mmseg_parser(sub) -> None:
     s = sub.add_parser("export-mmseg", help="a trained DeepLab as an mmseg config.py + checkpoint.pth (init_model)")
     s.add_argument("--model", required=True, help="results/<run>/segmentation/model.pt")
     s.add_argument("--out", required=True, help="folder for config.py and checkpoint.pth")
+    s.add_argument("--dataset", help="prepared dataset of the test loop (default: the one the model was trained on)")
+    s.add_argument("--split", default="val", help="split of the test loop")
     s.set_defaults(func=_export_mmseg)
 
 
 def _export_mmseg(a):
     from rpc.segmentation.export import export_mmseg
 
-    _print_result(export_mmseg(a.model, a.out))
+    _print_result(export_mmseg(a.model, a.out, a.dataset, a.split))
 
 
 def _segment_parser(sub) -> None:

@@ -655,3 +655,22 @@ def test_a_schedule_in_epochs_grows_with_the_training_split(config, processes):
         schedule_in_epochs(cfg, 0.01, 64)
     voc = load_config(REPO / "config" / "mmseg" / "deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 21)
     assert voc.train_cfg.max_iters == 20000  # without epochs: the published schedule
+
+
+def test_the_exported_model_runs_in_mmsegs_own_test_loop(trained, tmp_path):
+    """What mmseg's tools/test.py runs, given only the exported folder: Runner.from_cfg(config).test() builds the
+    hooks and dataset the config names (custom_imports) and scores the training dataset's val split; its mIoU is
+    the one of seg-predict's predictions (same model, whole image, no CRF)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from rpc.segmentation.export import export_mmseg
+
+    index, tmp, _ = trained
+    files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg")
+    cfg = Config.fromfile(files["config"])
+    cfg.work_dir, cfg.load_from = str(tmp_path / "test_work"), files["checkpoint"]  # what tools/test.py sets
+    metrics = Runner.from_cfg(cfg).test()
+    predict_segmentation(tmp / "model.pt", index.root, "val", tmp_path / "pred")
+    ours = 100 * evaluate_mask_dir(index, "val", tmp_path / "pred")["miou"]
+    assert metrics["mIoU"] == pytest.approx(ours, abs=0.5), (metrics, ours)
