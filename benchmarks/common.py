@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from rpc.utils.device import cpu_identity
 from rpc.utils.io import write_json_atomic
-from rpc.utils.precision import cpu_identity
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("RPC_REALDATA", REPO.parent / "shared" / "realdata"))

@@ -22,7 +22,7 @@ from benchmarks.common import OUT, default_amp, median_time, write_result
 from rpc.crf.pseudo import confident_labels
 from rpc.data.transforms import multiscale_flip
 from rpc.models.rpc import RPCModel, make_config
-from rpc.utils.precision import cpu_identity
+from rpc.utils.device import cpu_identity
 
 NUM_CLASSES = 20
 

@@ -494,7 +494,7 @@ def _merge_dirs_parser(sub) -> None:
 
 
 def _merge_dirs(a):
-    from rpc.utils.io import merge_dirs
+    from rpc.utils.merge import merge_dirs
 
     n = merge_dirs(a.inputs, a.out)
     print(f"{n} files in {a.out}")

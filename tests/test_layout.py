@@ -116,6 +116,41 @@ def test_no_import_cycle_between_packages():
             visit(node, [node])
 
 
+def _module_of(name: str) -> str | None:
+    """``rpc.utils.io.write_json_atomic`` -> ``rpc.utils.io`` (the longest prefix that is a module file)."""
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        base = REPO.joinpath(*parts[:n])
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts[:n])
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    """Not even through imports inside functions (rpc/utils/io, precision and provenance once imported each
+    other in a circle that way)."""
+    graph: dict[str, set[str]] = {}
+    for path in _modules():
+        own = ".".join(_own_name(path, RPC))
+        targets = {_module_of(name) for _, name in _imported(path, RPC)} - {None, own, "rpc"}
+        # a package's __init__ is imported on the way to its modules: not an edge back
+        graph[own] = {m for m in targets if not own.startswith(m + ".")}
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                pytest.fail("module import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
 def test_the_check_sees_function_level_and_relative_imports(tmp_path):
     module = tmp_path / "rpc" / "crf" / "mod.py"
     module.parent.mkdir(parents=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rpc.utils.io import DataError, merge_dirs
+from rpc.utils.io import DataError
+from rpc.utils.merge import merge_dirs
 from rpc.utils.progress import ImageProgress
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +232,7 @@ def test_synthetic_data_into_a_folder_of_another_spec_is_refused(tmp_path):
 
 
 def test_provenance_records_merge_across_shards_and_folders(tmp_path):
-    from rpc.utils.io import merge_dirs
+    from rpc.utils.merge import merge_dirs
     from rpc.utils.provenance import RECORD, provenance, read_records, summary_line, write_record
 
     entry = provenance(torch.device("cpu"), True)

@@ -3,6 +3,8 @@ support, or a CPU with AVX-512 BF16 / AMX); whether bf16 *pays* is measured: ``r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 
@@ -34,3 +36,18 @@ def make_deterministic() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+
+
+def cpu_identity() -> dict:
+    """The CPU model name and the flags that decide bf16 speed (Linux /proc/cpuinfo; empty elsewhere)."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("amx_bf16", "amx_tile", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
+    return {"model": model, "flags": [f for f in wanted if f in flags]}

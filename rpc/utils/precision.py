@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from rpc.utils.device import native_bf16
+from rpc.utils.device import cpu_identity, native_bf16
 from rpc.utils.io import write_json_atomic
 
 MIN_GAIN = 0.10  # bf16 must be at least this much faster than fp32
@@ -59,21 +59,6 @@ def cache_path() -> Path | None:
     """``<cache_root>/precision.json``; None without a home folder."""
     root = cache_root()
     return None if root is None else root / "precision.json"
-
-
-def cpu_identity() -> dict:
-    """The CPU model name and the flags that decide bf16 speed (Linux /proc/cpuinfo; empty elsewhere)."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("amx_bf16", "amx_tile", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
-    return {"model": model, "flags": [f for f in wanted if f in flags]}
 
 
 def _time(step: Callable[[bool], None], flag: bool) -> float:

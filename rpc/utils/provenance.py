@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from rpc.utils.device import cpu_identity
 from rpc.utils.io import write_json_atomic
 
 RECORD = ".provenance.json"
@@ -22,8 +23,6 @@ RECORD = ".provenance.json"
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from rpc.utils.precision import cpu_identity
-
     cpu = cpu_identity()
     return f"{cpu['model'] or 'cpu'} ({' '.join(cpu['flags'])}; {os.cpu_count()} cores)"
 
