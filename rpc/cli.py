@@ -455,10 +455,10 @@ def _pretrain_parser(sub) -> None:
 
 
 def _pretrain(a):
-    from rpc.engine.config import build_dataclass, parse_key_values
+    from rpc.engine.config import build, parse_key_values
     from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
 
-    cfg = build_dataclass(PretrainConfig, parse_key_values(a.set or []), "pretrain config")
+    cfg = build(PretrainConfig, parse_key_values(a.set or []), "pretrain", "pretrain config")
     result = pretrain_backbone(a.out, a.work, cfg, a.report, cache=not a.no_cache)
     _print_result({k: result[k] for k in ("depth", "classes", "train_images", "val_accuracy")})
 

@@ -34,9 +34,14 @@ def _commands(out: str, stage: str) -> list[list[str]]:
 
 
 def test_schema_lists_exactly_the_model_and_train_fields():
-    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    from rpc.engine.pretrain import PretrainConfig
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    defs = schema["$defs"]
     assert set(defs["model"]["properties"]) == {f.name for f in dataclasses.fields(ModelConfig)}
     assert set(defs["train"]["properties"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # the same schema checks the pretraining command's settings
+    assert set(schema["properties"]["pretrain"]["properties"]) == {f.name for f in dataclasses.fields(PretrainConfig)}
     # every field typed (a value of the wrong type fails the dry run, not a job after pretraining)
     for section in ("model", "train"):
         untyped = [k for k, v in defs[section]["properties"].items() if "type" not in v]

@@ -1,8 +1,8 @@
-"""Turning a YAML file, a preset and ``key=value`` overrides into ``ModelConfig`` and ``TrainConfig``."""
+"""Turning a YAML file, a preset and ``key=value`` overrides into ``ModelConfig`` and ``TrainConfig`` (and the
+pretraining's ``key=value`` settings into ``PretrainConfig``), checked by the workflow's config schema."""
 
 from __future__ import annotations
 
-import types
 import typing
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import yaml
 
 from rpc.engine.train import TrainConfig
 from rpc.models.rpc import PRESETS, ModelConfig
+from rpc.utils.config_schema import check_section
 from rpc.utils.io import DataError
 
 
@@ -37,44 +38,14 @@ def parse_key_values(items: list[str]) -> dict:
     return out
 
 
-def check_type(value, hint, where: str):
-    """``value`` (parsed from YAML) converted to the annotation ``hint`` (int, float, bool, str, ``X | None``,
-    ``tuple[int, ...]``, ``tuple[int, int]``), or a :class:`DataError` naming ``where``."""
-    if hint is type(None):
-        if value is None:
-            return None
-        raise DataError(f"{where}: expected null, got {value!r}")
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        for option in args:
-            try:
-                return check_type(value, option, where)
-            except DataError:
-                pass
-        raise DataError(f"{where}: {value!r} is not one of {' | '.join(a.__name__ for a in args)}")
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise DataError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise DataError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
-        raise DataError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def build_dataclass(cls, values: dict, where: str):
-    """``cls(**values)`` with every value checked against the field's type; unknown keys, values of the wrong type
-    and values the class rejects are a :class:`DataError` naming the key."""
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise DataError(f"{where}: unknown key(s) {unknown}; known: {sorted(hints)}")
-    checked = {k: check_type(v, hints[k], f"{where}: {k}") for k, v in values.items()}
+def build(cls, values: dict, section: str, where: str):
+    """``cls(**values)`` with the values typed and checked by the config schema's ``section`` (the workflow checks
+    its config with the same schema: rpc/resources/schemas/config.schema.yaml); unknown keys, values of the wrong
+    type and values the class rejects are a :class:`DataError` naming the key."""
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # presets hold tuples
+    checked = check_section(values, section, where)
+    floats = {name for name, hint in typing.get_type_hints(cls).items() if hint is float}
+    checked = {k: float(v) if k in floats and type(v) is int else v for k, v in checked.items()}  # JSON: 1 is a number
     try:
         return cls(**checked)
     except ValueError as exc:
@@ -97,6 +68,6 @@ def build_configs(preset: str, config_file: str | None, overrides: list[str]) ->
             sections[key].update(loaded[key] or {})
     for key, values in parse_overrides(overrides).items():
         sections[key].update(values)
-    model = build_dataclass(ModelConfig, {**PRESETS[preset], **sections["model"]}, "model config")
-    train = build_dataclass(TrainConfig, sections["train"], "train config")
+    model = build(ModelConfig, {**PRESETS[preset], **sections["model"]}, "model", "model config")
+    train = build(TrainConfig, sections["train"], "train", "train config")
     return model, train

@@ -11,6 +11,7 @@ naming the key's path and what is allowed (the keys of that section, or the type
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -67,7 +68,11 @@ def coerce(value, schema: dict, root: dict | None = None):
 
 
 def _path(error) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    """``train.long_side[0]``."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(top level)"
 
 
 def first_error(config: dict, schema: dict) -> str | None:
@@ -105,3 +110,27 @@ def resolve_paths(config: dict, workflow_dir: str | Path, keys=PATH_KEYS) -> Non
             candidate = Path(workflow_dir) / value
             if candidate.exists():
                 section[key[-1]] = str(candidate)
+
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "resources" / "schemas"  # workflow/schemas/ links here
+
+
+@cache
+def config_schema() -> dict:
+    """The workflow's config schema, shipped with the package (rpc/resources/schemas/config.schema.yaml)."""
+    return load_schema(SCHEMA_DIR / "config.schema.yaml")
+
+
+def check_section(values: dict, section: str, where: str) -> dict:
+    """``values`` of one config section (``model``, ``train``, ``pretrain``) typed and checked by the same schema
+    the workflow validates its config with; returns them typed, or raises a DataError naming the key."""
+    from rpc.utils.io import DataError
+
+    root = config_schema()
+    schema = {**_resolve(root["properties"][section], root), "$defs": root["$defs"]}
+    schema.pop("default", None)
+    typed = coerce(values, schema, root)
+    problem = first_error(typed, schema)
+    if problem:
+        raise DataError(problem.replace("config: ", f"{where}: ", 1).replace("(top level)", section))
+    return typed
