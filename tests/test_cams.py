@@ -7,7 +7,7 @@ from PIL import Image
 
 from rpc.cams.generate import loader_workers, make_rs_cams, pyramid_on_device
 from rpc.data.maps import load_cams, save_cams
-from rpc.evaluation.figures import TITLE_HEIGHT, make_figures, mask_panel
+from rpc.evaluation.figures import LEGEND_HEIGHT, TITLE_HEIGHT, legend_entries, make_figures, mask_panel
 from rpc.evaluation.local_maps import evaluate_cams
 from rpc.models.checkpoint import save_model
 from rpc.models.rpc import RPCModel, config_to_dict, make_config
@@ -176,10 +176,24 @@ def test_figures_show_each_panel(tiny_synthetic, model_file, tmp_path):
     make_rs_cams(model_file, index.root, "val", tmp_path / "maps", scales=(1.0,), save_stages=True, num_workers=0)
     paths = make_figures(index.root, names, tmp_path / "fig", [tmp_path / "maps"], {})
     fig = np.asarray(Image.open(paths[0]).convert("RGB"))
-    # image | stage 1 | stage 2 | RS-CAM | ground truth, 96 px each, under a title strip
-    assert fig.shape == (96 + TITLE_HEIGHT, 5 * 96, 3)
-    np.testing.assert_array_equal(fig[TITLE_HEIGHT:, 4 * 96 :], mask_panel(index.read_mask(names[0])))
-    np.testing.assert_array_equal(fig[TITLE_HEIGHT:, :96], index.read_image(names[0]))
+    # image | stage 1 | stage 2 | RS-CAM | ground truth, 96 px each, under a title strip, over a legend strip
+    assert fig.shape == (96 + TITLE_HEIGHT + LEGEND_HEIGHT, 5 * 96, 3)
+    panels = fig[TITLE_HEIGHT : TITLE_HEIGHT + 96]
+    np.testing.assert_array_equal(panels[:, 4 * 96 :], mask_panel(index.read_mask(names[0])))
+    np.testing.assert_array_equal(panels[:, :96], index.read_image(names[0]))
+    # the legend names every class of the ground truth in its colour, and the maps' ramp
+    gt = index.read_mask(names[0])
+    entries = legend_entries([gt], list(index.classes), with_maps=True)
+    assert [label for label, _ in entries] == [index.classes[v] for v in np.unique(gt) if v != 255] + ["map 0..1"]
+    legend = fig[TITLE_HEIGHT + 96 :]
+    for _, colour in entries[:-1]:  # each swatch's colour is in the strip
+        assert (legend == colour).all(-1).any()
+
+
+def test_the_legend_explains_the_uncertain_white():
+    mask = np.array([[0, 1], [255, 255]], np.uint8)
+    entries = legend_entries([mask], ["background", "cat"], with_maps=False)
+    assert entries == [("background", (0, 0, 0)), ("cat", (128, 0, 0)), ("uncertain (255, white)", (255, 255, 255))]
 
 
 def test_images_of_mixed_sizes_share_batches_by_size(tmp_path, monkeypatch):
