@@ -1,9 +1,8 @@
 """What the Snakemake report shows besides the galleries: the summary tables as HTML (the report renders HTML and
 images; Markdown items are only download buttons) and the plots (training curves, per-class IoU, IRN sweep).
 
-``markdown_to_html`` renders the subset of Markdown our own summaries use (headings, pipe tables with alignment,
-bullet lists, paragraphs, ``**bold**`` and ```code```): no dependency, and nothing from the text is interpreted as
-HTML (everything is escaped first).
+``markdown_to_html`` renders our Markdown summaries with markdown-it-py (CommonMark + pipe tables); raw HTML in
+the text is not passed through but shown escaped.
 """
 
 from __future__ import annotations
@@ -18,64 +17,16 @@ from rpc.evaluation.plots import pyplot, save_figure
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:75em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:.2em .6em}
-th{background:#f3f3f3}td.r,th.r{text-align:right}code{background:#f3f3f3;padding:0 .2em}h1,h2{margin-top:1.2em}"""
-
-
-def _inline(text: str) -> str:
-    text = html.escape(text, quote=False)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def _table(lines: list[str]) -> str:
-    head, rule, *body = lines
-    right = [c.endswith(":") and not c.startswith(":") for c in _cells(rule)]
-
-    def row(cells, tag):
-        aligned = [" class=r" if i < len(right) and right[i] else "" for i in range(len(cells))]
-        cells_html = "".join(f"<{tag}{a}>{_inline(c)}</{tag}>" for a, c in zip(aligned, cells, strict=True))
-        return f"<tr>{cells_html}</tr>"
-
-    return "<table>" + row(_cells(head), "th") + "".join(row(_cells(b), "td") for b in body) + "</table>"
+th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}h1,h2{margin-top:1.2em}"""
 
 
 def markdown_to_html(text: str, title: str) -> str:
-    """A whole HTML page from our Markdown (see the module docstring for what is understood)."""
-    out, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif m := re.match(r"(#{1,6}) (.*)", line):
-            out.append(f"<h{len(m[1])}>{_inline(m[2])}</h{len(m[1])}>")
-            i += 1
-        elif line.lstrip().startswith("|") and i + 1 < len(lines) and re.match(r"\s*\|[\s:|-]+\|\s*$", lines[i + 1]):
-            j = i
-            while j < len(lines) and lines[j].lstrip().startswith("|"):
-                j += 1
-            out.append(_table(lines[i:j]))
-            i = j
-        elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(lines[i][2:])
-                i += 1
-                while i < len(lines) and lines[i].startswith("  ") and lines[i].strip():
-                    items[-1] += " " + lines[i].strip()
-                    i += 1
-            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"#|- |\s*\|", lines[i]):
-                para.append(lines[i].strip())
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    """A whole HTML page from Markdown (CommonMark with tables; raw HTML escaped, not interpreted)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")  # fmt: skip
+            f"<style>{STYLE}</style></head><body>\n" + body + "</body></html>\n")  # fmt: skip
 
 
 def _read_json(path: Path):
