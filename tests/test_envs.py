@@ -54,7 +54,7 @@ def test_every_third_party_module_the_package_imports_is_declared():
     optional = [d for name, deps in project["optional-dependencies"].items() if name != "dev" for d in deps]
     declared = {re.split(r"[<>=!~ ]", d)[0].lower() for d in project["dependencies"] + optional}
     module_to_dist = {"PIL": "pillow", "yaml": "pyyaml", "pydensecrf": "pydensecrf2", "mmcv": "mmcv-lite",
-                      "mmseg": "mmsegmentation"}  # fmt: skip
+                      "mmseg": "mmsegmentation", "markdown_it": "markdown-it-py"}  # fmt: skip
     stdlib = set(__import__("sys").stdlib_module_names)
     imported = set()
     for f in (REPO / "rpc").rglob("*.py"):
