@@ -62,7 +62,7 @@ def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
     crf = _commands(proc.stdout, "pseudo-masks")
     assert crf and all("bilateral_sxy=40" in c for c in crf)
     predict = _commands(proc.stdout, "seg-predict")  # the segmentation CRF is configurable the same way
-    assert predict and all(c[c.index("--crf-param") + 1] == "bilateral_sxy=67" for c in predict)
+    assert predict and all(c[c.index("--set") + 1] == "bilateral_sxy=67" for c in predict)
     assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
 
 

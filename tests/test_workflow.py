@@ -259,7 +259,7 @@ def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
     train = next(c for c in commands if "train" in c and "work/rpc-s15/classifier" in c)
     assert 'model.weights="/tmp/it\'s here.pth"' in train, train
     seg = next(c for c in commands if "seg-train" in c)
-    assert seg[seg.index("--cfg-options") + 1] == option
+    assert seg[seg.index("--set") + 1] == option
     # a split name with a space and a command substitution: one argument everywhere, the title included
     (work / "split.yaml").write_text(yaml.safe_dump({"splits": {"val": "my val $(touch pwned)"}}))
     out = _run(["-n", "-p", *args, "split.yaml"], work).stdout

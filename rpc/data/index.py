@@ -154,7 +154,13 @@ class DatasetIndex:
         root = Path(root)
         desc_path = root / DATASET_FILE
         if not desc_path.is_file():
-            raise DataError(f"{desc_path}: not a prepared dataset (run `python -m rpc prepare-...` first)")
+            raise DataError(
+                f"{desc_path}: not a prepared dataset; prepare it first: "
+                "`python -m rpc prepare-voc --root <VOCdevkit/VOC2012> --out <folder>` for a VOC-format folder, "
+                "`python -m rpc prepare-coco --root <coco> --out <folder>` for COCO, "
+                "`python -m rpc synth --out <raw> --prepared <folder>` for the synthetic data; "
+                "then pass <folder> as --dataset"
+            )
         try:
             desc = json.loads(desc_path.read_text())
             return cls(

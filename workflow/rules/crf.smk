@@ -23,7 +23,7 @@ rule pseudo_masks_shard:
         runtime=240,
     shell:
         "python -m rpc pseudo-masks --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
-        " --shard {wildcards.shard} --num-shards {params.shards:q} --workers {threads} --param {params.crf} --work {params.work:q} > {log:q} 2>&1"
+        " --shard {wildcards.shard} --num-shards {params.shards:q} --workers {threads} --set {params.crf} --work {params.work:q} > {log:q} 2>&1"
 
 
 rule merge_pseudo_masks:

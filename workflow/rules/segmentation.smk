@@ -40,7 +40,7 @@ rule train_segmentation:
         " --split {params.split:q} --masks {params.masks:q} --work {params.work:q} --out {output.model:q}"
         " --launcher {params.launcher} {params.backbone} --amp {params.amp:q} --seed {params.seed} {params.deterministic}"
         " {params.epochs}"
-        " --cfg-options {params.options} > {log:q} 2>&1"
+        " --set {params.options} > {log:q} 2>&1"
 
 
 rule predict_segmentation:
@@ -71,7 +71,7 @@ rule predict_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
-        " --work {params.work:q} --crf-param {params.crf} --crf-workers {threads} > {log:q} 2>&1"
+        " --work {params.work:q} --set {params.crf} --crf-workers {threads} > {log:q} 2>&1"
 
 
 # The trained DeepLab as mmseg's own tools open it (init_model / inference_model, tools/test.py): a config.py and a
