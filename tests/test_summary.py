@@ -74,13 +74,14 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     for exp, vals in values.items():
         for seed, v in zip((1, 2, 3), vals, strict=True):
             _fake_run(tmp_path, f"{exp}-s{seed}", v, v + 0.1, v - 0.1, parts=(0.9, v, 0.05))
-    (tmp_path / "ground_truth" / "segmentation").mkdir(parents=True)
-    for f in ("val", "val_crf"):
-        (tmp_path / "ground_truth" / "segmentation" / f"{f}.json").write_text(json.dumps({"miou": 0.8}))
-    seeds = {"rpc": [1, 2, 3], "sipe": [1, 2, 3], "cam": [1, 2, 3]}
+    for seed, upper in zip((1, 2, 3), (0.8, 0.82, 0.78), strict=True):  # the upper bound, one run per seed
+        (tmp_path / f"ground_truth-s{seed}" / "segmentation").mkdir(parents=True)
+        for f in ("val", "val_crf"):
+            (tmp_path / f"ground_truth-s{seed}" / "segmentation" / f"{f}.json").write_text(json.dumps({"miou": upper}))
+    seeds = {"rpc": [1, 2, 3], "sipe": [1, 2, 3], "cam": [1, 2, 3], "ground_truth": [1, 2, 3]}
     files = _declared(tmp_path)
     out = write_summary(seeds, files, "synthetic", tmp_path / "s.md", tmp_path / "s.json",
-                        extra=["ground_truth"], plot_path=tmp_path / "p.png")  # fmt: skip
+                        plot_path=tmp_path / "p.png")  # fmt: skip
     agg = out["aggregate"]
     assert agg["pairs"]["rpc-sipe"]["local_maps"]["diffs"] == pytest.approx([5.0, -1.0, 5.0])
     assert agg["pairs"]["sipe-cam"]["local_maps"]["diffs"] == pytest.approx([10.0, 2.0, 13.0])
@@ -97,7 +98,13 @@ def test_summary_over_seeds_with_paired_differences_and_parts(tmp_path):
     assert "holds on: Local.Maps (own bg) 2/3 seeds" in md
     # bootstrap std 1 + local/100 points: rpc mean of 1.55, 1.43, 1.56
     assert "scored on the same images): rpc 1.5, sipe 1.5, cam 1.4." in md
-    assert "| ground_truth (upper bound) | - | - | - | - | 80.0 |" in md
+    assert "| ground_truth (upper bound) | - | - | - | - | 80.0 ± 2.0 |" in md
+    # DeepLab val (local - 10) against its pseudo masks (255 ignored: local + 15) and the upper bound of its seed
+    deeplab = agg["deeplab"]["rpc"]
+    assert deeplab["seg_minus_pseudo"] == pytest.approx([-25.0, -25.0, -25.0])
+    assert deeplab["seg_minus_upper"] == pytest.approx([45 - 80, 33 - 82, 46 - 78])
+    assert "| rpc | 41.3 ± 7.2 | 66.3 ± 7.2 | -25.0 ± 0.0 | -38.7 ± 9.1 |" in md
+    assert "ground_truth" not in agg["deeplab"] and "ground_truth" not in out["parts"]
     assert "| rpc, stage 2 map |" in md and (tmp_path / "p.png").stat().st_size > 1000
     assert out["parts"]["rpc"]["maps"]["sub_recall"] == pytest.approx([55.0, 43.0, 56.0])
     assert "(60.5)" not in md  # the paper's VOC values only for PASCAL VOC itself

@@ -140,12 +140,12 @@ def tiny_run(tmp_path_factory):
 def test_tiny_end_to_end_run(tiny_run):
     res = tiny_run / "results"
     summary = json.loads((res / "summary.json").read_text())
-    assert set(summary["runs"]) == {"rpc-s15", "ground_truth"}
+    assert set(summary["runs"]) == {"rpc-s15", "ground_truth-s15"}
     row = summary["runs"]["rpc-s15"]
     for key in ("local_maps", "local_maps_irn", "crf", "crf_ignore", "seg_val", "seg_val_crf"):
         assert 0 < row[key] <= 100, (key, row)
     assert 0 <= row["uncertain_fraction"] < 1
-    gt = summary["runs"]["ground_truth"]
+    gt = summary["runs"]["ground_truth-s15"]
     assert gt["local_maps"] is None and 0 < gt["seg_val"] <= 100
     assert len(list((res / "rpc-s15" / "pseudo_masks" / "merged").glob("*.png"))) == 32
     assert len(list((res / "rpc-s15" / "figures" / "maps").glob("*.png"))) == 2
@@ -156,7 +156,7 @@ def test_tiny_end_to_end_run(tiny_run):
     # the pretraining stage ran once and both the classifier and DeepLab started from its weights
     assert (res / "pretrain" / "backbone.pth").is_file()
     assert "results/pretrain/backbone.pth" in (tiny_run / "logs" / "rpc-s15" / "train_classifier.log").read_text()
-    seg_log = (tiny_run / "logs" / "ground_truth" / "train_segmentation.log").read_text()
+    seg_log = (tiny_run / "logs" / "ground_truth-s15" / "train_segmentation.log").read_text()
     assert "results/pretrain/backbone.pth" in seg_log
     # the training checkpoints stay in work/ (the resume point), not among the results
     assert (tiny_run / "work" / "rpc-s15" / "classifier" / "last.pt").is_file()
@@ -347,4 +347,4 @@ def test_mmseg_target_writes_what_mmseg_loads(tiny_run):
     folder = tiny_run / "results" / "rpc-s15" / "segmentation" / "mmseg"
     model = init_model(str(folder / "config.py"), str(folder / "checkpoint.pth"), device="cpu")
     assert model.dataset_meta["classes"][0] == "background"
-    assert (tiny_run / "results" / "ground_truth" / "segmentation" / "mmseg" / "checkpoint.pth").is_file()
+    assert (tiny_run / "results" / "ground_truth-s15" / "segmentation" / "mmseg" / "checkpoint.pth").is_file()

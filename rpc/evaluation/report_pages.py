@@ -49,7 +49,9 @@ def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathL
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     flat = list(axes.flat)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (experiment, members) in enumerate(_runs_by_experiment(runs).items()):
+    by_experiment = _runs_by_experiment(runs)
+    upper = by_experiment.pop("ground_truth", [])  # DeepLab on the true masks: its loss drawn apart, below
+    for n, (experiment, members) in enumerate(by_experiment.items()):
         colour = colours[n % len(colours)]
         for k, run in enumerate(members):
             log = _read_json(results / run / "train_log.json") or []
@@ -64,7 +66,7 @@ def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathL
     for ax, term in zip(flat[:5], terms, strict=True):
         ax.set_title(f"classifier: {term}" if term != "lr" else "classifier: learning rate")
         ax.set_xlabel("step")
-    gt = _read_json(results / "ground_truth" / "segmentation" / "train_log.json") or []
+    gt = _read_json(results / upper[0] / "segmentation" / "train_log.json") or [] if upper else []  # first seed
     if gt:
         flat[6].plot([r["step"] for r in gt if "loss" in r], [r["loss"] for r in gt if "loss" in r], "k--", lw=1,
                      label="ground truth")  # fmt: skip

@@ -6,8 +6,10 @@ A *run* is one experiment trained with one seed; its results live in ``<results>
 background / ignored), ``segmentation/val.json`` / ``segmentation/val_crf.json`` (eval-masks of the DeepLab
 predictions) and, on the synthetic benchmark, ``parts.json`` (eval-parts). The files come from the rule's declared
 inputs (``rpc.evaluation.declared``); one that is not declared or does not exist is an error. The
-``ground_truth`` run (DeepLab on the true masks, the upper bound) has only the segmentation files; a run of
-imported maps (config ``imported_maps``, ``<results>/<name>/``) has every file but no seed.
+``ground_truth`` experiment (DeepLab on the true masks, the upper bound; one run per seed) has only the
+segmentation files; a run of imported maps (config ``imported_maps``, ``<results>/<name>/``) has every file but no
+seed. The DeepLab table sets each method's DeepLab val beside the pseudo masks it was trained on and beside the
+upper bound of the same seed.
 """
 
 from __future__ import annotations
@@ -109,12 +111,40 @@ def paper_reference(dataset_dir: str | os.PathLike | None, dataset_kind: str) ->
     return PAPER["coco"] if tuple(classes) == tuple(coco) else {}
 
 
+UPPER_BOUND = "ground_truth"  # DeepLab trained on the true masks
+
+
+def _segmentation_only(rows: dict[str, dict], e: str, ss: list[int]) -> bool:
+    return all(rows[f"{e}-s{s}"]["local_maps"] is None for s in ss)
+
+
+def deeplab_table(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict | None:
+    """Per method: its DeepLab val against the pseudo masks it was trained on (+denseCRF, 255 ignored, on the
+    maps' split) and against the upper bound of the same seed (``ground_truth``), as values over the seeds."""
+    if UPPER_BOUND not in seeds:
+        return None
+    table = {}
+    for e, ss in seeds.items():
+        if e == UPPER_BOUND or _segmentation_only(rows, e, ss):
+            continue
+        shared = [s for s in ss if s in seeds[UPPER_BOUND]]
+        row = {s: rows[f"{e}-s{s}"] for s in ss}
+        table[e] = {
+            "seg_val": [row[s]["seg_val"] for s in ss],
+            "pseudo_masks": [row[s]["crf_ignore"] for s in ss],
+            "seg_minus_pseudo": [row[s]["seg_val"] - row[s]["crf_ignore"] for s in ss],
+            "seg_minus_upper": [row[s]["seg_val"] - rows[f"{UPPER_BOUND}-s{s}"]["seg_val"] for s in shared],
+        }
+    return table
+
+
 def aggregate(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict:
     """Per experiment and column: the values over its seeds; per claimed pair and column: the paired comparison
     on the seeds both experiments share (same seed, same data; :func:`rpc.evaluation.uncertainty.paired_comparison`:
     differences, their mean with a 95 % Student-t interval, seeds where the first is better, verdict); the seeds
     on which CAM < SIPE < RPC holds."""
-    agg = {e: {k: [rows[f"{e}-s{s}"][k] for s in ss] for k, *_ in COLUMNS} for e, ss in seeds.items()}
+    agg = {e: {k: [v for s in ss if (v := rows[f"{e}-s{s}"][k]) is not None] for k, *_ in COLUMNS}
+           for e, ss in seeds.items()}  # fmt: skip
 
     def shared(*names):
         return [s for s in seeds[names[0]] if all(s in seeds[n] for n in names[1:])]
@@ -136,12 +166,13 @@ def aggregate(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict:
         order = {k: sum(value("cam", s, k) < value("sipe", s, k) < value("rpc", s, k) for s in common)
                  for k, *_ in COLUMNS}  # fmt: skip
         order["seeds"] = len(common)
-    return {"values": agg, "pairs": pairs, "ordering_holds_on_seeds": order}
+    return {"values": agg, "pairs": pairs, "ordering_holds_on_seeds": order, "deeplab": deeplab_table(rows, seeds)}
 
 
 def part_table(rows: dict[str, dict], seeds: dict[str, list[int]]) -> dict | None:
     """Part-level scores (%) per experiment, over its seeds: maps (final and per stage) and pseudo masks."""
-    if not all("parts" in rows[f"{e}-s{s}"] for e, ss in seeds.items() for s in ss):
+    seeds = {e: ss for e, ss in seeds.items() if not _segmentation_only(rows, e, ss)}
+    if not seeds or not all("parts" in rows[f"{e}-s{s}"] for e, ss in seeds.items() for s in ss):
         return None
     table = {}
     for e, ss in seeds.items():
@@ -171,7 +202,8 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
         for e in experiments:
             ref = paper.get(e, {})
             cells = [_pm(agg["values"][e][k]) + (f" ({ref[k]})" if k in ref else "") for k, *_ in COLUMNS]
-            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+            label = f"{e} (upper bound)" if e == UPPER_BOUND else e
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         for name in extra:
             cells = [_pm(None if rows[name][k] is None else [rows[name][k]]) for k, *_ in COLUMNS]
             kind = "upper bound" if rows[name]["local_maps"] is None else "imported maps"
@@ -199,6 +231,16 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
             holds = agg["ordering_holds_on_seeds"]
             lines += ["", "CAM < SIPE < RPC (the paper's ordering) holds on: "
                       + "; ".join(f"{h} {holds[k]}/{holds['seeds']} seeds" for k, h, *_ in COLUMNS) + "."]  # fmt: skip
+    if agg.get("deeplab"):
+        lines += ["", "## DeepLab against its training masks and the upper bound (mean ± std over seeds)", "",
+                  "DeepLab val next to the pseudo masks it was trained on (+denseCRF, 255 ignored, scored on the "
+                  "maps' split) and to DeepLab trained on the true masks with the same seed (the upper bound). A "
+                  "DeepLab that learns its masks ends near their quality; far below them, it is undertrained.", "",
+                  "| | DeepLab val | its pseudo masks | DeepLab − pseudo masks | DeepLab − upper bound |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for e, d in agg["deeplab"].items():
+            lines.append(f"| {e} | {_pm(d['seg_val'])} | {_pm(d['pseudo_masks'])} | {_pm(d['seg_minus_pseudo'])} | "
+                         f"{_pm(d['seg_minus_upper'])} |")  # fmt: skip
     if parts:
         lines += ["", "## Part-level evidence (synthetic benchmark, %; mean ± std over seeds)", "",
                   "Recall of the discriminative and sub-discriminative parts (pixels labelled with their object's "
@@ -207,7 +249,7 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
                   "| | " + " | ".join(f"maps: {h}" for _, h in PART_KEYS) + " | "
                   + " | ".join(f"pseudo masks: {h}" for _, h in PART_KEYS) + " | pseudo masks: sub-disc. 255 |",
                   "|---|" + "---:|" * 7]  # fmt: skip
-        for e in experiments:
+        for e in parts:
             p = parts[e]
             cells = [_pm(p["maps"][k]) for k, _ in PART_KEYS] + [_pm(p["pseudo_masks"][k]) for k, _ in PART_KEYS]
             lines.append(f"| {e} | " + " | ".join(cells) + f" | {_pm(p['pseudo_masks']['uncertain_sub'])} |")
@@ -235,7 +277,8 @@ def _markdown(rows, seeds: dict[str, list[int]], extra, agg, parts, paper, datas
         "threshold of the sweep 0.00-0.95 (a best at the edge of the sweep is flagged). +denseCRF: pseudo masks "
         "after the two-pass CRF, uncertain (255) pixels counted as background or left out (SIPE's eval_sem_seg "
         "leaves them out). DeepLab val: predictions on the validation split, whole image, without / with CRF "
-        "post-processing. `ground_truth` = DeepLab trained on the ground-truth masks (upper bound); imported maps = "
+        "post-processing. `ground_truth` = DeepLab trained on the ground-truth masks (upper bound, one run per "
+        "seed); imported maps = "
         "another method's maps (config `imported_maps`) through the same CRF, DeepLab and scoring.",
     ]
     return lines
@@ -270,7 +313,8 @@ def write_summary(seeds: dict[str, list[int]], files: DeclaredFiles, dataset_kin
     """Summarise the runs ``<experiment>-s<seed>`` of every experiment and its seeds (``{experiment: seeds}``),
     plus the ``extra`` runs (e.g. ``ground_truth``), from the declared ``files``; write Markdown, JSON and
     (optionally) the part-level plot."""
-    rows = {f"{e}-s{s}": run_row(files, f"{e}-s{s}") for e, ss in seeds.items() for s in ss}
+    rows = {f"{e}-s{s}": run_row(files, f"{e}-s{s}", segmentation_only=not files.has(f"{e}-s{s}", "local_maps.json"))
+            for e, ss in seeds.items() for s in ss}  # fmt: skip
     # runs without seeds: the ground-truth upper bound (DeepLab only) and imported maps (every column)
     rows.update({name: run_row(files, name, segmentation_only=not files.has(name, "local_maps.json"))
                  for name in extra})  # fmt: skip

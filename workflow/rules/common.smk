@@ -13,6 +13,7 @@ from rpc.data.roots import check_root
 from rpc.utils.gpus import local_gpu_count
 
 PRETRAINED = "results/pretrain/backbone.pth"
+UPPER_BOUND = "ground_truth"  # the experiment name of DeepLab on the true masks: results/ground_truth-s<seed>/
 PRETRAIN_REPORT = "results/pretrain/report.json"  # held-out accuracy per epoch (the report's curves)
 
 
@@ -50,12 +51,14 @@ CLASSIFIERS = {**ABLATION_RUNS, **RUNS}
 # same CRF, DeepLab and scores as the classifiers' maps, but without a classifier
 IMPORTED = config["imported_maps"]
 for _name in IMPORTED:
-    if _name in CLASSIFIERS or _name in ("ground_truth", "pretrain", "data"):
+    if _name in CLASSIFIERS or _name.startswith(UPPER_BOUND) or _name in ("pretrain", "data"):
         raise ValueError(f"imported_maps: the run name {_name!r} is taken (a classifier run or a results/ folder)")
 MAP_RUNS = RUN_NAMES + list(IMPORTED)  # every run with maps and pseudo masks
-# DeepLab is also trained on the ground truth when asked (the upper bound); it has no maps or pseudo masks
-UNSEEDED_RUNS = list(IMPORTED) + (["ground_truth"] if config["segmentation"]["upper_bound"] else [])
-SEG_RUNS = RUN_NAMES + UNSEEDED_RUNS
+# DeepLab is also trained on the ground truth when asked (the upper bound), once per seed like the methods (its
+# spread is DeepLab's own); it has no maps or pseudo masks
+UPPER_BOUND_RUNS = [run_name(UPPER_BOUND, s) for s in SEEDS] if config["segmentation"]["upper_bound"] else []
+UNSEEDED_RUNS = list(IMPORTED)
+SEG_RUNS = RUN_NAMES + UPPER_BOUND_RUNS + UNSEEDED_RUNS
 SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
@@ -63,10 +66,16 @@ KIND = config["dataset"]["kind"]
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 
+def is_upper_bound(run):
+    return run in UPPER_BOUND_RUNS
+
+
 def run_seed(run):
-    """The training seed of a run (results/<run>/); the ground-truth upper bound and imported maps (DeepLab's own
-    seed) take the first seed."""
-    return CLASSIFIERS[run]["train"]["seed"] if run in CLASSIFIERS else SEEDS[0]
+    """The training seed of a run (results/<run>/): a classifier's, the upper bound's own; imported maps (DeepLab's
+    own seed) take the first seed."""
+    if run in CLASSIFIERS:
+        return CLASSIFIERS[run]["train"]["seed"]
+    return SEEDS[UPPER_BOUND_RUNS.index(run)] if is_upper_bound(run) else SEEDS[0]
 
 
 def uses_pretrained():
@@ -203,7 +212,7 @@ def cam_shards(wildcards):
 
 def training_masks(wildcards):
     """Pseudo masks of the experiment; nothing for the ground-truth upper bound (the dataset has them)."""
-    if wildcards.experiment == "ground_truth":
+    if is_upper_bound(wildcards.experiment):
         return []
     return f"results/{wildcards.experiment}/pseudo_masks/merged"
 
@@ -223,7 +232,7 @@ def experiment_results(experiment):
     included before the summaries use this), so the summary's declared inputs follow the rules that write them."""
     fill = lambda path: path.format(experiment=experiment)
     seg = [fill(rules.eval_segmentation.output.raw), fill(rules.eval_segmentation.output.crf)]
-    if experiment == "ground_truth":
+    if is_upper_bound(experiment):
         return seg
     parts = [fill(rules.eval_parts.output[0])] if has_parts() else []
     maps = [fill(rules.eval_cams.output.json)]

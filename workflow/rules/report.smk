@@ -93,8 +93,9 @@ rule summary:
         # each experiment with its own seeds (an experiment may list its own `seeds`)
         experiments=[
             f"{e}=" + ",".join(str(s) for s in config["experiments"][e].get("seeds", SEEDS)) for e in EXPERIMENTS
-        ],
-        # runs without seeds: the imported maps and the ground-truth upper bound
+        ]
+        + ([f"{UPPER_BOUND}=" + ",".join(map(str, SEEDS))] if UPPER_BOUND_RUNS else []),
+        # runs without seeds: the imported maps
         extra=("--extra " + " ".join(map(shell_quote, UNSEEDED_RUNS))) if UNSEEDED_RUNS else "",
         kind=KIND,
         plot=lambda wc, output: f"--plot {shell_quote(output.plot)}" if has_parts() else "",
@@ -146,7 +147,7 @@ rule report_pages:
         curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
         local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary"),
     params:
-        runs=MAP_RUNS,
+        runs=MAP_RUNS + UPPER_BOUND_RUNS,
     conda:
         "../../envs/rpc.yaml"
     log:
