@@ -190,11 +190,14 @@ def test_pseudo_masks_bad_input_names_the_file(voc_seg, tmp_path):
 @pytest.mark.parametrize("shape, scale", [((375, 500), 1.0), ((500, 333), 1.0), ((480, 640), 1.0),
                                           ((128, 128), 128 / 500), ((96, 200), 200 / 500)])  # fmt: skip
 def test_position_kernels_scale_with_the_long_side_below_vocs(shape, scale):
-    """VOC (long side 500) and COCO (640) images keep the published widths; smaller images get them scaled by
-    long side / 500; the colour width, the weights and the iterations never change; reference_size 0: no rule."""
+    """With reference_size 500: VOC (long side 500) and COCO (640) images keep the published widths; smaller images
+    get them scaled by long side / 500; the colour width, the weights and the iterations never change; the default
+    (reference_size 0) never scales."""
     from rpc.models.dense_crf import PSEUDO_MASK_CRF, SEGMENTATION_CRF, for_image
 
-    for p in (PSEUDO_MASK_CRF, SEGMENTATION_CRF):
+    for published in (PSEUDO_MASK_CRF, SEGMENTATION_CRF):
+        assert published.reference_size == 0 and for_image(published, shape) == published
+        p = dataclasses.replace(published, reference_size=500.0)
         q = for_image(p, shape)
         assert q.gauss_sxy == pytest.approx(p.gauss_sxy * scale) and q.bilateral_sxy == pytest.approx(
             p.bilateral_sxy * scale)
@@ -206,7 +209,8 @@ def test_position_kernels_scale_with_the_long_side_below_vocs(shape, scale):
 
 
 def test_the_crf_runs_with_the_scaled_kernels(monkeypatch):
-    """The kernels pydensecrf receives are the scaled ones (a 100 px image: a fifth of the published widths)."""
+    """The kernels pydensecrf receives are the scaled ones where asked (a 100 px image: a fifth of the published
+    widths), the published ones by default."""
     from rpc.models import dense_crf
 
     seen = []
@@ -229,5 +233,9 @@ def test_the_crf_runs_with_the_scaled_kernels(monkeypatch):
 
     monkeypatch.setattr(dense_crf.dcrf, "DenseCRF2D", Spy)
     image = np.zeros((100, 60, 3), np.uint8)
-    dense_crf.crf_from_probs(image, np.full((2, 100, 60), 0.5, np.float32))
+    scaled = dataclasses.replace(dense_crf.SEGMENTATION_CRF, reference_size=500.0)
+    dense_crf.crf_from_probs(image, np.full((2, 100, 60), 0.5, np.float32), scaled)
     assert seen == [("gauss", pytest.approx(0.2)), ("bilateral", pytest.approx(67 / 5))]
+    seen.clear()
+    dense_crf.crf_from_probs(image, np.full((2, 100, 60), 0.5, np.float32))  # the default: published widths
+    assert seen == [("gauss", 1), ("bilateral", 67)]

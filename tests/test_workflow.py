@@ -81,9 +81,9 @@ def test_dry_run_of_default_config_shows_the_whole_dag(tmp_path):
     assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 6 and jobs["train_classifier"] == 3
     assert jobs["train_segmentation"] == 4 and jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
     assert jobs["eval_parts"] == 3
-    # the evidence overlay: 5 seeds of everything (one ground-truth DeepLab)
+    # the evidence overlay: 5 seeds of everything, the ground-truth DeepLab included
     jobs = _planned(["--configfile", "config/seeds.yaml"], _workdir(tmp_path / "seeds"))
-    assert jobs["rs_cams"] == 30 and jobs["train_classifier"] == 15 and jobs["train_segmentation"] == 16
+    assert jobs["rs_cams"] == 30 and jobs["train_classifier"] == 15 and jobs["train_segmentation"] == 20
 
 
 def _fake_voc(root: Path) -> Path:
