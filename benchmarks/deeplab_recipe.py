@@ -6,7 +6,7 @@ none of its images is in `train_aug` or `val`), with and without the CRF post-pr
         ->  benchmarks/out/deeplab_recipe.json   (per candidate: tune mIoU, + CRF, training wall time)
 
 A candidate is an mmseg config written on top of the embedded default's
-(config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py) plus the backbone's initialisation; see CANDIDATES.
+(config/mmseg/deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py) plus the backbone's initialisation; see CANDIDATES.
 `--val` also scores `val` (for the report, once the recipe is chosen).
 """
 
@@ -21,7 +21,7 @@ from benchmarks.common import OUT, REPO, write_result
 from rpc.data.synthetic import SyntheticSpec, generate_dataset, tuning_spec
 from rpc.data.voc import prepare_voc
 
-BASE = REPO / "config" / "mmseg" / "deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
+BASE = REPO / "config" / "mmseg" / "deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py"
 def _schedule(iters: int, warmup: int) -> str:
     poly = f"dict(type='PolyLR', power=0.9, eta_min=0.0, begin={warmup}, end={iters}, by_epoch=False)"
     if not warmup:

@@ -37,7 +37,7 @@ def commands(results: Path, dataset: Path, tmp: Path, job: int, amp: str) -> dic
         "maps": [*py, "cams", "--model", str(model), "--dataset", str(dataset), "--split", "train_aug", "--out",
                  str(out / "maps"), "--shard", str(job), "--num-shards", "2", "--batch-size", "8", "--workers", "1",
                  "--amp", amp],
-        "deeplab": [*py, "seg-train", "--config", "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py",
+        "deeplab": [*py, "seg-train", "--config", "config/mmseg/deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py",
                     "--dataset", str(dataset), "--split", "train_aug", "--masks", "ground-truth", "--amp", amp,
                     "--work",
                     str(out / "sw"), "--out", str(out / "s.pt"), "--cfg-options"],

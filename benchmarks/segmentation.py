@@ -83,7 +83,7 @@ def _predict_speed(index, split: str, work: Path, crf_workers: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py")
+    ap.add_argument("--config", default="config/mmseg/deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py")
     ap.add_argument("--iters", type=int, nargs=2, default=[10, 30])
     ap.add_argument("--dataset", choices=["synthetic", "voc"], default="synthetic")
     ap.add_argument("--options", nargs="*", default=[], help="extra mmengine overrides")

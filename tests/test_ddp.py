@@ -24,7 +24,7 @@ TRAIN = ["model.depth=18", "model.weights=none", "train.batch_size=4", "train.ep
          "train.log_interval=1"]  # fmt: skip
 TOLERANCE = 1e-4  # max abs weight difference after 6 steps: measured ~1e-5 (summation order); ~4e-3 if the
 # attention BatchNorm used each process's half batch
-SEG_CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
+SEG_CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py"
 
 
 def _torchrun(args: list[str], timeout: float = 150) -> subprocess.CompletedProcess:

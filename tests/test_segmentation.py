@@ -25,7 +25,7 @@ from rpc.utils.io import DataError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py"
+CONFIG = "config/mmseg/deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py"
 FAST = ["train_dataloader.batch_size=2", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False"]
 
 
@@ -629,7 +629,7 @@ def test_stored_configs_may_name_only_registered_types(config, message):
         check_stored_config(config, "m.pt")
 
 
-@pytest.mark.parametrize("config, processes", [("deeplabv2_r18-d8_1xb8-100_synthetic-128x128.py", 1),
+@pytest.mark.parametrize("config, processes", [("deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py", 1),
                                                ("deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 2)])  # fmt: skip
 def test_a_schedule_in_epochs_grows_with_the_training_split(config, processes):
     """``segmentation.epochs``: iterations = ceil(epochs x images / global batch); twice the images, twice the
