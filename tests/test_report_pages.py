@@ -2,7 +2,7 @@
 
 import json
 
-from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps
+from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps, plot_segmentation
 from rpc.utils.train_log import publish_train_log, read_jsonl
 
 MD = """# Summary
@@ -61,9 +61,35 @@ def test_the_plots_are_written_from_the_runs_files_and_are_reproducible(tmp_path
                 }
             )
         )
-    runs = ["rpc-s15", "sipe-s15"]
+        (tmp_path / run / "segmentation" / "val.json").write_text(json.dumps(
+            {"per_class_iou": iou, "miou": 0.6 + offset, "confusion": [[9, 1, 0], [2, 8, 0], [0, 0, 0]]}))
+    (tmp_path / "ground_truth-s15" / "segmentation").mkdir(parents=True)  # the upper bound: DeepLab files only
+    (tmp_path / "ground_truth-s15" / "segmentation" / "val.json").write_text(json.dumps(
+        {"per_class_iou": {"background": 0.95, "a": 0.9, "b": None}, "miou": 0.9,
+         "confusion": [[10, 0, 0], [1, 9, 0], [0, 0, 0]]}))  # fmt: skip
+    runs = ["rpc-s15", "sipe-s15", "ground_truth-s15"]
     plot_curves(tmp_path, runs, tmp_path / "c1.png")
     plot_curves(tmp_path, runs, tmp_path / "c2.png")
     plot_local_maps(tmp_path, runs, tmp_path / "m.png")
+    plot_segmentation(tmp_path, runs, tmp_path / "s1.png")
+    plot_segmentation(tmp_path, runs, tmp_path / "s2.png")
     assert (tmp_path / "c1.png").read_bytes() == (tmp_path / "c2.png").read_bytes()
+    assert (tmp_path / "s1.png").read_bytes() == (tmp_path / "s2.png").read_bytes()
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mask_scores_carry_their_confusion_matrix(tiny_synthetic, tmp_path):
+    """The DeepLab plot's confusion comes from the scores: rows = ground truth, columns = predicted label."""
+    import numpy as np
+
+    from rpc.data.palette import write_mask
+    from rpc.evaluation.masks import evaluate_mask_dir
+
+    _, _, index = tiny_synthetic
+    names = index.names("val")
+    for name in names:  # everything predicted as background
+        write_mask(tmp_path / f"{name}.png", np.zeros_like(index.read_mask(name)))
+    result = evaluate_mask_dir(index, "val", tmp_path)
+    matrix = np.array(result["confusion"])
+    gt_pixels = sum(np.bincount(index.read_mask(n).ravel(), minlength=256)[: index.num_classes] for n in names)
+    assert (matrix[:, 1:] == 0).all() and (matrix[:, 0] == gt_pixels).all()

@@ -57,12 +57,13 @@ def _report_pages_parser(sub) -> None:
     s.add_argument("--md", nargs="*", default=[], metavar="MD=HTML", help="Markdown tables to render, as MD=HTML pairs")
     s.add_argument("--curves", help="PNG: training curves")
     s.add_argument("--local-maps", help="PNG: per-class Local.Maps IoU and the IRN sweep")
+    s.add_argument("--segmentation", help="PNG: DeepLab's per-class IoU on val and its confusion matrices")
 
 
 def _report_pages(a):
     from pathlib import Path
 
-    from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps
+    from rpc.evaluation.report_pages import markdown_to_html, plot_curves, plot_local_maps, plot_segmentation
     from rpc.utils.io import write_text_atomic
 
     for pair in a.md:
@@ -76,6 +77,8 @@ def _report_pages(a):
         plot_curves(a.results, a.runs, a.curves)
     if a.local_maps:
         plot_local_maps(a.results, a.runs, a.local_maps)
+    if a.segmentation:
+        plot_segmentation(a.results, a.runs, a.segmentation)
 
 
 def _merge_dirs_parser(sub) -> None:

@@ -51,6 +51,7 @@ def evaluate_mask_dir(
             pred = np.where(unsure, 0, pred)
         cm.update(pred, gt)
     result = cm.summary(index.classes)
+    result["confusion"] = cm.matrix.tolist()  # pixels: rows = ground truth, columns = predicted label
     result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / total,
                   bootstrap=bootstrap_miou(*cm.per_image_counts()),
                   provenance=read_records([pred_dir]))  # fmt: skip

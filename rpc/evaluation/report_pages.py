@@ -86,9 +86,33 @@ def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathL
     save_figure(fig, out, dpi=80)
 
 
+def _per_class_bars(ax, groups: dict[str, list[dict]], title: str) -> list[str]:
+    """Per-class IoU (%) bars, one colour per experiment: the mean over its seeds, the seeds' range as error bars.
+    ``groups``: experiment -> its runs' ``{"per_class_iou": {class: IoU or None}}``. Returns the class names."""
+    import numpy as np
+
+    width = 0.8 / max(len(groups), 1)
+    classes: list[str] = []
+    for n, (experiment, scores) in enumerate(groups.items()):
+        classes = list(scores[0]["per_class_iou"])
+        iou = 100 * np.array([[s["per_class_iou"][c] if s["per_class_iou"][c] is not None else np.nan
+                               for c in classes] for s in scores], dtype=float)  # fmt: skip
+        x = np.arange(len(classes)) + n * width
+        seen = ~np.isnan(iou).all(0)  # a class absent from every scored image has no IoU
+        mean, low, high = (np.full(len(classes), np.nan) for _ in range(3))
+        mean[seen], low[seen], high[seen] = (f(iou[:, seen], 0) for f in (np.nanmean, np.nanmin, np.nanmax))
+        ax.bar(x, mean, width, yerr=[mean - low, high - mean], capsize=2,
+               label=f"{experiment} ({len(scores)} seed{'s' if len(scores) > 1 else ''})")  # fmt: skip
+    ax.set_xticks(np.arange(len(classes)) + width * (len(groups) - 1) / 2, classes, rotation=45, ha="right")
+    ax.set_ylabel("IoU (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return classes
+
+
 def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
     """Per-class Local.Maps IoU (own background; mean over each experiment's seeds, the seeds' range as error
-    bars) and the IRN threshold sweep (mean over seeds)."""
+    bars), the IRN threshold sweep (mean over seeds) and the best run's confusion matrix."""
     import numpy as np
 
     plt = pyplot()
@@ -96,48 +120,55 @@ def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.P
     scores_of = {r: d for r in runs if (d := _read_json(results / r / "local_maps.json"))}
     groups = {e: [scores_of[r] for r in m if r in scores_of] for e, m in _runs_by_experiment(list(scores_of)).items()}
     fig, (bars, sweep, conf) = plt.subplots(1, 3, figsize=(20, 4.8), gridspec_kw={"width_ratios": [3, 1, 1.2]})
-    width = 0.8 / max(len(groups), 1)
-    classes: list[str] = []
-    for n, (experiment, scores) in enumerate(groups.items()):
-        classes = list(scores[0]["sipe"]["per_class_iou"])
-        iou = 100 * np.array([[s["sipe"]["per_class_iou"][c] for c in classes] for s in scores], dtype=float)
-        x = np.arange(len(classes)) + n * width
-        seen = ~np.isnan(iou).all(0)  # a class absent from every scored image has no IoU
-        mean, low, high = (np.full(len(classes), np.nan) for _ in range(3))
-        mean[seen], low[seen], high[seen] = (f(iou[:, seen], 0) for f in (np.nanmean, np.nanmin, np.nanmax))
-        bars.bar(x, mean, width, yerr=[mean - low, high - mean], capsize=2,
-                 label=f"{experiment} ({len(scores)} seed{'s' if len(scores) > 1 else ''})")  # fmt: skip
+    classes = _per_class_bars(bars, {e: [s["sipe"] for s in scores] for e, scores in groups.items()},
+                              "Local.Maps per class (own background; bars: seeds' range)")  # fmt: skip
+    for experiment, scores in groups.items():
         thresholds = [float(t) for t in scores[0]["irn"]["sweep"]]
         values = 100 * np.array([[s["irn"]["sweep"][t] for t in scores[0]["irn"]["sweep"]] for s in scores]).mean(0)
         sweep.plot(thresholds, values, label=experiment)
-    bars.set_xticks(np.arange(len(classes)) + width * (len(groups) - 1) / 2, classes, rotation=45, ha="right")
-    bars.set_ylabel("IoU (%)")
-    bars.set_title("Local.Maps per class (own background; bars: seeds' range)")
-    bars.legend(fontsize=8)
     sweep.set_title("IRN background threshold sweep")
     sweep.set_xlabel("threshold")
     sweep.set_ylabel("mIoU (%)")
     sweep.legend(fontsize=8)
-    _plot_confusion(conf, scores_of, classes)
+    _plot_confusion(conf, {r: d["sipe"] for r, d in scores_of.items()}, classes, "maps' label")
     fig.tight_layout()
     save_figure(fig, out, dpi=80)
 
 
-def _plot_confusion(ax, scores_of: dict[str, dict], classes: list[str]) -> None:
-    """The best run's (highest Local.Maps mIoU) confusion matrix, each ground-truth row as fractions."""
+def plot_segmentation(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
+    """DeepLab on the validation split: per-class IoU of each experiment (the upper bound included; mean over seeds,
+    the seeds' range as error bars) and the confusion matrix of each experiment's best run (rows: ground truth)."""
+    plt = pyplot()
+    results = Path(results)
+    scores_of = {r: d for r in runs if (d := _read_json(results / r / "segmentation" / "val.json"))}
+    groups = {e: [scores_of[r] for r in m] for e, m in _runs_by_experiment(list(scores_of)).items()}
+    fig, axes = plt.subplots(1, 1 + len(groups), figsize=(10 + 4.5 * len(groups), 4.8),
+                             gridspec_kw={"width_ratios": [2.5] + [1] * len(groups)}, squeeze=False)  # fmt: skip
+    bars, *confs = axes[0]
+    classes = _per_class_bars(bars, groups, "DeepLab val per class (bars: seeds' range)")
+    for ax, (experiment, members) in zip(confs, _runs_by_experiment(list(scores_of)).items(), strict=True):
+        _plot_confusion(ax, {r: scores_of[r] for r in members}, classes, "predicted label", experiment)
+    fig.tight_layout()
+    save_figure(fig, out, dpi=80)
+
+
+def _plot_confusion(ax, scores_of: dict[str, dict], classes: list[str], predicted: str, label: str = "") -> None:
+    """The best run's (highest mIoU) confusion matrix among ``scores_of`` (run -> a score dict with ``miou`` and
+    ``confusion``), each ground-truth row as fractions."""
     import numpy as np
 
-    scored = [(d["sipe"]["miou"], r, d) for r, d in scores_of.items() if "confusion" in d["sipe"]]
+    scored = [(d["miou"], r, d) for r, d in scores_of.items() if "confusion" in d]
     if not scored:
         ax.axis("off")
         return
     miou, run, best = max(scored, key=lambda t: t[0])
-    matrix = np.array(best["sipe"]["confusion"], dtype=float)
+    matrix = np.array(best["confusion"], dtype=float)
     rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     if len(classes) <= 25:  # names readable; COCO's 81 stay unlabelled
         ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel("maps' label")
+    ax.set_xlabel(predicted)
     ax.set_ylabel("ground truth")
-    ax.set_title(f"confusion, best run {run} ({100 * miou:.1f}); rows sum to 1", fontsize=9)
+    ax.set_title(f"{label + ': ' if label else ''}confusion of the best run {run} ({100 * miou:.1f}); rows sum to 1",
+                 fontsize=9)  # fmt: skip

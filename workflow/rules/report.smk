@@ -61,7 +61,10 @@ rule experiment_summary:
     input:
         lambda wc: experiment_results(wc.experiment),
     output:
-        md=report("results/{experiment}/summary.md", caption="../report/summary.rst", category="Summary"),
+        md="results/{experiment}/summary.md",
+        # the report shows HTML and images (a Markdown item is only a download button)
+        html=report("results/{experiment}/summary.html", caption="../report/run_summary.rst", category="Summary",
+                    subcategory="Each run"),
         json="results/{experiment}/summary.json",
     params:
         kind=KIND,
@@ -77,6 +80,7 @@ rule experiment_summary:
         "python -m rpc summary --runs {wildcards.experiment} --results results --inputs {input:q}"
         " --dataset-kind {params.kind:q}"
         " --md {output.md:q} --json {output.json:q} > {log:q} 2>&1"
+        " && python -m rpc report-pages --md {output.md:q}={output.html:q} >> {log:q} 2>&1"
 
 
 rule summary:
@@ -141,11 +145,14 @@ rule report_pages:
         logs=expand(rules.train_classifier.output.log, experiment=RUN_NAMES),
         seg_logs=expand(rules.train_segmentation.output.log, experiment=SEG_RUNS),
         maps=expand(rules.eval_cams.output.json, experiment=MAP_RUNS),
+        seg=expand(rules.eval_segmentation.output.raw, experiment=SEG_RUNS),
         pretrain=PRETRAIN_REPORT if uses_pretrained() else [],
     output:
         html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
         curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
         local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary"),
+        segmentation=report("results/segmentation.png", caption="../report/segmentation.rst",
+                            category="DeepLab predictions"),
     params:
         runs=MAP_RUNS + UPPER_BOUND_RUNS,
     conda:
@@ -158,4 +165,5 @@ rule report_pages:
         runtime=5,
     shell:
         "python -m rpc report-pages --results results --runs {params.runs:q} --md {input.md:q}={output.html:q}"
-        " --curves {output.curves:q} --local-maps {output.local_maps:q} > {log:q} 2>&1"
+        " --curves {output.curves:q} --local-maps {output.local_maps:q} --segmentation {output.segmentation:q}"
+        " > {log:q} 2>&1"
