@@ -172,8 +172,11 @@ def test_erasing_removes_exactly_pixels_above_alpha():
     assert torch.equal(out["erase_masks"][0].bool(), ~erased)
 
 
-def test_stages_share_no_parameters_and_both_get_gradients():
-    model = _model().train()
+@pytest.mark.parametrize("placement", ["weight", "gate"])
+def test_stages_share_no_parameters_and_both_get_gradients(placement):
+    """Every new layer of both stages learns, except SFA's attention branch when S is only a 0/1 gate (the
+    default reading): then no gradient passes S at all."""
+    model = _model(sfa_placement=placement).train()
     ptrs = [{p.data_ptr() for p in s.parameters()} for s in model.stages]
     assert not ptrs[0] & ptrs[1]
     x, y, valid = _batch()
@@ -181,6 +184,9 @@ def test_stages_share_no_parameters_and_both_get_gradients():
     for stage in model.stages:
         for module in stage.new_modules():
             for name, p in module.named_parameters():
+                if placement == "gate" and name.startswith(("att_conv", "att_bn")):
+                    assert p.grad is None and not p.requires_grad, name  # frozen: nothing could train it
+                    continue
                 assert p.grad is not None and p.grad.abs().sum() > 0, name
         assert stage.backbone.layer4[0].conv1.weight.grad.abs().sum() > 0
         assert stage.backbone.layer1[0].conv1.weight.grad is None

@@ -12,7 +12,8 @@ All variants take the per-layer backbone features ``F_k`` and return the fused f
   (``placement``, docs/method.md section 0): ``weight`` multiplies after the per-pixel normalisation: S then scales
   every channel of a pixel alike, so it cancels in every cosine and acts through its weight in the prototype
   averages and where it is 0; ``gate`` multiplies before the normalisation, which cancels it except where it is
-  0: ``F_s = concat_k 1(S > 0) n_k``, and S gets no gradient.
+  0: ``F_s = concat_k 1(S > 0) n_k``, and S gets no gradient (its convolutions and BN affine are then frozen; the
+  BN statistics still follow the data).
 - ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product; a feature layer
   without an attention map keeps ``n_k``).
 - ``self_attention``: a non-local block over ``concat_k n_k`` (Table 5's self-attention).
@@ -111,6 +112,10 @@ class FeatureFusion(nn.Module):
             for bn in self.att_bn.values():
                 nn.init.constant_(bn.weight, 0.5)
                 nn.init.constant_(bn.bias, 1.0)
+            if attention == "sfa" and placement == "gate":  # no gradient ever passes a 0/1 gate: nothing to train
+                # (and DDP requires every trainable parameter to receive a gradient); BN statistics still update
+                for param in [*self.att_conv.parameters(), *self.att_bn.parameters()]:
+                    param.requires_grad_(False)
         if attention == "self_attention":
             self.non_local = NonLocalBlock(self.out_channels)
 

@@ -46,17 +46,22 @@ class ModelConfig:
     layers: tuple[int, ...] = (2, 3, 4)  # layers S is computed from (SFA's fusion, Table 8)
     # layers whose normalised side projections F_s concatenates: SIPE's hierarchical features (docs/method.md, 0)
     feature_layers: tuple[int, ...] = (1, 2, 3, 4)
-    # weight: S multiplies the normalised side features (it weights the prototype averages, 0 switches a pixel
-    # off) | gate: S multiplies before the normalisation, which cancels it except where S = 0 (no gradient to S)
-    sfa_placement: str = "weight"
+    # gate: S multiplies before the normalisation, which cancels it except where S = 0 (no gradient to S) | weight:
+    # S multiplies the normalised side features (it weights the prototype averages, 0 switches a pixel off).
+    # docs/method.md section 0, clause (c): gate +5.7 Local.Maps over weight on the selection seeds
+    sfa_placement: str = "gate"
     alpha: float = 0.7  # erasing threshold (Table 9)
     prototype_weights: str = "seeds"  # seeds (SIPE) | cam (paper Eq. 6 literally)
     gsc_target: str = "general"  # general: max of the stages' CAMs | stage1: stage 1's CAM
     seed_features: str = "auto"  # auto: layer4 in training, fused F_s at inference (SIPE) | layer4 | fused
     bg_scale: float = 0.5  # background score factor in the seed IoU (SIPE)
     background: str = "all"  # M_0 from all C maps before the label mask (SIPE) | present: image's classes only
-    attention_grad: bool = False  # SFA attention inputs detached as SIPE's side branches | True: reach layers 3-4
-    rs_background: str = "max"  # RS-CAM background: max over stages (Eq. 8 literally) | stage1: stage 1's only
+    # SFA's attention sees the trainable backbone layers 3-4 (the paper's "co-optimize"; clause (c): +1.4 alone) |
+    # False: detached like SIPE's side branches. Under the gate no gradient passes S, so it then changes nothing
+    attention_grad: bool = True
+    # RS-CAM background: stage1 = stage 1's only (clause (c): +1.1; Eq. 8's max covers the foreground classes) |
+    # max: the max over the stages, as Eq. 8 for the classes
+    rs_background: str = "stage1"
     # all_classes: as SIPE's make_cam, the seed argmax at inference also sees the absent classes' maps (a pixel they
     # win gets no seed), then the seeds are label-masked | masked: from the label-masked CAM, as in training
     inference_seed_cam: str = "all_classes"
@@ -94,8 +99,8 @@ PRESETS: dict[str, dict] = {
 
 def config_from_dict(stored: dict) -> ModelConfig:
     """A ``ModelConfig`` from a model file's stored dict. Files written before ``feature_layers`` and
-    ``sfa_placement`` existed built F_s from ``layers`` and weighted by S; files before ``inference_seed_cam``'s
-    default changed stored it, so they keep their own."""
+    ``sfa_placement`` existed built F_s from ``layers`` and weighted by S; every other field (the readings whose
+    defaults changed with them included) is stored in every file, so they keep their own."""
     stored = dict(stored)
     stored.setdefault("feature_layers", stored.get("layers", ModelConfig.layers))
     stored.setdefault("sfa_placement", "weight")
