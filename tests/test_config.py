@@ -175,3 +175,13 @@ def test_a_config_error_is_one_line_naming_the_key(tmp_path, override, line):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and line in out, out[-2000:]
     assert len(out.splitlines()) < 12  # not the whole schema and config
+
+
+def test_an_ablation_runs_pseudo_masks_cover_the_split_its_maps_cover(tmp_path):
+    """An ablation run's maps cover only the scored split (train), so its pseudo masks (for the part scores) must
+    too; a main run's cover train_aug, where DeepLab trains."""
+    proc = _dry_run(_workdir(tmp_path), "results/abl_rs-s15/parts.json", "results/rpc-s15/parts.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    splits = {c[c.index("--cams") + 1].split("/")[1]: c[c.index("--split") + 1]
+              for c in _commands(proc.stdout, "pseudo-masks")}  # fmt: skip
+    assert splits == {"abl_rs-s15": "train", "rpc-s15": "train_aug"}

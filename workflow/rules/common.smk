@@ -202,8 +202,9 @@ def initial_weights(wildcards):
 
 
 def maps_split(wildcards):
-    """Main runs need maps for the whole training split (pseudo masks); ablation runs only for scoring."""
-    return SPLITS["train"] if wildcards.experiment in RUNS else SPLITS["local_maps"]
+    """The split a run's maps (and so its pseudo masks) cover: main runs and imported maps the whole training split
+    (DeepLab trains on their pseudo masks); ablation runs only the scored split."""
+    return SPLITS["train"] if wildcards.experiment in RUNS or wildcards.experiment in IMPORTED else SPLITS["local_maps"]
 
 
 def cam_shards(wildcards):

@@ -7,7 +7,7 @@ rule pseudo_masks_shard:
         # copied into merged/ by the next rule and read by nothing else: removed then (--notemp keeps it)
         temp(directory("results/{experiment}/pseudo_masks/shard_{shard}")),
     params:
-        split=SPLITS["train"],
+        split=maps_split,  # the split the maps cover: an ablation run's pseudo masks (part scores) cover the scored one
         shards=config["cams"]["shards"],
         crf=key_values(config["crf"]),
         work="work/{experiment}/pseudo_masks/shard_{shard}",  # finished masks survive a killed job
