@@ -33,12 +33,16 @@ run-seeds: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/seeds.yaml
 
 # The suite (CI also runs test-slow: the SLURM stand-in run, the real VOC/COCO configs end to end, ...).
+# One test process per core (pytest-xdist), each taking whole test files, so that a file's shared workflow run is
+# made once; --durations shows where the time went.
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
+
 test: $(DEV)
 	$(BIN)/ruff check rpc tests benchmarks
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-slow: $(DEV)
-	$(BIN)/python -m pytest -q -m slow
+	$(PYTEST) -m slow
 
 lint: $(DEV)
 	$(BIN)/ruff check rpc tests benchmarks

@@ -41,7 +41,7 @@ def test_the_job_environment_has_one_cv2_and_no_test_tools():
     assert "opencv-python" in pins and "opencv-python-headless" not in pins  # both would write cv2
     assert not {"pytest", "ruff", "pytest-cov", "hypothesis"} & set(pins)
     dev = _pins((REPO / "requirements-dev.txt").read_text().splitlines())
-    assert set(dev) == {"pytest", "ruff", "tensorboard"}  # tensorboard: the optional logging, tested
+    assert set(dev) == {"pytest", "pytest-xdist", "ruff", "tensorboard"}  # tensorboard: the optional logging
 
 
 def test_every_third_party_module_the_package_imports_is_declared():
