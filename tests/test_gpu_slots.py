@@ -73,3 +73,11 @@ def test_the_workflow_wraps_gpu_jobs_only_where_a_gpu_is_seen(tmp_path, gpus):
                                                                         "seg-predict"))]  # fmt: skip
     wrapped = [c for c in model if "python -m rpc.utils.gpu_slots --gpus 1 -- " in c]
     assert model and len(wrapped) == (len(model) if gpus else 0)
+
+
+def test_without_any_visible_gpu_the_command_runs_as_is(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(RPC_GPU_LOCK_DIR=str(tmp_path), RPC_DEV_DIR=str(tmp_path), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "rpc.utils.gpu_slots", "--gpus", "1", "--", sys.executable, "-c", "print('ran')"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ran" and "no GPU visible" in proc.stderr

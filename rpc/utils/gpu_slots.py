@@ -83,8 +83,11 @@ def main(argv=None) -> None:
     if not command:
         p.error("no command given (after --)")
     env = dict(os.environ)
-    if a.gpus > 0:
-        ids, fds = acquire(a.gpus, devices(), lock_dir())
+    candidates = devices()
+    if a.gpus > 0 and not candidates:  # no device named anywhere: nothing to share, the command decides
+        print("gpu_slots: no GPU visible (no CUDA_VISIBLE_DEVICES, no /dev/nvidia*): running as is", file=sys.stderr)
+    elif a.gpus > 0:
+        ids, fds = acquire(a.gpus, candidates, lock_dir())
         for fd in fds:
             os.set_inheritable(fd, True)  # the command holds the locks until it exits
         env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)

@@ -182,9 +182,12 @@ def gpu_count(resources):
 
 def gpu_slot(wildcards, resources):
     """A GPU job's command starts with its own device(s) locked and alone visible (rpc/utils/gpu_slots.py): jobs
-    started together get different GPUs, and wait for one when all are taken; nothing for a CPU-only job."""
+    started together get different GPUs, and wait for one when all are taken. Only where Snakemake runs the jobs on
+    this machine: a cluster's scheduler assigns a job its devices itself. Nothing for a CPU-only job."""
     gpus = gpu_count(resources)
-    return f"python -m rpc.utils.gpu_slots --gpus {gpus} -- " if gpus else ""
+    if not gpus or workflow.non_local_exec or workflow.remote_exec:
+        return ""
+    return f"python -m rpc.utils.gpu_slots --gpus {gpus} -- "
 
 
 def python_launcher(wildcards, resources):
