@@ -331,6 +331,21 @@ def test_unlock_stale_keeps_the_lock_while_jobs_of_a_killed_run_still_run(tmp_pa
     assert unlock_if_stale(tmp_path).startswith("removed a stale lock") and not locks.exists()
 
 
+def test_unlock_stale_ignores_its_own_pipeline_partners(tmp_path):
+    """``rpc unlock-stale | tail`` in the run folder: ``tail`` started after the holder and works in the folder,
+    but it is this command's partner (same process group), not a job of the killed run."""
+    import subprocess
+    import sys
+
+    locks = _locked_folder(tmp_path)
+    holder = _start_holder(tmp_path)
+    holder.kill()
+    holder.wait()
+    out = subprocess.run(f"{sys.executable} -m rpc unlock-stale | cat", shell=True, cwd=tmp_path, text=True,
+                         capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)  # fmt: skip
+    assert "removed a stale lock" in out.stdout and not locks.exists()
+
+
 def _shared_folder():
     """A folder every user can write (pytest's own tmp folders are private to root)."""
     import tempfile

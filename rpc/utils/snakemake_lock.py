@@ -10,7 +10,9 @@ process killed with SIGKILL cannot, and the next run stops with "Directory canno
 - the record is from this host, this PID namespace and this user (anything else cannot be inspected from here);
 - the recorded process is gone: no process with that PID and start time, or the machine was rebooted since;
 - and no process started after it still works in the folder (its jobs keep running under PID 1 after a
-  ``kill -9`` of Snakemake), other than this command's own ancestors (``make run``, the shell that started it).
+  ``kill -9`` of Snakemake), other than this command's own ancestors (``make run``, the shell that started it) and
+  the processes of its own process group (a pipeline partner such as ``| tail``: a killed run's jobs are in the
+  group of that run, and a new group never takes the number of one that still has members).
 
 In every other case (no record, another host or container, another user, a live holder, jobs still running, no
 ``/proc``) the lock is kept and the one command to type, once the user knows the run is gone, is printed.
@@ -71,9 +73,14 @@ def start_ticks(pid: int) -> int | None:
     return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
-def _parent(pid: int) -> int | None:
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field ``index`` (0 = the state, field 3 of ``/proc/<pid>/stat``) counted after the command name."""
     stat = _read(f"/proc/{pid}/stat")
-    return int(stat[stat.rindex(")") + 2 :].split()[1]) if stat else None
+    return int(stat[stat.rindex(")") + 2 :].split()[index]) if stat else None
+
+
+def _parent(pid: int) -> int | None:
+    return _stat_field(pid, 1)
 
 
 def current_holder(pid: int | None = None) -> Holder:
@@ -112,10 +119,10 @@ def _ancestors() -> set[int]:
 
 def working_processes(folder: str | os.PathLike, started_after: int) -> list[int]:
     """PIDs of processes that started at or after ``started_after`` (clock ticks) and whose working directory is
-    ``folder``, this command's ancestors excluded."""
-    folder, mine, found = Path(folder).resolve(), _ancestors(), []
+    ``folder``, this command's ancestors and process group excluded."""
+    folder, mine, group, found = Path(folder).resolve(), _ancestors(), os.getpgrp(), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine:
+        if not entry.name.isdigit() or int(entry.name) in mine or _stat_field(int(entry.name), 2) == group:
             continue
         try:
             if Path(os.readlink(entry / "cwd")).resolve() != folder:
