@@ -2,6 +2,8 @@
 weights it produces (loadable by the classifiers and by mmseg's DeepLab backbone)."""
 
 import colorsys
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +211,32 @@ def test_the_pretraining_cache_key_follows_every_module_pretraining_imports(tmp_
     changed = key()
     assert changed["code"] != first["code"] and {k: v for k, v in changed.items() if k != "code"} == {
         k: v for k, v in first.items() if k != "code"}
+
+
+_PRETRAIN_TINY = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[2]))  # what the job was given
+from rpc.engine.pretrain import PretrainConfig, pretrain_backbone
+cfg = PretrainConfig(size=32, images_per_class=4, val_per_class=1, epochs=1, batch_size=64, amp="none",
+                     threads=int(sys.argv[3]))
+pretrain_backbone(sys.argv[1] + "/b.pth", sys.argv[1] + "/work", cfg, cache=False)
+"""
+
+
+def _tiny_pretraining(folder, job_threads, threads):
+    import subprocess
+    import sys
+
+    folder.mkdir()
+    subprocess.run([sys.executable, "-c", _PRETRAIN_TINY, str(folder), str(job_threads), str(threads)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    return torch.load(folder / "b.pth", weights_only=True)
+
+
+def test_the_pretrained_weights_do_not_depend_on_the_jobs_thread_count(tmp_path):
+    """pretrain.threads fixes the threads the pretraining computes with: jobs given 1 or 3 threads write the same
+    weights (with the job's own thread count, 0, they differ: oneDNN splits the reductions by thread)."""
+    one, three = _tiny_pretraining(tmp_path / "a", 1, 2), _tiny_pretraining(tmp_path / "b", 3, 2)
+    assert all(torch.equal(one[k], three[k]) for k in one)
+    own_one, own_three = _tiny_pretraining(tmp_path / "c", 1, 0), _tiny_pretraining(tmp_path / "d", 3, 0)
+    assert not all(torch.equal(own_one[k], own_three[k]) for k in own_one)

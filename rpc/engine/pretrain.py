@@ -59,6 +59,9 @@ class PretrainConfig:
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | none (rpc.utils.precision)
     device: str = "auto"
+    # Intra-op threads on a CPU, whatever the job was given: the weights depend on the thread count (oneDNN splits
+    # the reductions by thread), so it is part of the recipe; 0 = the job's own (OMP_NUM_THREADS).
+    threads: int = 2
 
     def corpus(self) -> CorpusSpec:
         return CorpusSpec(self.size, self.images_per_class, self.val_per_class, self.seed)
@@ -113,6 +116,8 @@ def pretrain_backbone(out: str | os.PathLike, work_dir: str | os.PathLike, cfg: 
     if cfg.depth not in DEPTHS:
         raise ValueError(f"pretrain depth must be one of {sorted(DEPTHS)}, got {cfg.depth}")
     device = pick_device(cfg.device)
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     key = pretrain_cache.cache_key(cfg, device) if cache and pretrain_cache.enabled() else None
     if key is not None and (cached := pretrain_cache.fetch(key, out)) is not None:
         if report:
