@@ -118,8 +118,8 @@ def test_default_profile_alone(work):
     assert resolved["cores"] is None and resolved["jobs"] is None and resolved["executor"] is None
     assert resolved["resources"] == {} and resolved["set_threads"] == {} and resolved["default_resources"] is None
     assert resolved["keep_going"] and resolved["rerun_incomplete"] and resolved["show_failed_logs"]
-    # config cpu_threads: the pretraining takes every core (--cores 3), the other model stages 1 each
-    assert {r: jobs[r]["threads"] for r in GPU_RULES} == {r: 3 if r == "pretrain_backbone" else 1 for r in GPU_RULES}
+    # config cpu_threads: the pretraining its pretrain.threads (2 of --cores 3), the other model stages 1 each
+    assert {r: jobs[r]["threads"] for r in GPU_RULES} == {r: 2 if r == "pretrain_backbone" else 1 for r in GPU_RULES}
     assert not any("slurm_partition" in j["resources"] for j in jobs.values())
 
 
@@ -133,7 +133,7 @@ def test_local_profile(work):
     assert resolved["cores"] == cores and resolved["executor"] is None
     assert resolved["resources"] == {"gpu": 1}  # one GPU job at a time
     assert resolved["keep_going"] and resolved["rerun_incomplete"] and resolved["show_failed_logs"]
-    assert {r: jobs[r]["threads"] for r in GPU_RULES} == {r: cores if r == "pretrain_backbone" else 1
+    assert {r: jobs[r]["threads"] for r in GPU_RULES} == {r: min(2, cores) if r == "pretrain_backbone" else 1
                                                           for r in GPU_RULES}  # fmt: skip
     # a GPU only where the machine has one: on a CPU-only machine the `gpu: 1` limit does not serialise them
     from rpc.utils.gpus import local_gpu_count
