@@ -122,16 +122,16 @@ def working_processes(folder: str | os.PathLike, started_after: int) -> list[int
     ``folder``, this command's ancestors and process group excluded."""
     folder, mine, group, found = Path(folder).resolve(), _ancestors(), os.getpgrp(), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in mine or _stat_field(int(entry.name), 2) == group:
+        if not entry.name.isdigit() or (pid := int(entry.name)) in mine:
             continue
         try:
             if Path(os.readlink(entry / "cwd")).resolve() != folder:
                 continue
         except OSError:  # ended meanwhile, or another user's (the record's user is checked before)
             continue
-        ticks = start_ticks(int(entry.name))
-        if ticks is not None and ticks >= started_after:
-            found.append(int(entry.name))
+        ticks = start_ticks(pid)  # the stat fields only of the processes in the folder
+        if ticks is not None and ticks >= started_after and _stat_field(pid, 2) != group:
+            found.append(pid)
     return sorted(found)
 
 
