@@ -3,13 +3,15 @@ rerun after each kill until it completes, then every output compared with an uni
 settings.
 
     python -m benchmarks.chaos --kills 20 --seed 0 --work /tmp/chaos      # the README's figures
-    python -m benchmarks.chaos --kills 5                                  # what the slow test runs
+    python -m benchmarks.chaos --kills 5 --reference-config tensorboard=true protect_models=true
+                                                                          # what the slow test runs
 
 Each rerun is what a user types after a kill: `python -m rpc unlock-stale` (the lock a killed Snakemake leaves),
 then the same `snakemake` command. The run is repeated from scratch in episodes of up to 5 kills; in each, the
 kill moments are drawn (seeded) uniformly over the reference run's duration and the k-th rerun is killed at the
 gap to the next moment, so kills land in every stage: data, pretraining, training, maps, CRF, DeepLab,
-predictions, summaries. Each episode's outputs are compared with the reference run's. Writes
+predictions, summaries. Each episode's outputs are compared with the reference run's (which may run with
+settings that must change no output, `--reference-config`: the comparison shows they do not). Writes
 ``benchmarks/out/<name>.json``: kills made, runs needed, files compared (summed over episodes), files that differ
 (goal: none; JSON compared without timing fields, ``rpc.utils.digests``).
 """
@@ -43,19 +45,21 @@ def workdir(path: Path) -> Path:
     return path
 
 
-def start(folder: Path, cores: int) -> subprocess.Popen:
+def start(folder: Path, cores: int, config: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``rpc unlock-stale``, then the tiny workflow in the background (``config``: ``--config`` KEY=VALUE items)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-m", "rpc", "unlock-stale"], cwd=folder, env=env, check=True,
                    capture_output=True)  # fmt: skip
     log = open(folder / "snakemake.log", "ab")  # noqa: SIM115  (closed with the process)
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "tiny.yaml"],
-                            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+    extra = ["--config", *config] if config else []
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "tiny.yaml",
+                             *extra], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
 
 
-def run_to_end(folder: Path, cores: int) -> float:
+def run_to_end(folder: Path, cores: int, config: tuple[str, ...] = ()) -> float:
     t0 = time.perf_counter()
-    if start(folder, cores).wait() != 0:
+    if start(folder, cores, config).wait() != 0:
         raise SystemExit(f"{folder}: the run failed; see {folder / 'snakemake.log'}")
     return time.perf_counter() - t0
 
@@ -121,11 +125,14 @@ def main(argv=None) -> dict:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "out" / "chaos")
     p.add_argument("--name", default="chaos")
+    p.add_argument("--reference-config", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="--config items for the uninterrupted run only: settings that must change no output file "
+                        "(e.g. tensorboard=true protect_models=true), shown by the comparison")
     a = p.parse_args(argv)
     reference = workdir(a.work / "reference")
-    duration = run_to_end(reference, a.cores)
+    duration = run_to_end(reference, a.cores, tuple(a.reference_config))
     result = chaos(a.work, reference, a.kills, a.per_episode, duration, random.Random(a.seed), a.cores)
-    summary = {"seed": a.seed, "reference_s": round(duration, 1), **result}
+    summary = {"seed": a.seed, "reference_s": round(duration, 1), "reference_config": a.reference_config, **result}
     write_result(a.name, summary)
     return summary
 
