@@ -76,6 +76,7 @@ include: "workflow/rules/crf.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/upper_bound.smk"
 
 
 # A run is one experiment with one seed: results/<experiment>-s<seed>/ (RUN_NAMES, workflow/rules/common.smk),
@@ -151,9 +152,12 @@ localrules:
     eval_pseudo_masks,
     eval_parts,
     eval_segmentation,
+    eval_segmentation_upper_bound,
     figures_maps,
     figures_predictions,
+    figures_predictions_upper_bound,
     experiment_summary,
+    experiment_summary_upper_bound,
     summary,
     ablation_tables,
     report_pages,

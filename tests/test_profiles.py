@@ -18,7 +18,8 @@ from test_workflow import REPO, _workdir
 PROFILES = REPO / "profiles"
 # the <placeholders> of profiles/slurm, filled in for the tests
 FILLED = {"<cpu-partition>": "cpu-test", "<gpu-partition>": "gpu-test", "<account>": "test-account"}
-GPU_RULES = {"pretrain_backbone", "train_classifier", "rs_cams", "train_segmentation", "predict_segmentation"}
+GPU_RULES = {"pretrain_backbone", "train_classifier", "rs_cams", "train_segmentation", "predict_segmentation",
+             "train_segmentation_upper_bound", "predict_segmentation_upper_bound"}  # fmt: skip
 MACHINE_KEYS = {"cores", "jobs", "local-cores", "resources", "default-resources", "set-threads", "set-resources",
                 "executor", "max-threads"}  # fmt: skip
 

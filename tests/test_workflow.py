@@ -18,7 +18,10 @@ ALL_RULES = {
     "eval_pseudo_masks", "train_segmentation", "predict_segmentation", "eval_segmentation", "figures_maps",
     "figures_predictions", "experiment_summary", "summary", "report_pages", "all",
 }  # fmt: skip
-SYNTHETIC_RULES = ALL_RULES | {"pretrain_backbone", "eval_parts"}  # the pretrained init, part-level scores
+UPPER_BOUND_RULES = {f"{r}_upper_bound" for r in (
+    "train_segmentation", "predict_segmentation", "eval_segmentation", "figures_predictions", "experiment_summary")}
+# the pretrained init, part-level scores, DeepLab on the ground truth (the upper bound: the default config has it)
+SYNTHETIC_RULES = ALL_RULES | {"pretrain_backbone", "eval_parts"} | UPPER_BOUND_RULES
 
 
 def _run(args, cwd, check=True, timeout=900):
@@ -79,11 +82,13 @@ def test_dry_run_of_default_config_shows_the_whole_dag(tmp_path):
     # 3 experiments x 1 seed, 2 shards of maps and pseudo masks each; DeepLab also on the ground truth; one
     # pretraining stage shared by every classifier and DeepLab
     assert jobs["rs_cams"] == jobs["pseudo_masks_shard"] == 6 and jobs["train_classifier"] == 3
-    assert jobs["train_segmentation"] == 4 and jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
+    assert jobs["train_segmentation"] == 3 and jobs["train_segmentation_upper_bound"] == 1
+    assert jobs["prepare_dataset"] == 1 and jobs["pretrain_backbone"] == 1
     assert jobs["eval_parts"] == 3
     # the evidence overlay: 5 seeds of everything, the ground-truth DeepLab included
     jobs = _planned(["--configfile", "config/seeds.yaml"], _workdir(tmp_path / "seeds"))
-    assert jobs["rs_cams"] == 30 and jobs["train_classifier"] == 15 and jobs["train_segmentation"] == 20
+    assert jobs["rs_cams"] == 30 and jobs["train_classifier"] == 15 and jobs["train_segmentation"] == 15
+    assert jobs["train_segmentation_upper_bound"] == 5
 
 
 def _fake_voc(root: Path) -> Path:
@@ -168,7 +173,7 @@ def test_changing_crf_parameters_reruns_crf_and_after_not_training(tiny_run):
     jobs = _planned(["--configfile", "tiny.yaml", "crf40.yaml"], tiny_run)
     assert {"pseudo_masks_shard", "merge_pseudo_masks", "eval_pseudo_masks", "train_segmentation"} <= set(jobs)
     assert not {"train_classifier", "rs_cams", "eval_cams", "prepare_dataset", "pretrain_backbone"} & set(jobs)
-    assert jobs["train_segmentation"] == 1  # the rpc experiment; the ground-truth upper bound is unaffected
+    assert jobs["train_segmentation"] == 1 and "train_segmentation_upper_bound" not in jobs  # upper bound: unaffected
 
 
 def test_pretraining_is_cached_across_benchmark_and_experiment_changes(tiny_run):
@@ -186,6 +191,10 @@ def test_report_html(tiny_run):
     _run(["--cores", "1", "--configfile", "tiny.yaml", "--report", "report.html"], tiny_run)
     html = (tiny_run / "report.html").read_text(errors="ignore")
     assert "summary.md" in html and "figures" in html
+    # the workflow graph's nodes ({"rule": ..., "fx": ...}): every rule once, the upper bound's under its own names
+    nodes = re.findall(r'"rule":\s*"(\w+)",\s*"fx"', html)
+    assert nodes and len(nodes) == len(set(nodes)), sorted(nodes)
+    assert {"train_segmentation", "train_segmentation_upper_bound", "report_pages"} <= set(nodes)
     shutil.rmtree(tiny_run / ".snakemake" / "log", ignore_errors=True)
 
 

@@ -101,6 +101,12 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
+# The upper bound's DeepLab jobs run under rules of their own (workflow/rules/upper_bound.smk): the same rules as the
+# methods', renamed, so that the report's workflow graph draws each rule once. These constraints keep the two apart.
+UPPER_BOUND_RUN = one_of(UPPER_BOUND_RUNS)
+NOT_UPPER_BOUND_RUN = rf"(?!(?:{UPPER_BOUND_RUN})/)[A-Za-z0-9_-]+"  # every run name but those (each is followed by /)
+
+
 wildcard_constraints:
     experiment="[A-Za-z0-9_-]+",
     shard=r"\d+",

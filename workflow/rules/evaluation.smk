@@ -71,6 +71,8 @@ rule eval_parts:
 
 
 rule eval_segmentation:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         dataset=DATASET,
         pred="results/{experiment}/segmentation/pred",

@@ -29,6 +29,8 @@ rule figures_maps:
 
 
 rule figures_predictions:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         dataset=DATASET,
         pred="results/{experiment}/segmentation/pred",
@@ -58,6 +60,8 @@ rule figures_predictions:
 
 
 rule experiment_summary:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         lambda wc: experiment_results(wc.experiment),
     output:

@@ -1,5 +1,7 @@
 # DeepLabv2 (mmseg) on the pseudo masks (or the ground truth for the upper bound), then val predictions.
 rule train_segmentation:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         dataset=DATASET,
         masks=training_masks,
@@ -44,6 +46,8 @@ rule train_segmentation:
 
 
 rule predict_segmentation:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         model="results/{experiment}/segmentation/model.pt",
         dataset=DATASET,
