@@ -450,3 +450,147 @@ def test_model_files_before_feature_layers_keep_their_features(tmp_path):
     model, cfg, _ = load_model(tmp_path / "m.pt")
     assert cfg.feature_layers == (2, 3, 4) and cfg.sfa_placement == "weight"
     assert json.loads(json.dumps(config_to_dict(cfg)))["feature_layers"] == [2, 3, 4]
+
+
+# --- RPC as the paper writes it (docs/method.md section 0, clause a) ---
+
+
+def test_rpc_preset_uses_the_sfa_layers_for_s_and_for_fs():
+    """Eq. 10 multiplies S onto the layers of Eq. 9, whose products F_s concatenates: both are 2-4 (Table 8);
+    without SFA the features stay SIPE's layers 1-4."""
+    rpc = make_config("rpc")
+    assert rpc.layers == rpc.feature_layers == (2, 3, 4)
+    assert (rpc.sfa_placement, rpc.attention_grad, rpc.rs_background) == ("weight", True, "max")
+    fusion = _model("rpc").stages[0].fusion
+    assert set(fusion.att_conv) == set(fusion.side) == {"2", "3", "4"}
+    assert set(_model("sipe").stages[0].fusion.side) == {"1", "2", "3", "4"}
+
+
+def test_one_optimiser_step_changes_the_sfa_parameters():
+    """In the default RPC the attention convolutions theta_k and their BN affine receive gradient from the
+    method's loss, and one SGD step moves them."""
+    model = _model("rpc").train()
+    x, y, valid = _batch()
+    backbone, new = model.param_groups()
+    att = {name: p for name, p in model.named_parameters() if ".att_" in name}
+    assert len(att) == 2 * 3 * 3  # 2 stages x layers 2-4 x (conv weight, BN weight, BN bias)
+    assert all(p.requires_grad for p in att.values()) and {id(p) for p in att.values()} <= {id(p) for p in new}
+    before = {name: p.detach().clone() for name, p in att.items()}
+    opt = torch.optim.SGD([{"params": backbone}, {"params": new}], lr=0.1)
+    model.losses(model(x, y, valid), y)["total"].backward()
+    opt.step()
+    for name, p in att.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        assert not torch.equal(p.detach(), before[name]), name
+
+
+def test_s_weights_the_prototypes_of_a_hand_made_input():
+    """F_s = S * n: S cancels in a cosine but weights each pixel in the prototype average. Three pixels, one
+    class seeded on pixels 0 and 1 with directions e0 and e1, pixel 2 in between: S = (1, 1, 1) gives the
+    prototype (1, 1)/2 and pixel 2 an even match; S = (3, 1, 1) pulls the prototype towards e0."""
+    n = torch.tensor([[1.0, 0.0, 0.6], [0.0, 1.0, 0.8]]).view(1, 2, 1, 3)
+    seeds = torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]).view(1, 2, 1, 3)
+    maps = {}
+    for s in ((1.0, 1.0, 1.0), (3.0, 1.0, 1.0)):
+        fs = torch.tensor(s).view(1, 1, 1, 3) * n
+        protos = prototypes(seeds, fs)
+        maps[s] = specific_map(protos, fs)
+    torch.testing.assert_close(prototypes(seeds, n)[0, 1], torch.tensor([1 / 3, 1 / 3]))
+    # class 1 at pixel 2: cos((1, 1), (0.6, 0.8)) vs cos((3, 1), (0.6, 0.8))
+    torch.testing.assert_close(maps[(1.0, 1.0, 1.0)][0, 1, 0, 2], torch.tensor(1.4 / 2**0.5))
+    torch.testing.assert_close(maps[(3.0, 1.0, 1.0)][0, 1, 0, 2], torch.tensor(2.6 / 10**0.5))
+
+
+def test_sfa_changes_the_rs_cam_and_the_gate_does_not():
+    """Moving the attention convolution of stage 1 (S stays > 0) changes the RS-CAM when S weights the features
+    (the default); under the gate ablation it changes nothing: the reason the gate is excluded."""
+    x, y, _ = _batch()
+    pairs = torch.stack([x, x.flip(-1)], 1).flatten(0, 1)
+    changed = {}
+    for placement in ("weight", "gate"):
+        model = _model("rpc", sfa_placement=placement).eval()
+        before, _ = model.maps(pairs, y)
+        stage = model.stages[0]
+        assert (stage(pairs[:2], y[:1], None, True, "fused")["s_map"] > 0).all()  # no zero to gate
+        with torch.no_grad():
+            stage.fusion.att_conv["3"].weight.mul_(1.5)
+        assert (stage(pairs[:2], y[:1], None, True, "fused")["s_map"] > 0).all()
+        after, _ = model.maps(pairs, y)
+        changed[placement] = (after - before).abs().max().item()
+    assert changed["weight"] > 1e-3 and changed["gate"] < 1e-6
+
+
+def test_fusing_stage_maps_with_a_featureless_pixel():
+    """Stage 1 has no features at pixel 1 (its maps are 0 there): that pixel takes stage 2's values, background
+    included, under both background rules; pixel 0 follows the rule."""
+    from rpc.models.rpc import fuse_stage_maps
+
+    s1 = torch.tensor([[0.9, 0.0], [0.2, 0.0]]).view(1, 2, 1, 2)  # (bg, class 1) x 2 pixels
+    s2 = torch.tensor([[0.95, 0.3], [0.6, 0.7]]).view(1, 2, 1, 2)
+    v1 = torch.tensor([True, False]).view(1, 1, 1, 2)
+    v2 = torch.ones(1, 1, 1, 2, dtype=torch.bool)
+    q_max = fuse_stage_maps([s1, s2], [v1, v2], "max")
+    q_s1 = fuse_stage_maps([s1, s2], [v1, v2], "stage1")
+    torch.testing.assert_close(q_max.view(2, 2), torch.tensor([[0.95, 0.3], [0.6, 0.7]]))
+    torch.testing.assert_close(q_s1.view(2, 2), torch.tensor([[0.9, 0.3], [0.6, 0.7]]))
+    none = fuse_stage_maps([s1, s2], [v1, ~v2], "stage1")
+    torch.testing.assert_close(none[..., 1], torch.zeros(1, 2, 1))  # no stage has features: no evidence
+
+
+@pytest.mark.parametrize("rs_background", ["max", "stage1"])
+@pytest.mark.parametrize("training", [True, False])
+def test_zero_features_in_stage1_force_nothing(rs_background, training):
+    """Stage 1's F_s forced to 0 at one cell: that cell takes no stage-1 seed and the RS-CAM there is stage 2's
+    map (the pixel is not made foreground by a zero background), in training and at inference."""
+    model = _model("rpc", rs_background=rs_background).train(training)
+    fusion = model.stages[0].fusion
+    original = fusion.forward
+
+    def zero_at_cell(feats):
+        fs, s_map = original(feats)
+        fs, s_map = fs.clone(), s_map.clone()
+        for t in (fs, s_map):
+            if training:
+                t[..., 1, 2] = 0
+            else:  # image/flip pairs: the same cell of the image is column w - 3 of its flip
+                t[0::2, :, 1, 2] = 0
+                t[1::2, :, 1, t.shape[-1] - 3] = 0
+        return fs, s_map
+
+    fusion.forward = zero_at_cell
+    for bn in model.stages[1].fusion.att_bn.values():  # stage 2 has features everywhere
+        torch.nn.init.constant_(bn.bias, 10.0)
+    x, y, valid = _batch()
+    if training:
+        out = model(x, y, valid)
+    else:
+        out = model(torch.stack([x, x.flip(-1)], 1).flatten(0, 1), y, None, fuse_flip=True)
+    s1, s2 = out["stages"]
+    assert not s1["has_features"][:, 0, 1, 2].any() and s2["has_features"].all()
+    assert s1["seeds"][..., 1, 2].abs().sum() == 0 and s1["is_cam"][..., 1, 2].abs().sum() == 0
+    torch.testing.assert_close(out["rs_cam"][..., 1, 2], s2["is_cam"][..., 1, 2])
+    assert (out["rs_cam"][:, 0, 1, 2] > 0).all()  # stage 2's background evidence survives
+
+
+def test_initial_weights_are_keyed_by_seed_and_module():
+    """Two configurations that differ in one module start every shared module from the same weights: stage 2 of
+    RPC and of SIPE with two stages (no SFA), and the side projections of layers 2-4. Another seed differs; the
+    global generator is left where it was."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    cfg = dict(num_classes=C, depth=18, weights="none")
+    rpc = RPCModel(make_config("rpc", **cfg), seed=15)
+    two = RPCModel(make_config("sipe", num_stages=2, **cfg), seed=15)
+    other = RPCModel(make_config("rpc", **cfg), seed=16)
+    assert torch.equal(torch.get_rng_state(), state)
+    for k in (0, 1):
+        torch.testing.assert_close(rpc.stages[k].classifier.weight, two.stages[k].classifier.weight, rtol=0, atol=0)
+        for a, b in zip(rpc.stages[k].backbone.parameters(), two.stages[k].backbone.parameters(), strict=True):
+            assert torch.equal(a, b)
+        for layer in ("2", "3", "4"):
+            assert torch.equal(rpc.stages[k].fusion.side[layer].weight, two.stages[k].fusion.side[layer].weight)
+    assert not torch.equal(rpc.stages[1].classifier.weight, other.stages[1].classifier.weight)
+    assert not torch.equal(rpc.stages[0].classifier.weight, rpc.stages[1].classifier.weight)
+    # the one-stage SFA cell shares stage 1 with RPC
+    one = RPCModel(make_config("rpc", num_stages=1, **cfg), seed=15)
+    assert torch.equal(one.stages[0].fusion.att_conv["3"].weight, rpc.stages[0].fusion.att_conv["3"].weight)

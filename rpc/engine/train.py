@@ -244,10 +244,11 @@ def calibration_step(model: RPCModel, cfg: TrainConfig, device: torch.device, wo
 
 
 def build_model(model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device, world: int, rank: int = 0):
-    """``(model, bf16 autocast?, channels-last?)`` on ``device``, seeded by ``train.seed``. ``amp`` and
+    """``(model, bf16 autocast?, channels-last?)`` on ``device``; every module's initial weights are keyed by
+    ``(train.seed, module)`` (``rpc.models.seeding``). ``amp`` and
     ``channels_last`` auto are decided by measurement on rank 0 (cached per machine; every rank follows it)."""
     torch.manual_seed(cfg.seed)
-    model = RPCModel(model_cfg).to(device)
+    model = RPCModel(model_cfg, seed=cfg.seed).to(device)  # initial weights keyed by (seed, module)
     workload = {"stage": "classifier", "code": code_digest(__name__), "model": config_to_dict(model_cfg),
                 "crop": cfg.crop, "batch": cfg.batch_size // world}  # fmt: skip
     amp, channels_last = on_rank0(lambda: decide_precision_and_layout(

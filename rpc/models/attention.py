@@ -3,30 +3,34 @@ the Table 5 alternatives.
 
 All variants take the per-layer backbone features ``F_k`` and return the fused feature ``F_s`` of shape
 ``(N, D, h, w)`` at stride 16, ``D = sum of the side channels of the feature layers``. Two sets of layers:
-``feature_layers`` (the side projections ``F_s`` concatenates: SIPE's layers 1-4 by default) and ``layers``
-(the attention maps ``a_k`` that make ``S``: Table 8 varies these).
+``feature_layers`` (the side projections ``F_s`` concatenates) and ``layers`` (the attention maps ``a_k`` that
+make ``S``). For RPC both are the SFA's layers 2-4 (Eq. 10 multiplies S onto the layers of Eq. 9; Table 8);
+without SFA, SIPE's layers 1-4 (docs/method.md section 0).
 
 - ``none``: SIPE: ``F_s = concat_k n_k`` with ``n_k = normalise(side_k(F_k))`` (unit length per pixel).
 - ``sfa``: ``a_k = ReLU(BN(conv1x1_{C_k->1}(F_k)))`` for k in ``layers``, ``S = prod_k a_k`` (multiplicative
   fusion, Eq. 9), ``F_s = concat_k (S * n_k)`` over ``feature_layers`` (Eq. 10). Where S enters
-  (``placement``, docs/method.md section 0): ``weight`` multiplies after the per-pixel normalisation: S then scales
-  every channel of a pixel alike, so it cancels in every cosine and acts through its weight in the prototype
-  averages and where it is 0; ``gate`` multiplies before the normalisation, which cancels it except where it is
-  0: ``F_s = concat_k 1(S > 0) n_k``, and S gets no gradient (its convolutions and BN affine are then frozen; the
-  BN statistics still follow the data).
+  (``placement``): ``weight`` (the default, docs/method.md section 0 clause a) multiplies after the per-pixel
+  normalisation: S scales every channel of a pixel alike, so it cancels in each cosine and acts through its
+  weight in the prototype averages (and where it is 0); the gradient of the losses reaches ``θ_k`` and the BN
+  affine through the prototypes. ``gate`` (an ablation only: under it SFA cannot learn) multiplies before the
+  normalisation, which cancels S except where it is 0: ``F_s = concat_k 1(S > 0) n_k``; no gradient passes a
+  0/1 gate, so its convolutions and BN affine are then frozen (the BN statistics still follow the data).
 - ``spatial``: each layer weighted by its own map: ``F_s = concat_k (a_k * n_k)`` (no product; a feature layer
   without an attention map keeps ``n_k``).
 - ``self_attention``: a non-local block over ``concat_k n_k`` (Table 5's self-attention).
 
 Gradients: the side projections see detached backbone features, exactly as SIPE's side branches
-(``side_k(x_k.detach())``). The attention branch does too by default (``attention_grad=False``). The paper
-argues (Sec. 4.3) that the multiplicative fusion "co-optimizes the parameters of each layer"; with
-``attention_grad=True`` the gradient of ``S`` reaches the trainable backbone layers (3-4; layers 1-2 are
-detached in the backbone regardless). Which reading the authors ran is not known: a switch, in the ablations.
+(``side_k(x_k.detach())``). The attention branch sees them undetached by default (``attention_grad=True``): the
+paper's multiplicative fusion "co-optimize[s] the parameters of each layer" (Sec. 4.3), so the gradient of ``S``
+reaches the trainable backbone layers (3-4; layers 1-2 are detached in the backbone regardless).
 
 Interpretation: the BN of each attention branch starts at weight 0.5, bias 1, so that ``a_k`` starts mostly
 positive and ``S`` does not switch off most pixels at initialisation (a product of three ReLU maps with a zero
 bias would be zero on about 7/8 of the pixels).
+
+Initial weights: with ``seed`` given, each convolution draws from a generator keyed by ``(seed, key + name)``
+(``rpc.models.seeding``), so the side projection of a layer starts the same with or without SFA.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rpc.models.seeding import keyed_init
 
 ATTENTIONS = ("none", "spatial", "self_attention", "sfa")
 PLACEMENTS = ("weight", "gate")  # where SFA's map S enters F_s (module docstring)
@@ -83,9 +89,11 @@ class FeatureFusion(nn.Module):
         depth: int,
         layers=(2, 3, 4),
         attention: str = "sfa",
-        attention_grad: bool = False,
+        attention_grad: bool = True,
         feature_layers=None,
         placement: str = "weight",
+        seed: int | None = None,
+        key: str = "fusion",
     ):
         super().__init__()
         self.attention_grad = attention_grad
@@ -100,24 +108,26 @@ class FeatureFusion(nn.Module):
         self.layers, self.attention, self.placement = tuple(sorted(layers)), attention, placement
         self.feature_layers = tuple(sorted(feature_layers))
         out = side_channels(depth)
-        self.side = nn.ModuleDict(
-            {str(k): nn.Conv2d(in_channels[k - 1], out[k], 1, bias=False) for k in self.feature_layers}
-        )
+
+        def conv(name: str, c_in: int, c_out: int) -> nn.Conv2d:
+            with keyed_init(seed, f"{key}.{name}"):
+                return nn.Conv2d(c_in, c_out, 1, bias=False)
+
+        self.side = nn.ModuleDict({str(k): conv(f"side{k}", in_channels[k - 1], out[k]) for k in self.feature_layers})
         self.out_channels = sum(out[k] for k in self.feature_layers)
         if attention in ("sfa", "spatial"):
-            self.att_conv = nn.ModuleDict(
-                {str(k): nn.Conv2d(in_channels[k - 1], 1, 1, bias=False) for k in self.layers}
-            )
+            self.att_conv = nn.ModuleDict({str(k): conv(f"att{k}", in_channels[k - 1], 1) for k in self.layers})
             self.att_bn = nn.ModuleDict({str(k): nn.BatchNorm2d(1) for k in self.layers})
             for bn in self.att_bn.values():
                 nn.init.constant_(bn.weight, 0.5)
                 nn.init.constant_(bn.bias, 1.0)
-            if attention == "sfa" and placement == "gate":  # no gradient ever passes a 0/1 gate: nothing to train
-                # (and DDP requires every trainable parameter to receive a gradient); BN statistics still update
+            if attention == "sfa" and placement == "gate":  # the ablation: no gradient ever passes a 0/1 gate, so
+                # nothing could train it (and DDP requires a gradient for every trainable parameter)
                 for param in [*self.att_conv.parameters(), *self.att_bn.parameters()]:
                     param.requires_grad_(False)
         if attention == "self_attention":
-            self.non_local = NonLocalBlock(self.out_channels)
+            with keyed_init(seed, f"{key}.non_local"):
+                self.non_local = NonLocalBlock(self.out_channels)
 
     def attention_maps(self, feats: list[torch.Tensor], size) -> dict[int, torch.Tensor]:
         """``{k: a_k}`` for the attention layers, each ``(N, 1, h, w)`` at the stride-16 size."""

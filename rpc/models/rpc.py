@@ -5,9 +5,12 @@ A *stage* (``StageNet``) is SIPE's network: a ResNet trunk, a 1x1 classifier giv
 ``RPCModel`` chains K stages with their own parameters: stage k > 1 sees the image with the regions found by the
 earlier stages erased at threshold alpha (Eq. 5); the RS-CAM is the element-wise max of the stages' maps (Eq. 8).
 
-Presets (``PRESETS``): ``cam`` (plain CAM, Table 4 row 1), ``sipe`` (1 stage, SIPE features), ``rpc``
-(2 stages; SIPE's features of layers 1-4 weighted by SFA's map S from layers 2-4). Every ablation of Tables 4-9
-is a field of ``ModelConfig``.
+Presets (``PRESETS``): ``cam`` (plain CAM, Table 4 row 1), ``sipe`` (1 stage, SIPE's features of layers 1-4),
+``rpc`` (2 stages; the side features of layers 2-4 weighted by SFA's map S from the same layers, Eq. 9-10). Every
+ablation of Tables 4-9 is a field of ``ModelConfig``; the readings are settled in docs/method.md section 0.
+
+``RPCModel(cfg, seed)`` draws each module's initial weights from a generator keyed by ``(seed, module)``
+(``rpc.models.seeding``): configurations that differ in one module share every other module's initial weights.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from rpc.models.prototypes import (
     seed_cam,
     specific_map,
 )
+from rpc.models.seeding import keyed_init
 
 
 @dataclass
@@ -43,25 +47,25 @@ class ModelConfig:
     method: str = "prototype"  # cam: plain CAM maps; prototype: SIPE/RPC specific maps
     num_stages: int = 2  # region-specific prototypes (Table 7: 1-3)
     attention: str = "sfa"  # none | spatial | self_attention | sfa (Table 5)
-    layers: tuple[int, ...] = (2, 3, 4)  # layers S is computed from (SFA's fusion, Table 8)
-    # layers whose normalised side projections F_s concatenates: SIPE's hierarchical features (docs/method.md, 0)
+    layers: tuple[int, ...] = (2, 3, 4)  # layers S is computed from (SFA's fusion, Eq. 9, Table 8)
+    # layers whose normalised side projections F_s concatenates: SIPE's hierarchical features 1-4 without SFA;
+    # the rpc preset sets the SFA's own layers (Eq. 10; docs/method.md section 0)
     feature_layers: tuple[int, ...] = (1, 2, 3, 4)
-    # gate: S multiplies before the normalisation, which cancels it except where S = 0 (no gradient to S) | weight:
-    # S multiplies the normalised side features (it weights the prototype averages, 0 switches a pixel off).
-    # docs/method.md section 0, clause (c): gate +5.7 Local.Maps over weight on the selection seeds
-    sfa_placement: str = "gate"
+    # weight: S multiplies the normalised side features, weights the prototype averages and learns (Eq. 10,
+    # clause a) | gate: S before the normalisation, where it cancels except at 0; frozen: an ablation only
+    sfa_placement: str = "weight"
     alpha: float = 0.7  # erasing threshold (Table 9)
     prototype_weights: str = "seeds"  # seeds (SIPE) | cam (paper Eq. 6 literally)
     gsc_target: str = "general"  # general: max of the stages' CAMs | stage1: stage 1's CAM
     seed_features: str = "auto"  # auto: layer4 in training, fused F_s at inference (SIPE) | layer4 | fused
     bg_scale: float = 0.5  # background score factor in the seed IoU (SIPE)
     background: str = "all"  # M_0 from all C maps before the label mask (SIPE) | present: image's classes only
-    # SFA's attention sees the trainable backbone layers 3-4 (the paper's "co-optimize"; clause (c): +1.4 alone) |
-    # False: detached like SIPE's side branches. Under the gate no gradient passes S, so it then changes nothing
+    # SFA's attention sees the trainable backbone layers 3-4 (Sec. 4.3 "co-optimize", clause a) | False: detached
+    # like SIPE's side branches. Under the gate no gradient passes S, so it then changes nothing
     attention_grad: bool = True
-    # RS-CAM background: stage1 = stage 1's only (clause (c): +1.1; Eq. 8's max covers the foreground classes) |
-    # max: the max over the stages, as Eq. 8 for the classes
-    rs_background: str = "stage1"
+    # RS-CAM background: max = the max over the stages, as Eq. 8 for every channel (clause a) | stage1: stage 1's
+    # background where stage 1 has features, the max elsewhere
+    rs_background: str = "max"
     # all_classes: as SIPE's make_cam, the seed argmax at inference also sees the absent classes' maps (a pixel they
     # win gets no seed), then the seeds are label-masked | masked: from the label-masked CAM, as in training
     inference_seed_cam: str = "all_classes"
@@ -89,11 +93,11 @@ class ModelConfig:
             raise ValueError(f"model.alpha must be in (0, 1], got {self.alpha}")
 
 
-# F_s is SIPE's hierarchical features (layers 1-4) in every preset; RPC's S comes from layers 2-4 (Table 8)
+# Without SFA, F_s is SIPE's hierarchical features (layers 1-4); RPC's S and F_s use the SFA's layers 2-4 (Table 8)
 PRESETS: dict[str, dict] = {
     "cam": dict(method="cam", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
     "sipe": dict(method="prototype", num_stages=1, attention="none", layers=(1, 2, 3, 4)),
-    "rpc": dict(method="prototype", num_stages=2, attention="sfa", layers=(2, 3, 4)),
+    "rpc": dict(method="prototype", num_stages=2, attention="sfa", layers=(2, 3, 4), feature_layers=(2, 3, 4)),
 }
 
 
@@ -123,18 +127,24 @@ class StageNet(nn.Module):
     ``labels`` ``(N, C)``, ``valid`` ``(N, H, W)`` or None; with ``fuse_flip`` ``N' = 2N`` (image, flip pairs).
 
     Returns a dict: ``score (N', C)``, ``cam (N, C+1, h, w)`` (normalised, masked by validity and labels),
-    ``label_mask (N, C+1, h, w)`` and, for the prototype method, ``seeds``, ``is_cam (N, C+1, h, w)``, ``s_map``.
+    ``label_mask (N, C+1, h, w)`` and, for the prototype method, ``seeds``, ``is_cam (N, C+1, h, w)``, ``s_map``
+    and ``has_features (N, 1, h, w)`` (bool: F_s is not zero there). A pixel without features takes no seed and
+    its ``is_cam`` is 0 in every channel: it carries no evidence from this stage.
+
+    ``seed``/``key``: initial weights keyed by ``(seed, key.module)`` (``rpc.models.seeding``).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, seed: int | None = None, key: str = "stage0"):
         super().__init__()
         self.cfg = cfg
-        self.backbone = FrozenBNResNet(cfg.depth, cfg.weights)
-        self.classifier = nn.Conv2d(self.backbone.channels[3], cfg.num_classes, 1, bias=False)
+        with keyed_init(seed, f"{key}.backbone"):
+            self.backbone = FrozenBNResNet(cfg.depth, cfg.weights)
+        with keyed_init(seed, f"{key}.classifier"):
+            self.classifier = nn.Conv2d(self.backbone.channels[3], cfg.num_classes, 1, bias=False)
         self.fusion = (
             FeatureFusion(
                 self.backbone.channels, cfg.depth, cfg.layers, cfg.attention, cfg.attention_grad,
-                cfg.feature_layers, cfg.sfa_placement,
+                cfg.feature_layers, cfg.sfa_placement, seed=seed, key=f"{key}.fusion",
             )
             if cfg.method == "prototype"
             else None
@@ -163,24 +173,38 @@ class StageNet(nn.Module):
             if self.fusion is None:
                 return out
             fs = fs.float()
+            has_features = fs.abs().amax(1, keepdim=True) > 0  # S = 0 there: no direction, no evidence
             g = f4.float() if seed_features == "layer4" else fs
             # training: the label-masked CAM; inference: model.inference_seed_cam (SIPE: every class competes)
             rule = "masked" if self.training else self.cfg.inference_seed_cam
             seeds = correlation_seeds(seed_cam(logits, labels.float(), lm, rule, self.cfg.background), g, lm,
-                                      self.cfg.bg_scale)
+                                      self.cfg.bg_scale) * has_features
             weights = seeds if self.cfg.prototype_weights == "seeds" else cam
-            out.update(seeds=seeds, is_cam=specific_map(prototypes(weights, fs), fs), s_map=s_map)
+            out.update(seeds=seeds, is_cam=specific_map(prototypes(weights, fs), fs), s_map=s_map,
+                       has_features=has_features)
         return out
+
+
+def fuse_stage_maps(maps: list[torch.Tensor], has_features: list[torch.Tensor], background: str) -> torch.Tensor:
+    """The RS-CAM (Eq. 8) from the stages' specific maps ``(N, K, h, w)`` and their ``has_features``
+    ``(N, 1, h, w)``: the element-wise max over the stages that have features at a pixel. The maps are >= 0, so a
+    stage without features there (all zeros) changes no max. ``background``: ``max`` (Eq. 8 for every channel) or
+    ``stage1`` (stage 1's background where stage 1 has features, the max elsewhere). A pixel where no stage has
+    features is 0 in every channel."""
+    q = torch.stack([m * v for m, v in zip(maps, has_features, strict=True)]).amax(0)
+    if background == "stage1" and len(maps) > 1:
+        q = torch.cat([torch.where(has_features[0], maps[0][:, :1], q[:, :1]), q[:, 1:]], 1)
+    return q
 
 
 class RPCModel(nn.Module):
     """K stages with region-specific prototypes. ``forward`` returns ``{"stages": [stage dicts],
     "rs_cam": (N, C+1, h, w) or None, "erase_masks": [(N', 1, H, W) keep-masks of stages 2..K]}``."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, seed: int | None = None):
         super().__init__()
         self.cfg = cfg
-        self.stages = nn.ModuleList(StageNet(cfg) for _ in range(cfg.num_stages))
+        self.stages = nn.ModuleList(StageNet(cfg, seed, f"stage{k}") for k in range(cfg.num_stages))
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """``(backbone parameters, new-layer parameters)``, trainable ones only (new layers get 10x lr)."""
@@ -208,12 +232,8 @@ class RPCModel(nn.Module):
             found = fg if found is None else torch.maximum(found, fg)
         rs_cam = None
         if self.cfg.method == "prototype":
-            rs_cam = stages[0]["is_cam"]
-            for out in stages[1:]:
-                rs_cam = torch.maximum(rs_cam, out["is_cam"])  # Eq. 8
-            if self.cfg.rs_background == "stage1" and len(stages) > 1:
-                # the erased pixels look like background to stage 2: keep stage 1's background only
-                rs_cam = torch.cat([stages[0]["is_cam"][:, :1], rs_cam[:, 1:]], 1)
+            rs_cam = fuse_stage_maps([s["is_cam"] for s in stages], [s["has_features"] for s in stages],
+                                     self.cfg.rs_background)
         return {"stages": stages, "rs_cam": rs_cam, "erase_masks": erase_masks}
 
     def losses(self, out: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -258,4 +278,5 @@ def config_to_dict(cfg: ModelConfig) -> dict:
     return d
 
 
-__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_from_dict", "config_to_dict"]
+__all__ = ["ModelConfig", "PRESETS", "RPCModel", "StageNet", "make_config", "config_from_dict", "config_to_dict",
+           "fuse_stage_maps"]
