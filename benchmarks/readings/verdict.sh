@@ -10,6 +10,7 @@
 set -euo pipefail
 src=$(realpath "$1"); runs=$(realpath -m "$2"); cores=${CORES:-2}
 mkdir -p "$runs/default" "$runs/creatures" "$runs/cells"
+export PATH="$src/.venv/bin:$PATH"  # the jobs' python
 smk() { "$src/.venv/bin/snakemake" -s "$src/Snakefile" --cores "$cores" \
     --keep-going "$@"; }
 overlay() {  # seeds and cells of one seed (or all), no upper bound
