@@ -95,14 +95,110 @@ def test_error_listed_image_absent(fake_voc, tmp_path):
         prepare_voc(fake_voc, tmp_path / "out")
 
 
-def test_error_unreadable_image(fake_voc, tmp_path):
+@pytest.mark.parametrize("fault", ["empty", "random bytes", "truncated"])
+def test_preparation_decodes_every_image(fake_voc, tmp_path, fault):
     bad = fake_voc / "JPEGImages" / "2007_000033.jpg"
-    bad.write_bytes(b"not a jpeg")
-    index = prepare_voc(fake_voc, tmp_path / "out")
+    data = bad.read_bytes()
+    bad.write_bytes({"empty": b"", "random bytes": np.random.default_rng(0).bytes(4000),
+                     "truncated": data[: len(data) // 3]}[fault])  # fmt: skip
     with pytest.raises(DataError, match=r"2007_000033\.jpg: unreadable image"):
-        index.read_image("2007_000033")
+        prepare_voc(fake_voc, tmp_path / "out")
+    assert not (tmp_path / "out" / "dataset.json").exists()
     with pytest.raises(DataError, match="image not found"):
         read_image(fake_voc / "missing.jpg")
+
+
+def test_preparation_refuses_links_out_of_the_root(fake_voc, tmp_path):
+    img = fake_voc / "JPEGImages" / "2007_000033.jpg"
+    img.unlink()
+    img.symlink_to("/etc/hostname")
+    with pytest.raises(DataError, match=r"2007_000033\.jpg: links to /etc/hostname, outside the dataset root"):
+        prepare_voc(fake_voc, tmp_path / "out")
+
+
+def test_preparation_in_workers_records_sizes(fake_voc, tmp_path):
+    index = prepare_voc(fake_voc, tmp_path / "out", workers=2)
+    assert index.image_size("2007_000032") == (281, 500) == DatasetIndex.load(index.root).sizes["2007_000032"]
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("16-bit", r"2007_000033\.png: mask must be a palette or grayscale PNG, found mode I;16"),
+        ("rgb", r"2007_000033\.png: mask must be a palette or grayscale PNG, found mode RGB"),
+        ("size", r"2007_000033\.png: mask is 7x5 \(WxH\), its image 2007_000033\.jpg is 500x366"),
+        ("missing", r"1 image\(s\) of split 'train' have no mask in SegmentationClass, e.g. 2007_000033\.png"),
+    ],
+)
+def test_preparation_checks_every_mask(fake_voc, tmp_path, fault, message):
+    mask = fake_voc / "SegmentationClass" / "2007_000033.png"
+    if fault == "16-bit":
+        Image.fromarray(np.zeros((366, 500), np.uint16)).save(mask)
+    elif fault == "rgb":
+        Image.fromarray(np.zeros((366, 500, 3), np.uint8)).save(mask)
+    elif fault == "size":
+        write_mask(mask, np.zeros((5, 7), np.uint8))
+    else:
+        mask.unlink()
+        (fake_voc / "Annotations").rmdir()
+    with pytest.raises(DataError, match=message):
+        prepare_voc(fake_voc, tmp_path / "out", masks_for=("train", "val"))
+
+
+def test_preparation_error_is_one_line_and_exit_2(fake_voc, tmp_path, capsys):
+    from rpc.cli import main
+
+    (fake_voc / "JPEGImages" / "2007_000033.jpg").write_bytes(b"")
+    assert main(["prepare-voc", "--root", str(fake_voc), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "2007_000033.jpg: unreadable image" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def _own_classes(root, names):
+    (root / "classes.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(names)))
+
+
+def test_duplicate_class_names_are_refused(fake_voc, tmp_path):
+    _own_classes(fake_voc, ["background", "red", "violet", "violet"])
+    with pytest.raises(DataError, match=r"classes\.txt:4: class name 'violet' is also class 2: names must be unique"):
+        prepare_voc(fake_voc, tmp_path / "out")
+
+
+def _two_class_xml(path, name):
+    path.write_text(f"<annotation><object><name>{name}</name></object></annotation>")
+
+
+def test_xml_and_mask_labels_must_agree_unless_one_is_chosen(fake_voc, tmp_path):
+    """2007_000033's mask holds aeroplane (1); its XML is made to name a cat (8)."""
+    _two_class_xml(fake_voc / "Annotations" / "2007_000033.xml", "cat")
+    with pytest.raises(DataError, match=r"2007_000033\.xml: names \{cat\} but the mask .*2007_000033\.png holds "
+                                        r"\{aeroplane\}; fix one, or choose"):
+        prepare_voc(fake_voc, tmp_path / "out")
+    for source, expect in (("xml", [8]), ("masks", [1])):
+        index = prepare_voc(fake_voc, tmp_path / source, labels_from=source)
+        assert sorted(int(i) + 1 for i in np.nonzero(index.label("2007_000033"))[0]) == expect
+
+
+def test_a_folder_that_is_not_voc_needs_classes_txt(fake_voc, tmp_path):
+    """Six classes in masks, no XML, no classes.txt, ids that are not VOC's: the 20 VOC names are not assumed."""
+    seg = fake_voc / "ImageSets" / "Segmentation"
+    for n in ("2007_000032", "2007_000033"):
+        for d, ext in (("JPEGImages", "jpg"), ("SegmentationClass", "png")):
+            (fake_voc / d / f"{n}.{ext}").rename(fake_voc / d / f"shapes_{n}.{ext}")
+    for s in ("train_aug", "train", "val"):
+        (seg / f"{s}.txt").write_text("shapes_2007_000032\nshapes_2007_000033\n")
+    with pytest.raises(DataError, match=r"classes\.txt: not found, and shapes_2007_000032 .* is not a PASCAL VOC "
+                                        r"2012 image: a VOC-format folder with its own classes needs a classes\.txt"):
+        prepare_voc(fake_voc, tmp_path / "out")
+    _own_classes(fake_voc, ["background", *(f"c{i}" for i in range(1, 21))])
+    assert prepare_voc(fake_voc, tmp_path / "out").num_classes == 21
+
+
+def test_list_ids_are_whole_lines(fake_voc, tmp_path):
+    (fake_voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000032\n2007_000033 extra\n")
+    with pytest.raises(DataError, match=r"val\.txt:2: '2007_000033 extra' is not one image id"):
+        prepare_voc(fake_voc, tmp_path / "out")
 
 
 def test_error_unknown_class_in_xml(fake_voc, tmp_path):

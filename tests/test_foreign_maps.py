@@ -139,3 +139,29 @@ def test_the_source_manifest_changes_when_a_map_is_replaced_by_an_older_copy(tmp
     os.utime(tmp_path / "b.npy", ns=(old.st_atime_ns, old.st_mtime_ns))
     assert (tmp_path / "b.npy").stat().st_ino == old.st_ino
     assert source_manifest(tmp_path) != after_copy
+
+
+@pytest.mark.parametrize(
+    "keys, values, message",
+    [
+        ([0, 4.7], 0.5, r"keys \[0\.0, 4\.7\] are not integer class ids"),
+        ([0, 2, 2], 0.5, r"keys \[0, 2, 2\] must be distinct class ids >= 0"),
+        ([0, 3], -0.25, r"negative map values \(down to -0\.25\)"),
+    ],
+)
+def test_imported_keys_must_be_integral_and_values_non_negative(tmp_path, keys, values, message):
+    np.save(tmp_path / "a.npy", {"keys": np.array(keys), "IS_CAM": np.full((len(keys), 4, 5), values, np.float32)})
+    with pytest.raises(DataError, match=r"a\.npy: .*" + message):
+        read_foreign(tmp_path / "a.npy", "sipe")
+
+
+def test_a_failed_import_leaves_nothing_under_the_final_name(tmp_path):
+    src = tmp_path / "sipe"
+    src.mkdir()
+    for i, keys in enumerate(([0, 1], [0, 2.5])):  # the second file is bad
+        np.save(src / f"img{i}.npy", {"keys": np.array(keys), "IS_CAM": np.zeros((2, 3, 3), np.float32)})
+    with pytest.raises(DataError, match=r"img1\.npy"):
+        import_maps(src, tmp_path / "out", "sipe")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["sipe"]
+    (src / "img1.npy").unlink()
+    assert import_maps(src, tmp_path / "out", "sipe")["maps"] == 1 and (tmp_path / "out" / "img0.npz").is_file()

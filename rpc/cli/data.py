@@ -44,7 +44,7 @@ def _synth(a):
     )  # fmt: skip
     synthetic.generate_dataset(spec, a.out, render)
     if a.prepared:
-        prepare_voc(a.out, a.prepared, name="synthetic")
+        prepare_voc(a.out, a.prepared, name="synthetic", masks_for=("train", "val"))
 
 
 def _prepare_voc_parser(sub) -> None:
@@ -55,12 +55,19 @@ def _prepare_voc_parser(sub) -> None:
     s.add_argument("--out", required=True, help="folder for the prepared dataset (the --dataset of the stages)")
     s.add_argument("--splits", nargs="+", default=["train_aug", "train", "val"], help="image lists to take")
     s.add_argument("--name", default="voc", help="the dataset's name in its description")
+    s.add_argument("--labels-from", default="agree", choices=["agree", "xml", "masks"],
+                   help="image labels: agree = from the XML and the mask, which must name the same classes where "
+                   "both exist (default); xml or masks: that source where present")  # fmt: skip
+    s.add_argument("--masks-for", nargs="*", default=[], metavar="SPLIT",
+                   help="splits whose every image needs a mask (the scored ones)")
+    s.add_argument("--workers", type=int, default=1, help="processes reading the images and masks")
 
 
 def _prepare_voc(a):
     from rpc.data.voc import prepare_voc
 
-    prepare_voc(a.root, a.out, splits=tuple(a.splits), name=a.name)
+    prepare_voc(a.root, a.out, splits=tuple(a.splits), name=a.name, labels_from=a.labels_from,
+                masks_for=tuple(a.masks_for), workers=a.workers)  # fmt: skip
 
 
 def _prepare_coco_parser(sub) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rpc.data.maps import check_storable
-from rpc.utils.io import DataError, atomic_path, is_temporary
+from rpc.utils.io import DataError, atomic_dir, atomic_path, is_temporary
 from rpc.utils.provenance import write_record
 from rpc.utils.shard import shard
 
@@ -77,6 +77,20 @@ def _array(value) -> np.ndarray:
     return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
+def _class_keys(value) -> np.ndarray:
+    """Class keys as int64: integers (or integral floats), >= 0, each once; anything else is a ValueError."""
+    keys = _array(value)
+    if keys.ndim != 1:
+        raise ValueError(f"keys must be a list of class ids, found shape {keys.shape}")
+    if not (np.issubdtype(keys.dtype, np.integer) or (np.issubdtype(keys.dtype, np.floating)
+                                                      and np.isfinite(keys).all() and (keys == np.round(keys)).all())):
+        raise ValueError(f"keys {keys.tolist()} are not integer class ids")  # fmt: skip
+    keys = keys.astype(np.int64)
+    if (keys < 0).any() or len(set(keys.tolist())) != keys.size:
+        raise ValueError(f"keys {keys.tolist()} must be distinct class ids >= 0")
+    return keys
+
+
 def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(keys (K+1,) int64 with 0 first, cams (K+1, H, W) float32)`` from a SIPE or IRN ``.npy`` map file.
     IRN maps need ``bg_threshold`` (the background plane's constant value)."""
@@ -86,13 +100,13 @@ def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None =
     try:
         d = _load_npy_dict(path)
         if fmt == "sipe":
-            keys, cams = _array(d["keys"]).astype(np.int64), _array(d["IS_CAM"]).astype(np.float32)
+            keys, cams = _class_keys(d["keys"]), _array(d["IS_CAM"]).astype(np.float32)
             if keys.size == 0 or keys[0] != 0:
                 raise ValueError(f"SIPE keys start with the background (0), found {keys.tolist()}")
         else:
             if bg_threshold is None:
                 raise DataError(f"{path}: IRN maps have no background channel: give a background threshold")
-            fg_keys, fg = _array(d["keys"]).astype(np.int64), _array(d["high_res"]).astype(np.float32)
+            fg_keys, fg = _class_keys(d["keys"]), _array(d["high_res"]).astype(np.float32)
             if fg.ndim != 3:
                 raise ValueError(f"high_res has shape {fg.shape}, expected (K, H, W)")
             keys = np.concatenate([[0], fg_keys + 1])
@@ -102,6 +116,8 @@ def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None =
     if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
         raise DataError(f"{path}: maps {cams.shape} do not match keys {keys.tolist()}")
     check_storable(path, cams)
+    if (cams < 0).any():
+        raise DataError(f"{path}: negative map values (down to {float(cams.min()):.6g}); maps are scores >= 0")
     return keys, cams
 
 
@@ -152,9 +168,9 @@ def import_maps(src: str | os.PathLike, out: str | os.PathLike, fmt: str, bg_thr
     """``src/<name>.npy`` (SIPE or IRN) -> ``out/<name>.npz`` in this project's format. With ``dataset`` and
     ``split``: exactly the split's images are expected, and each map's keys and size are checked against the
     image's labels and size (a clear error naming the file). ``shard_index`` of ``num_shards``: only that shard of
-    the images (``rpc.utils.shard``, as the maps stage splits them). ``out`` records where the maps came from."""
-    from PIL import Image
-
+    the images (``rpc.utils.shard``, as the maps stage splits them). ``out`` records where the maps came from.
+    The maps are written into a temporary sibling folder that becomes ``out`` only once every map is in: a failed
+    import leaves nothing under ``out`` (and an earlier complete ``out`` as it was)."""
     from rpc.data.index import DatasetIndex
     from rpc.data.maps import check_maps, save_cams
 
@@ -171,13 +187,11 @@ def import_maps(src: str | os.PathLike, out: str | os.PathLike, fmt: str, bg_thr
     else:
         names = list(files)
     names = shard(names, shard_index, num_shards)
-    out.mkdir(parents=True, exist_ok=True)
-    write_record(out, {"maps": {"imported": fmt, "source": str(src), "bg_threshold": bg_threshold}})
-    for name in names:
-        keys, cams = read_foreign(files[name], fmt, bg_threshold)
-        if index is not None:
-            with Image.open(index.image_path(name)) as im:
-                size = (im.height, im.width)
-            check_maps(files[name], keys, cams, index.label(name), size)
-        save_cams(out / f"{name}.npz", keys, cams)
+    with atomic_dir(out) as tmp:
+        write_record(tmp, {"maps": {"imported": fmt, "source": str(src), "bg_threshold": bg_threshold}})
+        for name in names:
+            keys, cams = read_foreign(files[name], fmt, bg_threshold)
+            if index is not None:
+                check_maps(files[name], keys, cams, index.label(name), index.image_size(name))
+            save_cams(tmp / f"{name}.npz", keys, cams)
     return {"maps": len(names), "format": fmt, "out": str(out)}

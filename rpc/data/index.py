@@ -7,6 +7,7 @@ into a folder with::
     classes.txt         "id name" per line, 0 = background
     lists/<split>.txt   one image name per line
     image_labels.tsv    "name<TAB>class ids (1..C, space separated)" per line
+    image_sizes.tsv     "name<TAB>height width" per line (written by preparers that read every image)
 
 Everything downstream (training, maps, CRF, evaluation) reads only this description, so VOC, COCO and the
 synthetic benchmark share one code path and the number and names of classes come from the dataset.
@@ -26,10 +27,11 @@ from rpc.data.palette import read_mask
 from rpc.utils.io import DataError, read_list, write_json_atomic, write_list, write_text_atomic
 
 DATASET_FILE = "dataset.json"
+SIZES_FILE = "image_sizes.tsv"
 
 
 def read_classes(path: str | os.PathLike) -> list[str]:
-    """Read ``id name`` lines (ids 0..C contiguous, 0 = background)."""
+    """Read ``id name`` lines (ids 0..C contiguous, 0 = background, names unique)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: class file not found")
@@ -40,7 +42,11 @@ def read_classes(path: str | os.PathLike) -> list[str]:
         idx, _, name = line.strip().partition(" ")
         if not idx.isdigit() or int(idx) != len(classes) or not name.strip():
             raise DataError(f"{path}:{lineno}: expected 'id name' with id {len(classes)}, found {line!r}")
-        classes.append(name.strip())
+        name = name.strip()
+        if name in classes:
+            raise DataError(f"{path}:{lineno}: class name {name!r} is also class {classes.index(name)}: names must "
+                            f"be unique")  # fmt: skip
+        classes.append(name)
     if len(classes) < 2:
         raise DataError(f"{path}: needs background and at least one class, found {len(classes)} entries")
     return classes
@@ -236,6 +242,30 @@ class DatasetIndex:
     def read_image(self, name: str) -> np.ndarray:
         return read_image(self.image_path(name))
 
+    @functools.cached_property
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """``{name: (H, W)}`` recorded at preparation (empty for a folder prepared without them)."""
+        path = self.root / SIZES_FILE
+        if not path.is_file():
+            return {}
+        sizes = {}
+        for line in path.read_text().splitlines():
+            name, _, hw = line.partition("\t")
+            h, w = hw.split()
+            sizes[name] = (int(h), int(w))
+        return sizes
+
+    def image_size(self, name: str) -> tuple[int, int]:
+        """``(H, W)`` of an image: as recorded at preparation, else from its header (a clear error if unreadable)."""
+        if name in self.sizes:
+            return self.sizes[name]
+        path = self.image_path(name)
+        try:
+            with Image.open(path) as img:
+                return img.height, img.width
+        except OSError as exc:
+            raise DataError(f"{path}: unreadable image ({exc})") from exc
+
     def read_mask(self, name: str) -> np.ndarray:
         return read_mask(self.mask_path(name), self.num_classes)
 
@@ -270,10 +300,13 @@ def write_prepared(
     mask_dirs: list[Path],
     splits: dict[str, list[str]],
     labels: dict[str, list[int]],
+    sizes: dict[str, tuple[int, int]] | None = None,
 ) -> DatasetIndex:
-    """Write a prepared dataset folder (classes, lists, labels, then ``dataset.json`` last)."""
+    """Write a prepared dataset folder (classes, lists, labels, image sizes, then ``dataset.json`` last)."""
     out = Path(out)
     write_classes(out / "classes.txt", classes)
+    if sizes is not None:
+        write_text_atomic(out / SIZES_FILE, "".join(f"{n}\t{h} {w}\n" for n, (h, w) in sizes.items()))
     split_files = {}
     for split, names in splits.items():
         split_files[split] = out / "lists" / f"{split}.txt"

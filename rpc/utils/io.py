@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; it becomes ``path`` if the block succeeds (an earlier
+    ``path`` is replaced only then). A failed block leaves nothing under ``path`` and removes the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        normal_permissions(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old.tmp"))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -109,9 +132,9 @@ def check_image_id(name: str, where: str) -> str:
 
 
 def read_list(path: str | os.PathLike) -> list[str]:
-    """Read a split list: one image name per line; blank lines and ``#`` comments skipped. An id listed twice
-    (it would count twice in every score and collide in every output folder) or one that is not a plain file
-    name (:func:`check_image_id`) is an error naming the file and lines."""
+    """Read a split list: one image name per line (the whole line); blank lines and ``#`` comments skipped. A line
+    holding a space, an id listed twice (it would count twice in every score and collide in every output folder)
+    or one that is not a plain file name (:func:`check_image_id`) is an error naming the file and lines."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split list not found")
@@ -119,7 +142,9 @@ def read_list(path: str | os.PathLike) -> list[str]:
     for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            name = check_image_id(line.split()[0], f"{path}:{number}")
+            if len(line.split()) > 1:
+                raise DataError(f"{path}:{number}: {line!r} is not one image id (ids are whole lines, no spaces)")
+            name = check_image_id(line, f"{path}:{number}")
             if name in seen:
                 raise DataError(f"{path}: image id {name!r} listed twice (lines {seen[name]} and {number})")
             seen[name] = number
