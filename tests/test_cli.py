@@ -10,7 +10,8 @@ from rpc.cli import build_parser, main
 from rpc.cli.segmentation import image_files
 from rpc.utils.io import DataError
 
-GROUP_TITLES = ["data", "classifier", "maps", "pseudo masks", "segmentation", "evaluation", "workflow internals"]
+GROUP_TITLES = ["data", "classifier", "maps", "pseudo masks", "segmentation", "evaluation", "watching a run",
+                "workflow internals"]
 EXPECTED = {
     "data": ["synth", "prepare-voc", "prepare-coco"],
     "classifier": ["pretrain", "train", "export-backbone"],
@@ -18,6 +19,7 @@ EXPECTED = {
     "pseudo masks": ["pseudo-masks"],
     "segmentation": ["seg-train", "seg-predict", "segment", "export-mmseg"],
     "evaluation": ["eval-cams", "eval-masks", "eval-parts", "figures", "ablation-tables"],
+    "watching a run": ["progress"],
     "workflow internals": ["summary", "report-pages", "merge-dirs", "unlock-stale", "compare-results", "clean-work"],
 }
 
@@ -29,7 +31,7 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
 
 def test_every_command_and_option_has_help_and_a_description():
     commands = _commands(build_parser())
-    assert len(commands) == 25
+    assert len(commands) == 26
     missing = []
     for name, parser in commands.items():
         if not (getattr(parser, "summary", "") or "").strip():

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 from rpc import __version__
-from rpc.cli import classifier, data, evaluation, maps, masks, segmentation, workflow
+from rpc.cli import classifier, data, evaluation, maps, masks, progress, segmentation, workflow
 from rpc.cli.common import Unfinished, print_result
 from rpc.utils.io import DataError
 
@@ -29,6 +29,7 @@ GROUPS = [
     ("pseudo masks", masks.COMMANDS),
     ("segmentation", segmentation.COMMANDS),
     ("evaluation", evaluation.COMMANDS),
+    ("watching a run", progress.COMMANDS),
     ("workflow internals", workflow.COMMANDS),
 ]
 
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     # only the command's result (one JSON line for the model stages), which scripts read
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")  # fmt: skip
-    if not sys.stderr.isatty():  # a log file: a progress line a minute, not ten a second
-        os.environ.setdefault("TQDM_MININTERVAL", "60")
+    if not sys.stderr.isatty():  # a log file: a progress line every 30 s, not ten a second
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         args.func(args)
     except DataError as exc:
