@@ -21,5 +21,5 @@ def save_figure(fig, path: str | os.PathLike, dpi: int) -> None:
     from rpc.utils.io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight")  # legends outside
     pyplot().close(fig)

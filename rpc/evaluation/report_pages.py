@@ -40,48 +40,73 @@ def _runs_by_experiment(runs: list[str]) -> dict[str, list[str]]:
     return out
 
 
+CURVE_TITLES = {
+    "total": "classifier: total loss L",
+    "cls": "classifier: L_cls (stage 1's classification loss)",
+    "aug": "classifier: L_aug (stage 2's loss on the erased image)",
+    "gsc": "classifier: L_GSC (RS-CAM vs CAM consistency)",
+    "lr": "classifier: learning rate (backbone)",
+}
+
+
 def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathLike) -> None:
     """One figure: each classifier's loss terms and learning rate (one colour per experiment, one line per
-    seed), the pretraining's held-out accuracy per epoch and each DeepLab training's loss."""
+    seed), the pretraining's held-out accuracy per epoch and each DeepLab training's loss. One legend for the whole
+    figure, outside the panels; a learning-rate schedule shared by every run is drawn once."""
     plt = pyplot()
     results = Path(results)
-    terms = ["total", "cls", "aug", "gsc", "lr"]
+    terms = list(CURVE_TITLES)
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     flat = list(axes.flat)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     by_experiment = _runs_by_experiment(runs)
     upper = by_experiment.pop("ground_truth", [])  # DeepLab on the true masks: its loss drawn apart, below
+    handles: dict[str, object] = {}
+    schedules: list[tuple[str, list]] = []
     for n, (experiment, members) in enumerate(by_experiment.items()):
         colour = colours[n % len(colours)]
-        for k, run in enumerate(members):
+        for run in members:
             log = _read_json(results / run / "train_log.json") or []
-            for ax, term in zip(flat[:5], terms, strict=True):
+            for ax, term in zip(flat[:4], terms[:4], strict=True):
                 points = [(r["step"], r[term]) for r in log if term in r]
                 if points:
-                    ax.plot(*zip(*points, strict=True), color=colour, lw=1, label=experiment if k == 0 else None)
+                    (line,) = ax.plot(*zip(*points, strict=True), color=colour, lw=1)
+                    handles.setdefault(experiment, line)
+            lr = [(r["step"], r["lr"]) for r in log if "lr" in r]
+            if lr:
+                schedules.append((experiment, lr))
             seg = _read_json(results / run / "segmentation" / "train_log.json") or []
             points = [(r["step"], r["loss"]) for r in seg if "loss" in r]
             if points:
-                flat[6].plot(*zip(*points, strict=True), color=colour, lw=1, label=experiment if k == 0 else None)
+                (line,) = flat[6].plot(*zip(*points, strict=True), color=colour, lw=1)
+                handles.setdefault(experiment, line)
+    if schedules and all(points == schedules[0][1] for _, points in schedules):
+        flat[4].plot(*zip(*schedules[0][1], strict=True), color="k", lw=1)
+        flat[4].text(0.98, 0.95, "the same schedule in every run", transform=flat[4].transAxes, ha="right",
+                     va="top", fontsize=8)  # fmt: skip
+    else:
+        for experiment, points in schedules:
+            n = list(by_experiment).index(experiment)
+            flat[4].plot(*zip(*points, strict=True), color=colours[n % len(colours)], lw=1)
     for ax, term in zip(flat[:5], terms, strict=True):
-        ax.set_title(f"classifier: {term}" if term != "lr" else "classifier: learning rate")
+        ax.set_title(CURVE_TITLES[term], fontsize=10)
         ax.set_xlabel("step")
     gt = _read_json(results / upper[0] / "segmentation" / "train_log.json") or [] if upper else []  # first seed
     if gt:
-        flat[6].plot([r["step"] for r in gt if "loss" in r], [r["loss"] for r in gt if "loss" in r], "k--", lw=1,
-                     label="ground truth")  # fmt: skip
-    flat[6].set_title("DeepLab: loss")
+        (line,) = flat[6].plot([r["step"] for r in gt if "loss" in r], [r["loss"] for r in gt if "loss" in r], "k--",
+                               lw=1)  # fmt: skip
+        handles["DeepLab on the ground truth"] = line
+    flat[6].set_title("DeepLab: training loss", fontsize=10)
     flat[6].set_xlabel("iteration")
     pre = _read_json(results / "pretrain" / "report.json")
     if pre:
         epochs = pre["epochs"]
         flat[5].plot([e["epoch"] for e in epochs], [100 * e["val_accuracy"] for e in epochs], "o-", color="k")
-    flat[5].set_title("pretraining: held-out accuracy (%)")
+    flat[5].set_title("pretraining: held-out accuracy (%)", fontsize=10)
     flat[5].set_xlabel("epoch")
     flat[7].axis("off")
-    for ax in (flat[0], flat[6]):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+    if handles:  # one legend, in the empty eighth panel
+        flat[7].legend(list(handles.values()), list(handles), loc="center", title="experiment (one line per seed)")
     fig.tight_layout()
     save_figure(fig, out, dpi=80)
 
@@ -106,7 +131,7 @@ def _per_class_bars(ax, groups: dict[str, list[dict]], title: str) -> list[str]:
     ax.set_xticks(np.arange(len(classes)) + width * (len(groups) - 1) / 2, classes, rotation=45, ha="right")
     ax.set_ylabel("IoU (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.3)  # outside the bars
     return classes
 
 
@@ -129,7 +154,7 @@ def plot_local_maps(results: str | os.PathLike, runs: list[str], out: str | os.P
     sweep.set_title("IRN background threshold sweep")
     sweep.set_xlabel("threshold")
     sweep.set_ylabel("mIoU (%)")
-    sweep.legend(fontsize=8)
+    sweep.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(groups))
     _plot_confusion(conf, {r: d["sipe"] for r, d in scores_of.items()}, classes, "maps' label")
     fig.tight_layout()
     save_figure(fig, out, dpi=80)
@@ -142,9 +167,11 @@ def plot_segmentation(results: str | os.PathLike, runs: list[str], out: str | os
     results = Path(results)
     scores_of = {r: d for r in runs if (d := _read_json(results / r / "segmentation" / "val.json"))}
     groups = {e: [scores_of[r] for r in m] for e, m in _runs_by_experiment(list(scores_of)).items()}
-    fig, axes = plt.subplots(1, 1 + len(groups), figsize=(10 + 4.5 * len(groups), 4.8),
-                             gridspec_kw={"width_ratios": [2.5] + [1] * len(groups)}, squeeze=False)  # fmt: skip
-    bars, *confs = axes[0]
+    n = max(len(groups), 1)  # the bars across the top, one confusion matrix per experiment below
+    fig = plt.figure(figsize=(max(11.0, 3.4 * n), 8.6))
+    grid = fig.add_gridspec(2, n, height_ratios=[1, 1.1])
+    bars = fig.add_subplot(grid[0, :])
+    confs = [fig.add_subplot(grid[1, k]) for k in range(len(groups))]
     classes = _per_class_bars(bars, groups, "DeepLab val per class (bars: seeds' range)")
     for ax, (experiment, members) in zip(confs, _runs_by_experiment(list(scores_of)).items(), strict=True):
         _plot_confusion(ax, {r: scores_of[r] for r in members}, classes, "predicted label", experiment)
@@ -170,5 +197,5 @@ def _plot_confusion(ax, scores_of: dict[str, dict], classes: list[str], predicte
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
     ax.set_xlabel(predicted)
     ax.set_ylabel("ground truth")
-    ax.set_title(f"{label + ': ' if label else ''}confusion of the best run {run} ({100 * miou:.1f}); rows sum to 1",
+    ax.set_title(f"{label + ': ' if label else ''}best run {run} ({100 * miou:.1f} mIoU)\nconfusion, each row sums to 1",
                  fontsize=9)  # fmt: skip

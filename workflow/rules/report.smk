@@ -92,9 +92,10 @@ rule summary:
         dataset=DATASET,
         results=[f for e in SEG_RUNS for f in experiment_results(e)],
     output:
-        md=report("results/summary.md", caption="../report/summary.rst", category="Summary"),
+        md=report("results/summary.md", caption="../report/summary.rst", category="Summary",
+                  subcategory="All runs"),
         json="results/summary.json",
-        plot=report("results/parts.png", caption="../report/parts.rst", category="Summary")
+        plot=report("results/parts.png", caption="../report/parts.rst", category="Summary", subcategory="All runs")
         if has_parts()
         else [],
     params:
@@ -127,7 +128,8 @@ rule ablation_tables:
         maps=expand(rules.eval_cams.output.json, experiment=list(ABLATION_RUNS)),
     output:
         md="results/ablations.md",
-        html=report("results/ablations.html", caption="../report/ablations.rst", category="Ablations"),
+        html=report("results/ablations.html", caption="../report/ablations.rst", category="Ablations",
+                    subcategory="All cells"),
         json="results/ablations.json",
     conda:
         "../../envs/rpc.yaml"
@@ -152,11 +154,14 @@ rule report_pages:
         seg=expand(rules.eval_segmentation.output.raw, experiment=SEG_RUNS),
         pretrain=PRETRAIN_REPORT if uses_pretrained() else [],
     output:
-        html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
-        curves=report("results/curves.png", caption="../report/curves.rst", category="Training"),
-        local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary"),
+        html=report("results/summary.html", caption="../report/summary.rst", category="Summary",
+                    subcategory="All runs"),
+        curves=report("results/curves.png", caption="../report/curves.rst", category="Training",
+                      subcategory="All runs"),
+        local_maps=report("results/local_maps.png", caption="../report/local_maps.rst", category="Summary",
+                          subcategory="All runs"),
         segmentation=report("results/segmentation.png", caption="../report/segmentation.rst",
-                            category="DeepLab predictions"),
+                            category="DeepLab predictions", subcategory="All runs"),
     params:
         runs=MAP_RUNS + UPPER_BOUND_RUNS,
     conda:
