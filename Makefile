@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: setup run run-seeds test test-slow lint clean clean-work
+.PHONY: setup run run-seeds report dry-run progress test test-slow lint clean clean-work
 
 # One pinned set (requirements.txt) + the project itself, into a fresh virtual environment.
 $(STAMP): requirements.txt pyproject.toml
@@ -21,16 +21,37 @@ $(DEV): $(STAMP) requirements-dev.txt
 
 setup: $(STAMP)
 
-# The embedded default: the whole pipeline on the synthetic dataset, on CPU (one seed).
+# What users type, each runnable in a fresh shell (no activation needed):
+#   make run                          the embedded default, one seed, in results/
+#   make run-seeds                    the same over seeds 15-19
+#   make run CONFIG=config/X.yaml     another benchmark or real data, in a folder of its own: runs/X/results/
+#                                     (ARGS='--config dataset="{kind: voc, root: /data/VOC2012}"' adds options)
+#   make report                       the run's HTML report (results/report.html, or runs/X/results/report.html)
+#   make dry-run                      what `make run` would do, without doing it
+#   make progress                     what each running job is doing
 # After a killed run: a lock no Snakemake process holds any more is removed first, so `make run` just continues.
-run: $(STAMP)
-	$(BIN)/python -m rpc unlock-stale
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
+CONFIG ?=
+ARGS ?=
+RUN_DIR := $(if $(CONFIG),runs/$(basename $(notdir $(CONFIG))),.)
+SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/snakemake -s $(abspath Snakefile) -d $(RUN_DIR) \
+	$(if $(CONFIG),--configfile $(abspath $(CONFIG)))
 
-# The same over seeds 15-19 (mean +- std, 95% intervals and verdicts in results/summary.md).
+run: $(STAMP)
+	mkdir -p $(RUN_DIR) && cd $(RUN_DIR) && $(abspath $(BIN))/python -m rpc unlock-stale
+	$(SNAKEMAKE) --cores all $(ARGS)
+
 run-seeds: $(STAMP)
-	$(BIN)/python -m rpc unlock-stale
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --configfile config/seeds.yaml
+	mkdir -p $(RUN_DIR) && cd $(RUN_DIR) && $(abspath $(BIN))/python -m rpc unlock-stale
+	$(SNAKEMAKE) --cores all $(if $(CONFIG),,--configfile $(abspath config/seeds.yaml)) $(ARGS)
+
+report: run
+	$(SNAKEMAKE) --report $(abspath $(RUN_DIR))/results/report.html $(ARGS)
+
+dry-run: $(STAMP)
+	$(SNAKEMAKE) --cores all -n $(ARGS)
+
+progress: $(STAMP)
+	cd $(RUN_DIR) && $(abspath $(BIN))/python -m rpc progress --watch 30
 
 # The suite (CI also runs test-slow: the SLURM stand-in run, the real VOC/COCO configs end to end, ...).
 # One test process per core (pytest-xdist), each taking whole test files, so that a file's shared workflow run is

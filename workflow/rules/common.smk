@@ -63,6 +63,27 @@ SHARDS = list(range(config["cams"]["shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
 KIND = config["dataset"]["kind"]
+# What the prepared dataset was made from (kind, root, the synthetic generator's settings), written beside it by
+# prepare_dataset: a run whose config names another dataset stops here instead of replacing every finished run.
+DATASET_RECORD = f"{DATASET}/workflow_dataset.json"
+
+
+def dataset_identity():
+    d = config["dataset"]
+    return {"kind": d["kind"], "root": d.get("root"), "synthetic": d.get("synthetic") if d["kind"] == "synthetic" else None}
+
+
+if Path(DATASET_RECORD).is_file():
+    _made_from = json.loads(Path(DATASET_RECORD).read_text())
+    if _made_from != json.loads(json.dumps(dataset_identity())):
+        _changed = sorted(k for k in dataset_identity() if _made_from.get(k) != dataset_identity()[k])
+        raise WorkflowError(
+            f"{Path.cwd() / 'results'} holds the runs of another dataset (dataset.{', dataset.'.join(_changed)} "
+            f"differ): run this config in a folder of its own (`make run CONFIG=<file>`, or snakemake -d "
+            f"runs/<name> ...), or remove results/ to start over"
+        )
+
+
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 

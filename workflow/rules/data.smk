@@ -7,6 +7,7 @@ if KIND == "synthetic":
             prepared=directory(DATASET),
         params:
             synthetic=config["dataset"]["synthetic"],
+            record=json.dumps(dataset_identity(), sort_keys=True),
         conda:
             "../../envs/rpc.yaml"
         log:
@@ -20,6 +21,7 @@ if KIND == "synthetic":
             " --size {params.synthetic[size]} --n-train {params.synthetic[n_train]}"
             " --n-train-eval {params.synthetic[n_train_eval]} --n-val {params.synthetic[n_val]}"
             " --seed {params.synthetic[seed]} > {log:q} 2>&1"
+            " && echo {params.record:q} > {output.prepared:q}/workflow_dataset.json"
 
 elif KIND == "voc":
 
@@ -29,16 +31,20 @@ elif KIND == "voc":
         params:
             root=dataset_root(),
             splits=list(dict.fromkeys(SPLITS.values())),
+            scored=list(dict.fromkeys([SPLITS["local_maps"], SPLITS["val"]])),  # every image needs its mask
+            record=json.dumps(dataset_identity(), sort_keys=True),
         conda:
             "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
-        threads: 1
+        threads: config["dataset"]["prepare_workers"]
         resources:
             mem_mb=4000,
             runtime=60,
         shell:
-            "python -m rpc prepare-voc --root {params.root:q} --out {output:q} --splits {params.splits:q} > {log:q} 2>&1"
+            "python -m rpc prepare-voc --root {params.root:q} --out {output:q} --splits {params.splits:q}"
+            " --masks-for {params.scored:q} --workers {threads} > {log:q} 2>&1"
+            " && echo {params.record:q} > {output:q}/workflow_dataset.json"
 
 else:
 
@@ -48,6 +54,7 @@ else:
         params:
             root=dataset_root(),
             work="work/data/prepare",  # finished masks survive a killed job
+            record=json.dumps(dataset_identity(), sort_keys=True),
         conda:
             "../../envs/rpc.yaml"
         log:
@@ -59,3 +66,4 @@ else:
         shell:
             "python -m rpc prepare-coco --root {params.root:q} --out {output:q}"
             " --workers {threads} --work {params.work:q} > {log:q} 2>&1"
+            " && echo {params.record:q} > {output:q}/workflow_dataset.json"
