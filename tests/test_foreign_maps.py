@@ -146,7 +146,7 @@ def test_the_source_manifest_changes_when_a_map_is_replaced_by_an_older_copy(tmp
     [
         ([0, 4.7], 0.5, r"keys \[0\.0, 4\.7\] are not integer class ids"),
         ([0, 2, 2], 0.5, r"keys \[0, 2, 2\] must be distinct class ids >= 0"),
-        ([0, 3], -0.25, r"negative map values \(down to -0\.25\)"),
+        ([0, 3], -0.25, r"negative values in the cams \(down to -0\.25\)"),
     ],
 )
 def test_imported_keys_must_be_integral_and_values_non_negative(tmp_path, keys, values, message):

@@ -116,8 +116,6 @@ def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None =
     if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
         raise DataError(f"{path}: maps {cams.shape} do not match keys {keys.tolist()}")
     check_storable(path, cams)
-    if (cams < 0).any():
-        raise DataError(f"{path}: negative map values (down to {float(cams.min()):.6g}); maps are scores >= 0")
     return keys, cams
 
 

@@ -1,8 +1,10 @@
 """Map files on disk: one ``<name>.npz`` per image (no pickle), read by every stage after inference.
 
-Keys: ``keys`` (int16: 0 and the present classes), ``cams`` (float16 ``(len(keys), H, W)``) and optionally
-``stage_cams`` (float16 ``(K_stages, len(keys), H, W)``). This module imports no torch, so CRF worker processes
-stay light.
+Arrays (docs/method.md section 10): ``keys`` (int16: 0 and the present classes); ``cams`` (uint8 ``(len(keys),
+H, W)``) with ``cams_scale`` (float32 ``(len(keys),)``): channel c is ``cams[c] * cams_scale[c]``, 255 levels
+from 0 to the channel's maximum; optionally ``stage_cams`` (uint8 ``(K_stages, len(keys), H, W)``) with
+``stage_cams_scale``. Deflated. Files of the earlier format (float16 ``cams``, no scale) are read as they are.
+This module imports no torch, so CRF worker processes stay light.
 """
 
 from __future__ import annotations
@@ -18,28 +20,51 @@ from rpc.utils.io import DataError, is_temporary, save_npz_atomic
 _BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
 
 
-FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: maps are stored as float16
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # the earlier format's float16 range, kept as the storable bound
+LEVELS = 255  # uint8 levels from 0 to each channel's maximum
 
 
 def check_storable(path: str | os.PathLike, values: np.ndarray, name: str = "cams") -> None:
-    """Refuse maps that float16 storage would turn into infinities (or that are already not finite), naming
+    """Refuse maps that are not finite, negative or beyond float16's range (maps are scores in [0, 1]), naming
     ``path``: the file being written, or the source file a map is imported from."""
     if not np.isfinite(values).all():  # a diverged model: say so, write nothing
         raise DataError(f"{path}: non-finite values in the {name} (did the classifier diverge?)")
+    if values.size and float(values.min()) < 0:
+        raise DataError(f"{path}: negative values in the {name} (down to {float(values.min()):.6g}); maps are "
+                        "scores >= 0")
     peak = float(np.abs(values).max(initial=0.0))
     if peak > FLOAT16_MAX:
-        raise DataError(f"{path}: the {name} hold values up to {peak:.6g}, beyond float16's range (+-{FLOAT16_MAX:g}) "
-                        "in which maps are stored; normalise them (maps are scores in [0, 1])")  # fmt: skip
+        raise DataError(f"{path}: the {name} hold values up to {peak:.6g}, beyond float16's range (+-{FLOAT16_MAX:g}); "
+                        "normalise them (maps are scores in [0, 1])")  # fmt: skip
+
+
+def quantize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(..., H, W)`` scores >= 0 -> ``(uint8 levels, float32 scale (...,))``: each map's 0..max in 255 steps."""
+    values = np.asarray(values, np.float32)
+    peak = values.max(axis=(-2, -1)) if values.size else np.zeros(values.shape[:-2], np.float32)
+    scale = (peak / LEVELS).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1.0)[..., None, None]
+    return np.rint(values / safe).clip(0, LEVELS).astype(np.uint8), scale
+
+
+def dequantize(levels: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return levels.astype(np.float32) * np.asarray(scale, np.float32)[..., None, None]
 
 
 def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
+    """Write one image's maps (``cams`` ``(K, H, W)``, optional ``stage_cams`` ``(S, K, H, W)``) atomically."""
+    arrays = {"keys": np.asarray(keys, np.int16)}
     for name, values in (("cams", cams), ("stage_cams", stage_cams)):
         if values is not None:
-            check_storable(path, values, name)
-    arrays = {"keys": np.asarray(keys, np.int16), "cams": np.asarray(cams, np.float16)}
-    if stage_cams is not None:
-        arrays["stage_cams"] = np.asarray(stage_cams, np.float16)
-    save_npz_atomic(path, **arrays)
+            check_storable(path, np.asarray(values), name)
+            arrays[name], arrays[f"{name}_scale"] = quantize(values)
+    save_npz_atomic(path, compress=True, **arrays)
+
+
+def _read(z, name: str) -> np.ndarray:
+    if f"{name}_scale" in z.files:
+        return dequantize(z[name], z[f"{name}_scale"])
+    return z[name].astype(np.float32)  # the earlier float16 format
 
 
 def is_complete(path: Path) -> bool:
@@ -59,12 +84,12 @@ def load_cams(path: str | os.PathLike, stages: bool = False):
         raise DataError(f"{path}: map file not found")
     try:
         with np.load(path, allow_pickle=False) as z:
-            keys, cams = z["keys"].astype(np.int64), z["cams"].astype(np.float32)
+            keys, cams = z["keys"].astype(np.int64), _read(z, "cams")
             if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
                 raise ValueError(f"cams {cams.shape} do not match keys {keys.shape}")
             if not stages:
                 return keys, cams
-            return keys, cams, (z["stage_cams"].astype(np.float32) if "stage_cams" in z.files else None)
+            return keys, cams, (_read(z, "stage_cams") if "stage_cams" in z.files else None)
     except _BAD_FILE as exc:
         raise DataError(f"{path}: unreadable map file ({exc})") from exc
 

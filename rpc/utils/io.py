@@ -105,20 +105,23 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write an uncompressed ``.npz`` atomically (object arrays are refused: no pickle). The archive is what
-    ``np.savez`` writes, except that every member carries a fixed date (``np.savez`` stamps the current time), so
-    equal arrays give equal bytes: outputs of two runs can be compared by digest."""
+def save_npz_atomic(path: str | os.PathLike, compress: bool = False, **arrays: np.ndarray) -> None:
+    """Write an ``.npz`` atomically (object arrays are refused: no pickle), deflated with ``compress`` (what
+    ``np.savez_compressed`` writes) or stored. The archive is what numpy writes, except that every member carries a
+    fixed date (numpy stamps the current time), so equal arrays give equal bytes: outputs of two runs can be
+    compared by digest."""
     import zipfile
 
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with zipfile.ZipFile(buf, mode="w", compression=method, allowZip64=True) as zf:
         for key, value in arrays.items():
             value = np.asanyarray(value)
             if value.dtype == object:
                 raise TypeError(f"array {key!r} has dtype object; refusing to pickle")
-            with zf.open(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w",
-                         force_zip64=True) as member:  # fmt: skip
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, value, allow_pickle=False)
     write_bytes_atomic(path, buf.getvalue())
 

@@ -15,6 +15,9 @@ rule rs_cams:
         amp=config["cams"]["amp"],
         work="work/{experiment}/cams/shard_{shard}",  # finished maps survive a killed job (moved in at the end)
         gpu_slot=gpu_slot,
+        # each stage's map too only where the part scores read it (the synthetic benchmark): on VOC/COCO it would
+        # double the disk the maps take
+        stages="--save-stages " if has_parts() else "",
     conda:
         "../../envs/rpc.yaml"
     log:
@@ -29,7 +32,7 @@ rule rs_cams:
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output:q} --shard {wildcards.shard} --num-shards {params.shards:q}"
-        " --scales {params.scales} --batch-size {params.batch_size:q} --amp {params.amp:q} --save-stages --workers auto --work {params.work:q} > {log:q} 2>&1"
+        " --scales {params.scales} --batch-size {params.batch_size:q} --amp {params.amp:q} {params.stages}--workers auto --work {params.work:q} > {log:q} 2>&1"
 
 
 # Another method's maps (config `imported_maps`), converted into this project's format in the same shards, so the
