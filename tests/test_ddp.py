@@ -146,3 +146,45 @@ def test_deeplab_trains_on_two_processes(tiny_synthetic, tmp_path):
     results = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert results == [{"iterations": 2, "resumed": True, "images": 24, "bf16": results[0]["bf16"]}] * 2
     assert (tmp_path / "m.pt").is_file()
+
+
+def test_deeplab_on_two_processes_takes_the_same_steps_as_one_with_the_whole_batch(tiny_synthetic, tmp_path):
+    """The config's batch is the global batch: 2 processes of 2 images a step train the same weights as 1 process
+    of 4 (no random augmentation, so that both see the same pixels; frozen BatchNorm; DDP averages the gradients
+    of the two per-process mean losses over equal pixel counts)."""
+    _, _, index = tiny_synthetic
+    config = tmp_path / "fixed.py"
+    config.write_text(
+        f"_base_ = [{str(REPO / SEG_CONFIG)!r}]\n"
+        "train_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]\n"
+        "train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,\n"
+        "                        sampler=dict(type='InfiniteSampler', shuffle=False),\n"
+        "                        dataset=dict(pipeline=train_pipeline))\n"
+    )
+    options = ["train_cfg.max_iters=3", "param_scheduler.0.end=3", "default_hooks.checkpoint.interval=3",
+               "default_hooks.logger.interval=1"]  # fmt: skip
+
+    def cmd(name, launcher):
+        return ["-m", "rpc", "seg-train", "--config", str(config), "--dataset", str(index.root), "--split", "train",
+                "--masks", "ground-truth", "--work", str(tmp_path / f"w{name}"), "--out", str(tmp_path / f"{name}.pt"),
+                "--launcher", launcher, "--amp", "none", "--seed", "3", "--cfg-options", *options]  # fmt: skip
+
+    two = _torchrun(cmd("two", "pytorch"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "global batch 4 = 2 processes x 2" in two.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, *cmd("one", "none")], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    # what the test tells apart: one process with half the batch (each process's share) trains other weights
+    half = subprocess.run([sys.executable, *cmd("half", "none"), "train_dataloader.batch_size=2"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert half.returncode == 0, half.stderr[-3000:]
+    w1, w2, wh = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["state_dict"] for n in ("one", "two", "half"))
+    assert w1.keys() == w2.keys()
+
+    def max_diff(a, b):
+        return max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
+
+    assert max_diff(w1, w2) < 1e-5
+    assert max_diff(w1, wh) > 1e-3

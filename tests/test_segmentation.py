@@ -629,9 +629,9 @@ def test_stored_configs_may_name_only_registered_types(config, message):
         check_stored_config(config, "m.pt")
 
 
-@pytest.mark.parametrize("config, processes", [("deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py", 1),
-                                               ("deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 2)])  # fmt: skip
-def test_a_schedule_in_epochs_grows_with_the_training_split(config, processes):
+@pytest.mark.parametrize("config", ["deeplabv2_r18-d8_1xb8-5ep_synthetic-128x128.py",
+                                    "deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py"])  # fmt: skip
+def test_a_schedule_in_epochs_grows_with_the_training_split(config):
     """``segmentation.epochs``: iterations = ceil(epochs x images / global batch); twice the images, twice the
     iterations; the poly decay ends with the run, a warm-up keeps its length; VOC's published schedule is what the
     config says when no epochs are given."""
@@ -641,20 +641,34 @@ def test_a_schedule_in_epochs_grows_with_the_training_split(config, processes):
     iters = {}
     for n in (640, 1280):
         cfg = load_config(path, 7)
-        batch = cfg.train_dataloader.batch_size * processes
-        iters[n] = schedule_in_epochs(cfg, 5, n, processes)
+        batch = cfg.train_dataloader.batch_size
+        iters[n] = schedule_in_epochs(cfg, 5, n)
         assert iters[n] == -(-5 * n // batch) and cfg.train_cfg.max_iters == iters[n]
         assert cfg.param_scheduler[-1]["end"] == iters[n]
     assert iters[1280] == 2 * iters[640]
     cfg = load_config(path, 7)
     cfg.param_scheduler = [dict(type="LinearLR", begin=0, end=10, by_epoch=False),
                            dict(type="PolyLR", begin=10, end=100, by_epoch=False)]  # fmt: skip
-    schedule_in_epochs(cfg, 5, 640, processes)
+    schedule_in_epochs(cfg, 5, 640)
     assert cfg.param_scheduler[0]["end"] == 10 and cfg.param_scheduler[1]["begin"] == 10
     with pytest.raises(DataError, match="fewer than the warm-up"):
         schedule_in_epochs(cfg, 0.01, 64)
     voc = load_config(REPO / "config" / "mmseg" / "deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py", 21)
     assert voc.train_cfg.max_iters == 20000  # without epochs: the published schedule
+
+
+def test_the_global_batch_is_split_over_the_processes():
+    """VOC's batch 10 is the global batch: 2 processes take 5 each, the iterations stay 20k; 4 do not divide 10."""
+    from rpc.segmentation.train import load_config, split_global_batch
+
+    path = REPO / "config" / "mmseg" / "deeplabv2_r101-d8_1xb10-20k_voc12aug-321x321.py"
+    for world, per_process in ((1, 10), (2, 5), (5, 2)):
+        cfg = load_config(path, 21)
+        assert split_global_batch(cfg, world, path) == per_process == cfg.train_dataloader.batch_size
+        assert cfg.train_cfg.max_iters == 20000
+    with pytest.raises(DataError, match=r"batch_size 10 is the global batch and does not divide over 4 processes; "
+                                        r"give a multiple of 4 \(e.g. --cfg-options train_dataloader.batch_size=8\)"):
+        split_global_batch(load_config(path, 21), 4, path)
 
 
 def test_the_exported_model_runs_in_mmsegs_own_test_loop(trained, tmp_path):

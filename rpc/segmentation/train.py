@@ -106,14 +106,14 @@ def set_backbone_weights(cfg: Config, weights: str | os.PathLike) -> None:
     logger.info(f"backbone init: {weights}")
 
 
-def schedule_in_epochs(cfg: Config, epochs: float, n_images: int, processes: int = 1) -> int:
+def schedule_in_epochs(cfg: Config, epochs: float, n_images: int) -> int:
     """The schedule as ``epochs`` passes over a training split of ``n_images``: ``max_iters = ceil(epochs *
-    n_images / batch)`` with the global batch (``train_dataloader.batch_size`` per process times ``processes``),
+    n_images / batch)`` with the global batch (``train_dataloader.batch_size``: see :func:`split_global_batch`),
     and the last learning-rate scheduler (the poly decay) ends there; a warm-up before it keeps its length. The
     checkpoint interval becomes a quarter of the run. Returns ``max_iters``."""
     if epochs <= 0:
         raise DataError(f"segmentation epochs must be positive, got {epochs}")
-    batch = int(cfg.train_dataloader.batch_size) * processes
+    batch = int(cfg.train_dataloader.batch_size)
     iters = max(1, math.ceil(epochs * n_images / batch))
     schedulers = cfg.get("param_scheduler") or []
     schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
@@ -129,6 +129,22 @@ def schedule_in_epochs(cfg: Config, epochs: float, n_images: int, processes: int
         hooks["checkpoint"]["interval"] = max(1, iters // 4)
     logger.info(f"schedule: {epochs} epochs of {n_images} images at batch {batch} = {iters} iterations")
     return iters
+
+
+def split_global_batch(cfg: Config, world: int, source) -> int:
+    """The config's ``train_dataloader.batch_size`` is the global batch, the same on 1 or N processes: each of
+    ``world`` processes takes ``batch / world`` images a step, so batch, iterations and learning rate keep the
+    schedule the config states. A batch that does not divide is an error naming ``source``. Returns the
+    per-process batch."""
+    batch = int(cfg.train_dataloader.batch_size)
+    if batch % world:
+        raise DataError(f"{source}: train_dataloader.batch_size {batch} is the global batch and does not divide over "
+                        f"{world} processes; give a multiple of {world} (e.g. --cfg-options "
+                        f"train_dataloader.batch_size={world * max(1, round(batch / world))})")  # fmt: skip
+    cfg.train_dataloader.batch_size = batch // world
+    if world > 1:
+        logger.info(f"global batch {batch} = {world} processes x {batch // world}")
+    return batch // world
 
 
 MIN_KEPT_CHECKPOINTS = 2  # mmengine deletes the oldest before writing the newest: keep the previous one
@@ -150,7 +166,7 @@ def segmentation_settings(config_text: str, mask_dir, backbone_weights, world_si
     text (before work_dir, launcher and resume are set), the training labels (the pseudo-mask files; for the
     ground-truth run the listed images' ground-truth masks), the split list and image-label files, the backbone
     weights file (names, sizes and modification times: regenerated data or masks are new labels) and the process
-    count (the global batch is the config's per-process batch times it)."""
+    count (which splits the config's global batch)."""
     if mask_dir is not None:
         masks = {"dir": str(Path(mask_dir).resolve()), "files": settings_hash(file_identity(mask_dir))}
     elif index is not None:
@@ -297,8 +313,8 @@ def train_segmentation(
     if backbone_weights is not None:
         set_backbone_weights(cfg, backbone_weights)
     names = index.names(split)
-    if epochs is not None:  # torchrun sets WORLD_SIZE: each iteration takes a batch on every process
-        schedule_in_epochs(cfg, epochs, len(names), int(os.environ.get("WORLD_SIZE", 1)) if launcher != "none" else 1)
+    if epochs is not None:
+        schedule_in_epochs(cfg, epochs, len(names))
     check_masks(index, names, mask_dir)  # pseudo masks, or the ground truth (mask_dir None)
     cfg.train_dataloader.dataset.update(dataset_dir=str(index.root), split=split,
                                         mask_dir=None if mask_dir is None else str(mask_dir))  # fmt: skip
@@ -311,6 +327,7 @@ def train_segmentation(
     cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="FiniteLossHook")]
     config_text = cfg.pretty_text  # the settings: before the launcher's and the precision's entries are added
     rank, world = init_distributed(cfg, launcher)
+    split_global_batch(cfg, world, config)
     bf16 = on_rank0(lambda: wants_bf16(cfg, amp), world, rank)  # every rank follows rank 0's timing
     if bf16:
         use_bf16(cfg)
