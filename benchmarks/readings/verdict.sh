@@ -26,15 +26,21 @@ PY
     echo "$runs/cells/$name.overlay.yaml"
 }
 pins=$src/benchmarks/readings/pins.yaml
-for seed in ${SEEDS:-15 16 17 18 19}; do
+seeds=${SEEDS:-15 16 17 18 19}
+# most wanted first: the default benchmark's maps, pseudo masks and cells on every seed, then the second
+# benchmark's, then DeepLab; a stopped run resumes where it was (finished outputs are kept)
+for seed in $seeds; do
     o=$(overlay "s$seed" "$seed")
-    (cd "$runs/default" && smk --configfile "$pins" "$o" -- pseudo_masks ablations) > "$runs/default/phase1-s$seed.log" 2>&1
-    (cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks ablations) \
-        > "$runs/creatures/phase1-s$seed.log" 2>&1
+    (cd "$runs/default" && smk --configfile "$pins" "$o" -- pseudo_masks ablations) >> "$runs/default/phase1-s$seed.log" 2>&1
 done
-for seed in ${SEEDS:-15 16 17 18 19}; do
+for seed in $seeds; do
     o=$runs/cells/s$seed.overlay.yaml
-    (cd "$runs/default" && smk --configfile "$pins" "$o" -- segmentation) > "$runs/default/phase2-s$seed.log" 2>&1
+    (cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks ablations) \
+        >> "$runs/creatures/phase1-s$seed.log" 2>&1
+done
+for seed in $seeds; do
+    o=$runs/cells/s$seed.overlay.yaml
+    (cd "$runs/default" && smk --configfile "$pins" "$o" -- segmentation) >> "$runs/default/phase2-s$seed.log" 2>&1
 done
 o=$(overlay all 15 16 17 18 19)
 (cd "$runs/default" && smk --configfile "$pins" "$o" -- all ablations) > "$runs/default/summary.log" 2>&1
