@@ -133,7 +133,10 @@ rule report:
 
 
 # Small jobs run on the machine that runs Snakemake, not through a cluster's queue (profiles/slurm): the named
-# targets, scoring, merges, summaries, figures and the report pages, about 30 jobs per run that each take seconds.
+# targets, summaries, figures (a dozen images each) and the report pages, which each take seconds at any dataset
+# size. What reads every image of a split - imported maps, the merge of the pseudo-mask shards, every scoring rule
+# (eval_cams, eval_pseudo_masks, eval_parts, eval_segmentation*) - is a job of its own on a cluster (hours and
+# hundreds of GB read on COCO); a local run runs every job on this machine either way.
 localrules:
     all,
     pretrain,
@@ -145,14 +148,7 @@ localrules:
     mmseg,
     report,
     export_backbone,
-    import_maps,
     export_mmseg,
-    merge_pseudo_masks,
-    eval_cams,
-    eval_pseudo_masks,
-    eval_parts,
-    eval_segmentation,
-    eval_segmentation_upper_bound,
     figures_maps,
     figures_predictions,
     figures_predictions_upper_bound,
