@@ -15,7 +15,7 @@ from snakemake.utils import min_version, update_config, validate
 WORKFLOW_DIR = Path(str(workflow.current_basedir)).resolve()
 sys.path.insert(0, str(WORKFLOW_DIR))
 
-from rpc.utils.config_schema import coerce, first_error, load_schema, resolve_paths
+from rpc.utils.config_schema import brace_error, coerce, first_error, load_schema, missing_file, resolve_paths
 from rpc.utils.snakemake_lock import write_holder_record
 
 min_version("9.0")
@@ -26,7 +26,8 @@ min_version("9.0")
 # `--configfile crf40.yaml` / `config/creatures.yaml` over the default); `--config k=v` updates single keys last.
 _given = [Path(f) for f in workflow.overwrite_configfiles or []]
 _first = yaml.safe_load(_given[0].read_text()) or {} if _given else {}
-if "kind" not in (_first.get("dataset") or {}):
+_used_default_base = "kind" not in (_first.get("dataset") or {})
+if _used_default_base:
     _merged = yaml.safe_load((WORKFLOW_DIR / "config" / "config.yaml").read_text())
     update_config(_merged, config)  # recursively: what was given wins
     config.clear()
@@ -34,18 +35,33 @@ if "kind" not in (_first.get("dataset") or {}):
 
 
 # `--config` values arrive as strings: read them as YAML where the schema wants a number, boolean, list or mapping
-# (rpc/utils/config_schema.py), then name the first problem in one line before Snakemake fills in the defaults.
+# (rpc/utils/config_schema.py), then name the first problem in one line before Snakemake fills in the defaults:
+# a brace in the folders or in a path or value (Snakemake would read it as a wildcard), a value the schema refuses.
 _schema = load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml")
 _typed = coerce(dict(config), _schema)
 config.clear()
 config.update(_typed)
-_problem = first_error(config, _schema)
+_problem = brace_error({}, {"working directory": Path.cwd(), "workflow's folder": WORKFLOW_DIR})
+_problem = _problem or first_error(config, _schema) or brace_error(config)
 if _problem:
     raise WorkflowError(_problem)
 validate(config, "workflow/schemas/config.schema.yaml")
+# Real data never gets the demo's recipe (ResNet-18, 128 px crops, the synthetic pretraining): a VOC or COCO
+# dataset given on top of the embedded default, by --config or an overlay, stops with the file to add.
+if _used_default_base and config["dataset"]["kind"] != "synthetic":
+    _kind = config["dataset"]["kind"]
+    raise WorkflowError(
+        f"dataset.kind={_kind} on top of the embedded default would train with the synthetic demo's recipe: add "
+        f"--configfile config/{_kind}.yaml as the first config file (then your overlays and --config), or run "
+        f"`make run CONFIG=config/{_kind}.yaml ARGS=\"--config dataset=...\"`"
+    )
 # config keys naming shipped files (the ablation grid, the mmseg config): a relative path is looked up in the
 # working directory first, then in this workflow's folder
 resolve_paths(config, WORKFLOW_DIR)
+# the files the run starts from (the mmseg config, the ablation grid, backbone weights given as a path) must exist
+_problem = missing_file(config, WORKFLOW_DIR)
+if _problem:
+    raise WorkflowError(_problem)
 
 
 # Every job's `python -m rpc` imports this workflow's own rpc/ package, also inside a `--sdm conda` environment

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +45,21 @@ def test_make_run_with_a_config_uses_a_folder_of_its_own():
     assert f"-d runs/creatures --configfile {REPO}/config/creatures.yaml" in out
     default = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "-d . " in default and "--configfile" not in default
+
+
+@pytest.mark.parametrize("overlay", [False, True])
+def test_real_data_never_gets_the_demos_recipe(tmp_path, voc_root, overlay):
+    """A VOC dataset given on top of the embedded default (by --config, also behind an overlay that is no base)
+    stops in one line that names the file to add; with config/voc.yaml first the same dataset plans."""
+    given = ["--config", f"dataset={{kind: voc, root: {voc_root}}}"]
+    if overlay:
+        (tmp_path / "mine.yaml").write_text("train: {epochs: 2}\n")
+        given = ["--configfile", str(tmp_path / "mine.yaml"), *given]
+    proc = _dry_run(tmp_path, *given)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [ln for ln in out.splitlines() if "on top of the embedded default" in ln]
+    assert len(lines) == 1 and "add --configfile config/voc.yaml as the first config file" in lines[0]
+    base = ["--configfile", str(REPO / "config" / "voc.yaml")]
+    ok = _dry_run(tmp_path, *(base + given[1:2] if overlay else base), *given[-2:])
+    assert ok.returncode == 0, ok.stderr[-2000:]
