@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 
-.PHONY: setup run run-seeds report dry-run progress test test-slow lint clean clean-work
+.PHONY: setup run run-seeds report dry-run progress cluster test test-slow lint clean clean-work
 
 # One pinned set (requirements.txt) + the project itself, into a fresh virtual environment.
 $(STAMP): requirements.txt pyproject.toml
@@ -29,10 +29,11 @@ setup: $(STAMP)
 #   make report                       the run's HTML report (results/report.html, or runs/X/results/report.html)
 #   make dry-run                      what `make run` would do, without doing it
 #   make progress                     what each running job is doing
+#   make cluster CONFIG=...           through profiles/slurm (sbatch)
 # After a killed run: a lock no Snakemake process holds any more is removed first, so `make run` just continues.
 CONFIG ?=
 ARGS ?=
-RUN_DIR := $(if $(CONFIG),runs/$(basename $(notdir $(CONFIG))),.)
+RUN_DIR ?= $(if $(CONFIG),runs/$(basename $(notdir $(CONFIG))),.)
 SNAKEMAKE := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/snakemake -s $(abspath Snakefile) -d $(RUN_DIR) \
 	$(if $(CONFIG),--configfile $(abspath $(CONFIG)))
 
@@ -49,6 +50,11 @@ report: run
 
 dry-run: $(STAMP)
 	$(SNAKEMAKE) --cores all -n $(ARGS)
+
+# The same on a SLURM cluster (profiles/slurm; run it on a login node inside tmux/screen)
+cluster: $(STAMP)
+	mkdir -p $(RUN_DIR) && cd $(RUN_DIR) && $(abspath $(BIN))/python -m rpc unlock-stale
+	$(SNAKEMAKE) --profile $(abspath profiles/slurm) $(ARGS)
 
 progress: $(STAMP)
 	cd $(RUN_DIR) && $(abspath $(BIN))/python -m rpc progress --watch 30
