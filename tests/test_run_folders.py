@@ -63,3 +63,11 @@ def test_real_data_never_gets_the_demos_recipe(tmp_path, voc_root, overlay):
     base = ["--configfile", str(REPO / "config" / "voc.yaml")]
     ok = _dry_run(tmp_path, *(base + given[1:2] if overlay else base), *given[-2:])
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_a_cluster_profile_with_its_placeholders_left_stops_in_one_line(tmp_path):
+    proc = _dry_run(tmp_path, "--profile", str(REPO / "profiles" / "slurm"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [ln for ln in out.splitlines() if "is still the placeholder" in ln]
+    assert len(lines) == 1 and "slurm_partition is still the placeholder '<cpu-partition>'" in lines[0]

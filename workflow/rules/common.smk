@@ -84,6 +84,24 @@ if Path(DATASET_RECORD).is_file():
         )
 
 
+# A cluster profile's placeholders (profiles/slurm: "<account>", "<gpu-partition>") left as they are would reach
+# sbatch on the first submission: name the first one now.
+def _placeholders():
+    settings = workflow.resource_settings
+    scopes = [("default-resources", settings.default_resources or {})]
+    scopes += [(f"set-resources {rule}", res) for rule, res in (settings.overwrite_resources or {}).items()]
+    for where, resources in scopes:
+        for name, resource in resources.items():
+            raw = getattr(resource, "raw", None)
+            if isinstance(raw, str) and re.fullmatch(r"<[^<>]+>", raw.strip()):
+                yield where, name, raw.strip()
+
+
+for _where, _name, _raw in _placeholders():
+    raise WorkflowError(f"the profile's {_where}: {_name} is still the placeholder {_raw!r}; fill in your cluster's "
+                        f"value in its config.yaml (profiles/slurm/config.yaml: account and partitions)")
+
+
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 
