@@ -36,3 +36,4 @@ def test_running_jobs_are_the_recent_logs(tmp_path, capsys):
     assert main(["progress", "--logs", str(logs)]) == 0
     out = capsys.readouterr().out
     assert "rpc-s15/train_classifier.log: train 340/480 (71 %)" in out and "cam-s15" not in out
+

@@ -10,10 +10,23 @@ import torch
 
 def pick_device(setting: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` -> this process's GPU (``local_rank`` under torchrun) when CUDA is present, else CPU; anything
-    else is passed to ``torch.device``."""
+    else is passed to ``torch.device``. A device that is not there (``cuda`` without a visible GPU, ``cuda:3`` on a
+    2-GPU machine) or an unknown name is a one-line :class:`DataError`."""
+    from rpc.utils.io import DataError
+
     if setting == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(setting)
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        raise DataError(f"--device {setting}: not a device name; use auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DataError(f"--device {setting}: no CUDA GPU is visible on this machine; use --device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise DataError(f"--device {setting}: this machine shows {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    return device
 
 
 def native_bf16(device: torch.device) -> bool:
