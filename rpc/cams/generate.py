@@ -52,7 +52,7 @@ def by_size(index: DatasetIndex, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: first[sizes[n]])  # stable: the split's order within a size
 
 
-MAX_AUTO_LOADERS = 4  # on one H200, R50 maps: 4.6 / 5.2 / 6.7 / 7.0 img/s with 0 / 1 / 3 / 7 loader processes
+MAX_AUTO_LOADERS = 4  # loader processes `--workers auto` gives a GPU at most (more gained little: docs/speed.md)
 
 
 def loader_workers(setting: int | str, dev: torch.device) -> int:

@@ -69,7 +69,7 @@ class TrainConfig:
     poly_power: float = 0.9
     clip_grad: float = 1.0
     # stage: each stage network's gradient norm clipped on its own (SIPE clips its one network; RPC's stages share
-    # nothing: docs/method.md, section 0) | model: one norm over every parameter (before 2026-12)
+    # nothing: docs/method.md, section 0) | model: one norm over every parameter
     clip_grad_scope: str = "stage"
     crop: int = 512
     long_side: tuple[int, int] = (320, 640)
@@ -78,12 +78,10 @@ class TrainConfig:
     log_interval: int = 10
     checkpoint_interval: int = 200  # steps
     amp: str = "auto"  # auto (bf16 where measured faster: rpc.utils.precision) | bf16 | none
-    # auto: bf16 and GPU runs in channels-last, fp32 on a CPU in the layout a timed step shows faster (2 Zen 5 cores,
-    # R18 RPC step: 0.36 s channels-last vs 0.43 s) | on | off
+    # auto: bf16 and GPU runs in channels-last, fp32 on a CPU in the layout a timed step shows faster | on | off
     channels_last: str = "auto"
-    # torch.compile the training forward (inductor). Measured (2-core AMX CPU, R18 RPC, batch 8, 128 px, bf16):
-    # 0.16 vs 0.33 s per step, but 88 s to compile on a cold cache: pays after about 500 steps (the demo runs
-    # 240), so off by default; worth it for long CPU trainings (python -m benchmarks.compile).
+    # torch.compile the training forward (inductor): faster steps after a compilation that pays only on long
+    # trainings (docs/speed.md; python -m benchmarks.compile), so off by default
     compile: bool = False
     # GPU runs: deterministic algorithms only (torch.use_deterministic_algorithms, no cuDNN benchmarking); slower.
     # CPU runs are deterministic for a given thread count without it.

@@ -197,5 +197,5 @@ def _plot_confusion(ax, scores_of: dict[str, dict], classes: list[str], predicte
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
     ax.set_xlabel(predicted)
     ax.set_ylabel("ground truth")
-    ax.set_title(f"{label + ': ' if label else ''}best run {run} ({100 * miou:.1f} mIoU)\nconfusion, each row sums to 1",
-                 fontsize=9)  # fmt: skip
+    head = f"{label}: " if label else ""
+    ax.set_title(f"{head}best run {run} ({100 * miou:.1f} mIoU)\nconfusion, each row sums to 1", fontsize=9)

@@ -2,13 +2,12 @@
 bf16 autocast gets its own small optimiser wrapper, plus a hook that puts the model in channels-last (oneDNN's
 fast layout for bf16 convolutions). bf16 needs no loss scaling, so the wrapper only adds the autocast context.
 
-Measured on a 2-core AMX CPU (DeepLabv2 ResNet-18, output stride 8, 128 px, batch 8, one SGD step): fp32 1.01 s,
-bf16 + channels-last 0.28 s; with oneDNN limited to AVX-512 BF16 (no AMX) bf16 is 2x slower than fp32, which is
-why ``amp: auto`` times the step (``rpc.utils.precision``) instead of trusting the CPU flags.
+Whether bf16 pays for DeepLab depends on the CPU (with AMX it is much faster than fp32, with AVX-512 BF16 alone
+slower: docs/speed.md), which is why ``amp: auto`` times the step (``rpc.utils.precision``) instead of trusting
+the CPU flags.
 
 On CUDA, ``amp: bf16`` uses mmengine's own ``AmpOptimWrapper`` in bfloat16 with the same channels-last hook;
-``auto`` keeps the config's fp32 wrapper there until a GPU measurement shows bf16 pays for DeepLab
-(``benchmarks/gpu.sh`` times both; no GPU has run it yet).
+``auto`` keeps the config's fp32 wrapper there (``benchmarks/gpu.sh`` times both; docs/speed.md).
 """
 
 from __future__ import annotations

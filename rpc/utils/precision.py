@@ -1,11 +1,10 @@
 """``amp: auto`` decided by measurement: bf16 autocast (+ channels-last) only where it is faster for this work.
 
-A rule from CPU flags is not enough: with AMX a ResNet step in bf16 runs 2-3.5x faster than fp32, with AVX-512
-BF16 alone bf16 convolutions run about 2x *slower* than fp32 (measured: DeepLabv2 R18 step 0.28 vs 1.01 s on AMX,
-1.45 vs 0.73 s with oneDNN limited to AVX-512 BF16), and a model with fp32 side branches may gain on one
-machine and lose on another. So on a CPU with native bf16, ``auto`` times the stage's own step both ways (after
-one warm-up each, the median of three alternating runs) and keeps bf16 only if it is at least 10 % faster. The
-answer is cached per machine and workload in ``$RPC_CACHE_DIR/precision.json`` (default
+A rule from CPU flags is not enough: with AMX a ResNet step in bf16 runs much faster than fp32, with AVX-512
+BF16 alone bf16 convolutions can run slower than fp32 (docs/speed.md), and a model with fp32 side branches may
+gain on one machine and lose on another. So on a CPU with native bf16, ``auto`` times the stage's own step both
+ways (after one warm-up each, the median of three alternating runs) and keeps bf16 only if it is at least 10 %
+faster. The answer is cached per machine and workload in ``$RPC_CACHE_DIR/precision.json`` (default
 ``~/.cache/rpc-wsss``), so each stage calibrates once per machine. CUDA: bf16 where the GPU supports it (no
 timing). Without native bf16 (most laptops; bf16 is emulated there): fp32, no timing.
 
@@ -155,8 +154,7 @@ def decide_bf16(setting: str, device: torch.device, workload: dict, step: Callab
 def decide_channels_last(device: torch.device, workload: dict, step: Callable[[bool], None]) -> bool:
     """Whether fp32 runs in channels-last: on a GPU yes (cuDNN's fast layout), untimed; on a CPU by timing
     ``step(channels_last)`` in fp32 both ways, cached like :func:`decide_bf16`, channels-last if it is faster.
-    Machines differ: on 2 Zen 5 cores channels-last made the fp32 R50 RPC maps 1.55x and the R18 classifier step
-    1.2x faster; on an Intel CPU with oneDNN limited to AVX-512 BF16 a DeepLab step was 10 % slower in it."""
+    Machines differ in which layout is faster for which model (docs/speed.md), hence the timing."""
     if device.type != "cpu":
         return True
     return _cached_choice("fp32 layout", workload, step, lambda default, cl: cl < default,
