@@ -1,13 +1,15 @@
 """The map format's effect on the scores: a folder of maps as they are (any format this project reads) against
-the same maps written in the current format (255 levels per channel), scored the same way: Local.Maps, the IRN
-sweep's best, and the pseudo masks after the CRF (both conventions for uncertain pixels); plus bytes per image.
+the same maps written in the current format (65535 levels per channel, row differences, deflated), scored the
+same way: Local.Maps, the IRN sweep's best, and the pseudo masks after the CRF (both conventions for uncertain
+pixels); plus bytes per image.
 
     python -m benchmarks.map_format --dataset results/data/prepared --split train \\
         --maps results/rpc-s15/cams/shard_0 results/rpc-s15/cams/shard_1 --name map_format_rpc-s15
     python -m benchmarks.map_format --genuine-voc --name map_format_voc   (-> benchmarks/out/<name>.json)
 
-``--genuine-voc`` prepares the genuine VOC files of the test fixtures and scores maps made from their masks
-(blurred one-hot plus noise, max-normalised; no VOC model is available offline), stored as float32.
+``--genuine-voc`` prepares the genuine VOC files of the test fixtures and scores maps made from their masks the
+way inference makes maps (a noisy stride-16 grid upsampled to the image; no VOC model is available offline),
+stored as float32.
 """
 
 from __future__ import annotations
@@ -40,20 +42,25 @@ def scores(dataset: Path, split: str, maps: list[Path], work: Path, workers: int
 
 
 def genuine_voc(work: Path) -> tuple[Path, list[Path]]:
-    """The fixture's genuine VOC files prepared, and float32 maps made from their masks for split ``train``."""
-    from scipy.ndimage import gaussian_filter
+    """The fixture's genuine VOC files prepared, and float32 maps for split ``train`` made as inference makes
+    them: each class's ground-truth region averaged onto the stride-16 grid, noise added there, then upsampled
+    bilinearly to the image size and max-normalised."""
+    import torch
+    import torch.nn.functional as F
 
     from rpc.data.voc import prepare_voc
 
     index = prepare_voc(REALDATA / "voc" / "VOCdevkit" / "VOC2012", work / "prepared", masks_for=("train", "val"))
-    rng = np.random.default_rng(0)
+    g = torch.Generator().manual_seed(0)
     folder = work / "float_maps"
     folder.mkdir()
     for name in index.names("train"):
         gt = index.read_mask(name)
         keys = np.concatenate([[0], np.flatnonzero(index.label(name)) + 1])
-        maps = np.stack([gaussian_filter((gt == k).astype(np.float32), 8) for k in keys])
-        maps += 0.4 * rng.random(maps.shape, dtype=np.float32)
+        onehot = torch.from_numpy(np.stack([(gt == k) for k in keys]).astype(np.float32))[None]
+        grid = F.adaptive_avg_pool2d(onehot, (-(-gt.shape[0] // 16), -(-gt.shape[1] // 16)))
+        grid = grid + 0.4 * torch.rand(grid.shape, generator=g)
+        maps = F.interpolate(grid, gt.shape, mode="bilinear", align_corners=False)[0].numpy()
         maps /= maps.max((1, 2), keepdims=True)
         save_npz_atomic(folder / f"{name}.npz", keys=keys.astype(np.int16), cams=maps)  # float32: no rounding
     return index.root, [folder]
@@ -83,7 +90,7 @@ def main() -> None:
         before = scores(dataset, a.split, maps, tmp / "as_they_are", a.workers)
         after = scores(dataset, a.split, [stored], tmp / "current", a.workers)
     diff = {k: after[k] - before[k] for k in before if k not in ("irn_best_threshold", "bytes_per_image")}
-    write_result(a.name, {"what": "map format: the maps as they are vs the current format (255 levels)",
+    write_result(a.name, {"what": "map format: the maps as they are vs the current format (65535 levels, row deltas)",
                           "dataset": str(dataset) if not a.genuine_voc else "genuine VOC fixture files",
                           "split": a.split, "images": images, "as_they_are": before,
                           "current_format": after, "difference": diff})  # fmt: skip

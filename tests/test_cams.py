@@ -50,7 +50,7 @@ def test_batched_maps_equal_single_image_maps(tiny_synthetic, model_file, tmp_pa
         k1, c1, s1 = load_cams(tmp_path / "b1" / f"{name}.npz", stages=True)
         k4, c4, s4 = load_cams(tmp_path / "b4" / f"{name}.npz", stages=True)
         assert k1.tolist() == k4.tolist() == [0] + [int(i) + 1 for i in np.nonzero(index.label(name))[0]]
-        np.testing.assert_allclose(c1, c4, atol=1 / 255 + 1e-6)  # uint8 storage: at most one level apart
+        np.testing.assert_allclose(c1, c4, atol=2e-3)  # batched and single forward passes sum in other orders
         assert c1.shape == (len(k1), 96, 96) and s1.shape == (2, len(k1), 96, 96)
         peaks = c1.max((1, 2))  # each channel max-normalised (an all-zero channel stays zero)
         assert peaks[1:].max() == pytest.approx(1.0, abs=2e-3)

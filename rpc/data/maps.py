@@ -1,10 +1,11 @@
 """Map files on disk: one ``<name>.npz`` per image (no pickle), read by every stage after inference.
 
-Arrays (docs/method.md section 10): ``keys`` (int16: 0 and the present classes); ``cams`` (uint8 ``(len(keys),
-H, W)``) with ``cams_scale`` (float32 ``(len(keys),)``): channel c is ``cams[c] * cams_scale[c]``, 255 levels
-from 0 to the channel's maximum; optionally ``stage_cams`` (uint8 ``(K_stages, len(keys), H, W)``) with
-``stage_cams_scale``. Deflated. Files of the earlier format (float16 ``cams``, no scale) are read as they are.
-This module imports no torch, so CRF worker processes stay light.
+Arrays (docs/method.md section 10): ``keys`` (int16: 0 and the present classes); ``cams`` (uint16 ``(len(keys),
+H, W)``) with ``cams_scale`` (float32 ``(len(keys),)``): the channel's values in 65535 levels from 0 to its
+maximum, ``value = level * scale``, stored as differences along each row (modulo 2**16: smooth maps then deflate
+well); optionally ``stage_cams`` (uint16 ``(K_stages, len(keys), H, W)``) with ``stage_cams_scale``, the same
+way. Deflated. Files of the earlier format (float16 ``cams``, no scale) are read as they are. This module imports
+no torch, so CRF worker processes stay light.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _BAD_FILE = (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError)
 
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # the earlier format's float16 range, kept as the storable bound
-LEVELS = 255  # uint8 levels from 0 to each channel's maximum
+LEVELS = 65535  # uint16 levels from 0 to each channel's maximum
 
 
 def check_storable(path: str | os.PathLike, values: np.ndarray, name: str = "cams") -> None:
@@ -39,16 +40,25 @@ def check_storable(path: str | os.PathLike, values: np.ndarray, name: str = "cam
 
 
 def quantize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(..., H, W)`` scores >= 0 -> ``(uint8 levels, float32 scale (...,))``: each map's 0..max in 255 steps."""
+    """``(..., H, W)`` scores >= 0 -> ``(uint16 levels, float32 scale (...,))``: each map's 0..max in 65535 steps."""
     values = np.asarray(values, np.float32)
     peak = values.max(axis=(-2, -1)) if values.size else np.zeros(values.shape[:-2], np.float32)
     scale = (peak / LEVELS).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0)[..., None, None]
-    return np.rint(values / safe).clip(0, LEVELS).astype(np.uint8), scale
+    return np.rint(values / safe).clip(0, LEVELS).astype(np.uint16), scale
 
 
 def dequantize(levels: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return levels.astype(np.float32) * np.asarray(scale, np.float32)[..., None, None]
+
+
+def row_deltas(levels: np.ndarray) -> np.ndarray:
+    """uint16 levels -> their differences along the last axis, modulo 2**16 (the first column kept)."""
+    return np.diff(levels, axis=-1, prepend=np.zeros_like(levels[..., :1]))  # uint16 arithmetic wraps
+
+
+def from_row_deltas(deltas: np.ndarray) -> np.ndarray:
+    return np.cumsum(deltas, axis=-1, dtype=np.uint16)  # wraps back
 
 
 def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None = None):
@@ -57,13 +67,14 @@ def save_cams(path: str | os.PathLike, keys: np.ndarray, cams: np.ndarray, stage
     for name, values in (("cams", cams), ("stage_cams", stage_cams)):
         if values is not None:
             check_storable(path, np.asarray(values), name)
-            arrays[name], arrays[f"{name}_scale"] = quantize(values)
+            levels, arrays[f"{name}_scale"] = quantize(values)
+            arrays[name] = row_deltas(levels)
     save_npz_atomic(path, compress=True, **arrays)
 
 
 def _read(z, name: str) -> np.ndarray:
     if f"{name}_scale" in z.files:
-        return dequantize(z[name], z[f"{name}_scale"])
+        return dequantize(from_row_deltas(z[name]), z[f"{name}_scale"])
     return z[name].astype(np.float32)  # the earlier float16 format
 
 
