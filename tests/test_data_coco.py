@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,23 @@ def test_missing_images_are_reported(realdata, tmp_path):
         prepare_coco({"val2014": ann}, [realdata / "coco" / "val2014"], tmp_path)
     with pytest.raises(DataError, match="instances file not found"):
         prepare_coco({"val2014": tmp_path / "none.json"}, [realdata / "coco" / "val2014"], tmp_path)
+
+
+def test_the_instances_file_is_parsed_once_per_split_with_workers(realdata, tmp_path, monkeypatch):
+    """Forked workers share the parsed annotations: one parse per split, whatever the worker count (each parse
+    leaves a marker file, so that a worker's parse would show too)."""
+    import rpc.data.coco as coco_module
+
+    original = coco_module._load
+    marks = tmp_path / "parses"
+    marks.mkdir()
+
+    def counting_load(path):
+        (marks / f"{len(list(marks.iterdir()))}-{os.getpid()}").touch()
+        return original(path)
+
+    monkeypatch.setattr(coco_module, "_load", counting_load)
+    ann = realdata / "coco" / "annotations" / "instances_val2014_subset43_with_images.json"
+    index = prepare_coco({"val2014": ann}, [realdata / "coco" / "val2014"], tmp_path / "out", workers=3)
+    assert len(list(marks.iterdir())) == 1
+    assert len(index.names("val2014")) == 43 and all(index.mask_path(n).is_file() for n in index.names("val2014"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +117,13 @@ def _paint_splits(instances: dict, image_dirs: list[Path], mask_dir: Path, worke
             labels[stem] = sorted({cat_to_class[a["category_id"]] for a in anns})
             names.append(stem)
         splits[split] = names
-        args = (str(path), cat_to_class, str(mask_dir))
+        # the annotations are parsed once, here: forked workers share this process's index (copy-on-write)
+        # instead of each parsing the instances file again
+        _init_worker(str(path), cat_to_class, str(mask_dir), coco=coco)
         if workers > 1:
-            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=args) as pool:
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
                 list(pool.map(_write_one, ids, chunksize=64))
         else:
-            _init_worker(*args, coco=coco)
             for img_id in ids:
                 _write_one(img_id)
     return classes, splits, labels
