@@ -16,13 +16,20 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from torch import nn  # noqa: E402
 
+from rpc.segmentation.stored_config import settings_of  # noqa: E402
+
 
 @MODELS.register_module()
 class DeepLabV2Head(BaseDecodeHead):
     """``forward(inputs)``: ``inputs[in_index]`` ``(N, in_channels, h, w)`` -> logits ``(N, num_classes, h, w)`` =
-    sum over d in ``dilations`` of conv3x3_d(x). ``channels`` is unused (kept for the BaseDecodeHead API)."""
+    sum over d in ``dilations`` of conv3x3_d(x). ``channels`` is unused (kept for the BaseDecodeHead API). A
+    setting neither this head nor ``BaseDecodeHead`` takes is a ``TypeError`` of one line naming it."""
 
     def __init__(self, dilations=(6, 12, 18, 24), **kwargs):
+        unknown = sorted(set(kwargs) - settings_of(BaseDecodeHead))
+        if unknown:
+            raise TypeError(f"DeepLabV2Head: unknown setting {unknown[0]!r} (it takes: "
+                            f"{', '.join(sorted(settings_of(DeepLabV2Head)))})")  # fmt: skip
         kwargs.setdefault("channels", kwargs["in_channels"])
         kwargs.setdefault("dropout_ratio", 0.0)
         kwargs["init_cfg"] = None  # initialised in init_weights
