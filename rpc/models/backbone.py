@@ -22,6 +22,8 @@ from torch import nn
 from rpc.utils.io import DataError
 
 DEPTHS = {18: "resnet18", 34: "resnet34", 50: "resnet50", 101: "resnet101"}
+#: what a backbone weights file should be (the message of a file that is not one)
+BACKBONE_FILE = "a torchvision ResNet state dict (e.g. resnet50-0676ba61.pth) or export-backbone's output"
 WEIGHTS = {18: "ResNet18_Weights", 34: "ResNet34_Weights", 50: "ResNet50_Weights", 101: "ResNet101_Weights"}
 
 
@@ -51,7 +53,9 @@ def load_resnet(depth: int, weights: str | os.PathLike = "imagenet") -> torchvis
     path = Path(weights)
     if not path.is_file():
         raise DataError(f"{path}: backbone weights not found (use 'imagenet', 'none' or a checkpoint path)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from rpc.models.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, expected=BACKBONE_FILE)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -83,11 +83,12 @@ def check_backbone_weights(weights: str | os.PathLike, depth: int) -> None:
     import torch
     import torchvision
 
-    from rpc.models.backbone import DEPTHS
+    from rpc.models.backbone import BACKBONE_FILE, DEPTHS
+    from rpc.models.checkpoint import load_checkpoint
 
     if depth not in DEPTHS:
         raise DataError(f"{weights}: the DeepLab backbone depth {depth} is not a torchvision ResNet depth")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_checkpoint(weights, expected=BACKBONE_FILE)
     with torch.device("meta"):
         expected = getattr(torchvision.models, DEPTHS[depth])().state_dict()
     bad = [k for k, v in expected.items() if not k.startswith("fc.") and (k not in state or state[k].shape != v.shape)]
