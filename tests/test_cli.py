@@ -131,3 +131,33 @@ def test_a_bad_crf_setting_names_the_command_and_option(tmp_path, capsys):
             str(tmp_path / "o"), "--param", "sxy=3"]  # fmt: skip
     assert main(argv) == 2
     assert "pseudo-masks --set: CRF parameter 'sxy=3'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, setting, line", [
+    ("pseudo-masks", "bilateral_sxy=abc", "pseudo-masks --set: bilateral_sxy: 'abc' is not of type 'number'"),
+    ("pseudo-masks", "iterations=2.5", "pseudo-masks --set: iterations: 2.5 is not of type 'integer'"),
+    ("seg-predict", "bilateral_sxy=-1",
+     "seg-predict --set: bilateral_sxy: -1 is less than or equal to the minimum of 0; allowed: a number > 0"),
+    ("seg-predict", "iterations=0",
+     "seg-predict --set: iterations: 0 is less than the minimum of 1; allowed: an integer from 1 to 1000"),
+])  # fmt: skip
+def test_a_crf_value_of_the_wrong_type_or_range_names_the_key(tmp_path, capsys, command, setting, line):
+    """The CRF commands' ``--set`` values are typed and bounded by the config schema's ``crf`` section, before any
+    file is read: one line naming the key and what it allows."""
+    given = {"pseudo-masks": ["--cams", str(tmp_path)], "seg-predict": ["--model", str(tmp_path / "m.pt")]}[command]
+    argv = [command, "--dataset", str(tmp_path), "--split", "train", *given, "--out", str(tmp_path / "o"),
+            "--set", setting]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {line}\n" and not captured.out
+    assert not (tmp_path / "o").exists()
+
+
+def test_crf_settings_are_typed_as_the_parameters():
+    from rpc.cli.masks import crf_params
+    from rpc.models.dense_crf import PSEUDO_MASK_CRF
+
+    p = crf_params("pseudo-masks", ["bilateral_sxy=40", "iterations=5", "gt_prob=5e-1"], PSEUDO_MASK_CRF)
+    assert (p.bilateral_sxy, p.iterations, p.gt_prob) == (40.0, 5, 0.5)
+    assert type(p.bilateral_sxy) is float and type(p.iterations) is int
+    assert crf_params("pseudo-masks", None, PSEUDO_MASK_CRF) == PSEUDO_MASK_CRF

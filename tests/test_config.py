@@ -185,3 +185,88 @@ def test_an_ablation_runs_pseudo_masks_cover_the_split_its_maps_cover(tmp_path):
     splits = {c[c.index("--cams") + 1].split("/")[1]: c[c.index("--split") + 1]
               for c in _commands(proc.stdout, "pseudo-masks")}  # fmt: skip
     assert splits == {"abl_rs-s15": "train", "rpc-s15": "train_aug"}
+
+
+@pytest.mark.parametrize("override, line", [
+    ("crf={bilateral_sxy: -1}",
+     "config: crf.bilateral_sxy: -1 is less than or equal to the minimum of 0; allowed: a number > 0"),
+    ("train={epochs: 1e23}",
+     "config: train.epochs: '1e23' is not of type 'integer'; allowed: an integer from 1 to 10000"),
+    ("segmentation={epochs: 1.0e+23}",
+     "config: segmentation.epochs: 1e+23 is greater than the maximum of 10000; allowed: a number > 0 and <= 10000 "
+     "or null"),
+    ("cpu_threads={train: 0}",
+     "config: cpu_threads.train: 0 is not allowed; allowed: 'all' or an integer from 1 to 4096"),
+    ("train={lr: 5e-2}",
+     "config: train.lr: '5e-2' is not of type 'number'; allowed: a number > 0 (YAML reads 5e-2 as text: write 0.05)"),
+    ("model={weights: gone.pth}",
+     "config: model.weights: 'gone.pth' does not exist; allowed: imagenet, none, pretrained or a checkpoint file"),
+    ("segmentation={config: gone.py}",
+     "config: segmentation.config: 'gone.py' does not exist (looked in the working directory and in "),
+    ("dataset={kind: voc, root: 'VOC{x}'}",
+     "config: dataset.root: 'VOC{x}': paths and values with braces are not supported (Snakemake reads {...} as a "
+     "wildcard)"),
+])  # fmt: skip
+def test_a_bad_value_or_path_stops_the_dry_run_in_one_line(tmp_path, override, line):
+    """Out-of-range values, files that are not there and braces in paths are named before any job is planned."""
+    proc = _dry_run(_workdir(tmp_path), "--config", override)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and line in out, out[-2000:]
+    assert len(out.splitlines()) < 12 and "Traceback" not in out and "WildcardError" not in out
+
+
+def test_a_working_directory_with_braces_stops_the_dry_run_in_one_line(tmp_path):
+    work = tmp_path / "run{x}"
+    work.mkdir()
+    proc = _dry_run(_workdir(work))
+    out = proc.stdout + proc.stderr
+    line = (f"the working directory '{work}' has braces in its path, which are not supported (Snakemake reads {{...}} "
+            "as a wildcard): use a folder without braces")  # fmt: skip
+    assert proc.returncode != 0 and line in out, out[-2000:]
+    assert len(out.splitlines()) < 12
+
+
+def test_the_schema_bounds_every_crf_parameter():
+    from rpc.models.dense_crf import CRFParams
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    crf = schema["$defs"]["crf"]["properties"]
+    assert set(crf) == {f.name for f in dataclasses.fields(CRFParams)}
+    unbounded = [k for k, v in crf.items() if not {"minimum", "exclusiveMinimum"} & set(v)]
+    assert not unbounded
+
+
+def test_the_files_a_run_starts_from_are_checked(tmp_path, monkeypatch):
+    from rpc.utils.config_schema import missing_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.pth").write_bytes(b"")
+    (tmp_path / "folder.pth").mkdir()
+    experiments = {"a": {"preset": "rpc"}, "b": {"preset": "rpc", "model": {"weights": "none"}}}
+    ablations = str(REPO / "config/ablations.yaml")
+    config = {"model": {"weights": "mine.pth"}, "ablations": ablations, "experiments": experiments}
+    assert missing_file(config, REPO) is None
+    # weights the workflow makes, and names, are no files to look for
+    for weights in ("results/cam-s15/backbone.pth", "imagenet", "pretrained"):
+        assert missing_file({**config, "model": {"weights": weights}}, REPO) is None
+    config["experiments"]["b"]["model"]["weights"] = "folder.pth"
+    assert missing_file(config, REPO) == (
+        "config: experiments.b.model.weights: 'folder.pth' is a folder, not a file; allowed: imagenet, none, "
+        "pretrained or a checkpoint file"
+    )
+    # only the weights an experiment uses: every experiment has its own here
+    assert missing_file({**config, "model": {"weights": "gone"}, "experiments": {"b": {"model": {"weights": "none"}}}},
+                        REPO) is None  # fmt: skip
+    assert missing_file({"ablations": "/nowhere/ablations.yaml"}, REPO) == (
+        "config: ablations: '/nowhere/ablations.yaml' does not exist"
+    )
+
+
+def test_braces_are_named_in_any_config_string():
+    from rpc.utils.config_schema import brace_error
+
+    assert brace_error({"segmentation": {"options": ["a=1", "b={x}"]}}) == (
+        "config: segmentation.options[1]: 'b={x}': paths and values with braces are not supported (Snakemake reads "
+        "{...} as a wildcard)"
+    )
+    assert brace_error({"dataset": {"root": "/data/voc"}}, {"working directory": "/tmp/a"}) is None

@@ -81,3 +81,70 @@ def test_without_any_visible_gpu_the_command_runs_as_is(tmp_path):
     cmd = [sys.executable, "-m", "rpc.utils.gpu_slots", "--gpus", "1", "--", sys.executable, "-c", "print('ran')"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ran" and "no GPU visible" in proc.stderr
+
+
+def _refused(proc) -> str:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and not out, (out, err)
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    return err.strip()
+
+
+def test_a_symlink_at_the_lock_folder_is_refused_and_its_target_keeps_its_mode(tmp_path, monkeypatch):
+    """The default lock folder is under /tmp, where anyone can plant a link: it is never followed (nor chmod-ed)."""
+    from rpc.utils.gpu_slots import LockPathError, lock_dir
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    target.chmod(0o750)
+    link = tmp_path / "slots"
+    link.symlink_to(target)
+    err = _refused(_start(1, "0", link))
+    assert err == (f"gpu_slots: {link}: the GPU lock folder is a symbolic link (to {target}), which is not "
+                   "followed; remove it or set RPC_GPU_LOCK_DIR to a folder of your own")  # fmt: skip
+    monkeypatch.setenv("RPC_GPU_LOCK_DIR", str(link))
+    with pytest.raises(LockPathError, match="is a symbolic link"):
+        lock_dir()
+    assert (target.stat().st_mode & 0o7777) == 0o750 and not list(target.iterdir())
+
+
+@pytest.mark.parametrize("victim_exists", [True, False])
+def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path, victim_exists):
+    from rpc.utils.gpu_slots import LockPathError, acquire
+
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    victim = tmp_path / "victim"
+    if victim_exists:
+        victim.write_text("keep")
+    (locks / "gpu0.lock").symlink_to(victim)
+    err = _refused(_start(1, "0", locks))
+    assert err == (f"gpu_slots: {locks / 'gpu0.lock'}: the GPU lock file is a symbolic link (to {victim}), which is "
+                   "not followed; remove it or set RPC_GPU_LOCK_DIR to a folder of your own")  # fmt: skip
+    with pytest.raises(LockPathError, match="gpu0.lock: the GPU lock file is a symbolic link"):
+        acquire(1, ["0"], locks, timeout_s=0)
+    assert (victim.read_text() == "keep") if victim_exists else not victim.exists()
+
+
+def test_only_a_lock_folder_made_here_gets_the_shared_mode(tmp_path, monkeypatch):
+    from rpc.utils.gpu_slots import lock_dir
+
+    monkeypatch.setenv("RPC_GPU_LOCK_DIR", str(tmp_path / "new"))
+    assert (lock_dir().stat().st_mode & 0o7777) == 0o1777
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    mine.chmod(0o700)
+    monkeypatch.setenv("RPC_GPU_LOCK_DIR", str(mine))
+    assert lock_dir() == mine and (mine.stat().st_mode & 0o7777) == 0o700
+
+
+def test_a_lock_file_that_is_not_a_plain_file_is_refused(tmp_path):
+    from rpc.utils.gpu_slots import LockPathError, acquire
+
+    (tmp_path / "gpu0.lock").mkdir()
+    with pytest.raises(LockPathError, match="gpu0.lock: the GPU lock file is not a regular file"):
+        acquire(1, ["0"], tmp_path, timeout_s=0)
+    (tmp_path / "other").write_text("keep")
+    os.link(tmp_path / "other", tmp_path / "gpu1.lock")  # a hard link to another file
+    with pytest.raises(LockPathError, match="gpu1.lock: the GPU lock file has other hard links"):
+        acquire(1, ["1"], tmp_path, timeout_s=0)

@@ -21,5 +21,5 @@ def test_a_backbone_weights_file_that_is_not_one_is_one_line(tmp_path):
     from rpc.models.backbone import load_resnet
 
     (tmp_path / "r50.pth").write_text("not weights\n")
-    with pytest.raises(DataError, match=r"r50\.pth: a text file, not a torch checkpoint; expected a torchvision ResNet"):
+    with pytest.raises(DataError, match=r"r50\.pth: a text file, not a torch checkpoint; expected a torchvision"):
         load_resnet(50, tmp_path / "r50.pth")

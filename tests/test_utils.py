@@ -346,6 +346,23 @@ def test_unlock_stale_ignores_its_own_pipeline_partners(tmp_path):
     assert "removed a stale lock" in out.stdout and not locks.exists()
 
 
+def test_unlock_stale_refuses_a_lock_folder_that_is_a_link(tmp_path, capsys):
+    """``.snakemake/locks`` linked elsewhere: one line naming it (exit status 2), and nothing is removed."""
+    from rpc.cli import main
+
+    elsewhere = _locked_folder(tmp_path / "elsewhere")
+    (tmp_path / "run" / ".snakemake").mkdir(parents=True)
+    locks = tmp_path / "run" / ".snakemake" / "locks"
+    locks.symlink_to(elsewhere)
+    assert main(["unlock-stale", "--dir", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert not captured.out and captured.err == (
+        f"error: {locks} is a symbolic link (to {elsewhere}), not touched: Snakemake's lock folder must be a real "
+        "folder; remove the link once no run uses it\n"
+    )
+    assert locks.is_symlink() and (elsewhere / "0.input.lock").read_text() == "x"
+
+
 def _shared_folder():
     """A folder every user can write (pytest's own tmp folders are private to root)."""
     import tempfile

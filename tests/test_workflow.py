@@ -254,8 +254,10 @@ def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
     root.parent.mkdir()
     root.symlink_to(voc_root)
     option = "model.decode_head.init_cfg.note=\"it's; $HOME\""
+    weights = tmp_path / "it's here.pth"  # a weights path must exist (the dry run checks it)
+    weights.write_bytes(b"")
     overlay = {"dataset": {"kind": "voc", "root": str(root)},
-               "experiments": {"rpc": {"preset": "rpc", "model": {"weights": "/tmp/it's here.pth"}}},
+               "experiments": {"rpc": {"preset": "rpc", "model": {"weights": str(weights)}}},
                "segmentation": {"options": [option]}}  # fmt: skip
     (work / "odd.yaml").write_text(yaml.safe_dump(overlay))
     args = ["--configfile", "config/voc.yaml", "odd.yaml"]
@@ -266,7 +268,7 @@ def test_paths_and_values_reach_the_shell_quoted(tmp_path, voc_root):
     prepare = next(c for c in commands if "prepare-voc" in c)
     assert prepare[prepare.index("--root") + 1] == str(root)
     train = next(c for c in commands if "train" in c and "work/rpc-s15/classifier" in c)
-    assert 'model.weights="/tmp/it\'s here.pth"' in train, train
+    assert f'model.weights="{weights}"' in train, train
     seg = next(c for c in commands if "seg-train" in c)
     assert seg[seg.index("--set") + 1] == option
     # a split name with a space and a command substitution: one argument everywhere, the title included

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rpc.cli.common import WORK_HELP, add_command, add_set_option, print_result
 from rpc.utils.io import DataError
 
@@ -9,15 +11,35 @@ CRF_KEYS = ("gauss_sxy, gauss_compat, bilateral_sxy, bilateral_srgb, bilateral_c
             "reference_size")  # fmt: skip
 
 
-def crf_params(command: str, items: list[str] | None, base):
-    """``--set KEY=VALUE ...`` -> ``base`` (a CRFParams) with those fields replaced; a bad item is a DataError
-    naming the command and the option."""
-    from rpc.models.dense_crf import parse_params
+def _number(text: str):
+    """``text`` as an int or a finite float (``5e-2`` included), else the text itself, for the schema to name."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else text
+    return text
 
-    try:
-        return parse_params(items or [], base)
-    except ValueError as exc:
-        raise DataError(f"{command} --set: {exc}") from exc
+
+def crf_params(command: str, items: list[str] | None, base):
+    """``--set KEY=VALUE ...`` -> ``base`` (a CRFParams) with those fields replaced, each value typed and bounded
+    by the config schema's ``crf`` section (the workflow's ``crf:`` is checked by the same); a bad item is a
+    DataError naming the command, the key and what is allowed."""
+    import dataclasses
+
+    from rpc.models.dense_crf import CRFParams
+    from rpc.utils.config_schema import check_section
+
+    kinds = {f.name: float if f.type in (float, "float") else int for f in dataclasses.fields(CRFParams)}
+    values = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or key not in kinds:
+            raise DataError(f"{command} --set: CRF parameter {item!r}: expected KEY=VALUE with KEY one of {CRF_KEYS}")
+        values[key] = _number(text.strip())
+    checked = check_section(values, "crf", f"{command} --set")
+    return dataclasses.replace(base, **{k: kinds[k](v) for k, v in checked.items()})  # JSON: 10.0 is an integer
 
 
 def _pseudo_masks_parser(sub) -> None:

@@ -27,7 +27,7 @@ import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rpc.utils.io import write_json_atomic
+from rpc.utils.io import DataError, write_json_atomic
 
 RECORD = "rpc-lock-holder.json"
 UNLOCK = "snakemake --unlock"
@@ -137,8 +137,12 @@ def working_processes(folder: str | os.PathLike, started_after: int) -> list[int
 
 def unlock_if_stale(folder: str | os.PathLike = ".") -> str:
     """Remove ``folder``'s Snakemake locks when nobody holds them (module docstring); returns one line saying what
-    was found and done."""
+    was found and done. A lock folder that is a symbolic link is a :class:`DataError` (one line naming it), and
+    nothing is changed."""
     locks = Path(folder) / ".snakemake" / "locks"
+    if locks.is_symlink():  # whatever it points to is not this folder's lock to remove: nothing is touched
+        raise DataError(f"{locks} is a symbolic link (to {os.readlink(locks)}), not touched: Snakemake's lock "
+                        f"folder must be a real folder; remove the link once no run uses it")  # fmt: skip
     if not locks.is_dir() or not any(locks.iterdir()):
         return "no lock"
     keep = f"lock kept; once you know that run has ended, type: {UNLOCK}"
