@@ -32,6 +32,7 @@ elif KIND == "voc":
             root=dataset_root(),
             splits=list(dict.fromkeys(SPLITS.values())),
             scored=list(dict.fromkeys([SPLITS["local_maps"], SPLITS["val"]])),  # every image needs its mask
+            labels_from=config["dataset"]["labels_from"],
             record=json.dumps(dataset_identity(), sort_keys=True),
         conda:
             "../../envs/rpc.yaml"
@@ -43,7 +44,7 @@ elif KIND == "voc":
             runtime=60,
         shell:
             "python -m rpc prepare-voc --root {params.root:q} --out {output:q} --splits {params.splits:q}"
-            " --masks-for {params.scored:q} --workers {threads} > {log:q} 2>&1"
+            " --masks-for {params.scored:q} --labels-from {params.labels_from} --workers {threads} > {log:q} 2>&1"
             " && echo {params.record:q} > {output:q}/workflow_dataset.json"
 
 else:
