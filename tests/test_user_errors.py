@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from PIL import Image
 
 from rpc.utils.device import pick_device
 from rpc.utils.io import DataError
@@ -32,3 +33,17 @@ def test_irn_imported_maps_without_a_background_threshold_stop_the_dry_run(tmp_p
     proc = _dry_run(tmp_path, "--configfile", str(tmp_path / "o.yaml"))
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "bg_threshold" in ln]
     assert proc.returncode != 0 and lines == ["config: imported_maps.irn_run: 'bg_threshold' is a required property"]
+
+
+def test_a_classifier_file_given_to_segment_is_named_as_such(tmp_path, capsys):
+    from rpc.cli import main
+    from rpc.models.checkpoint import save_model
+    from rpc.models.rpc import RPCModel, config_to_dict, make_config
+
+    cfg = make_config("sipe", depth=18, weights="none", num_classes=2)
+    save_model(tmp_path / "classifier.pt", RPCModel(cfg), config_to_dict(cfg), ["background", "a", "b"], {})
+    image = tmp_path / "x.jpg"
+    Image.new("RGB", (32, 32)).save(image)
+    assert main(["segment", str(image), "--model", str(tmp_path / "classifier.pt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "classifier.pt: a classifier model file (written by `python -m rpc train`), not a DeepLab model" in err

@@ -54,8 +54,12 @@ def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = Fals
         raise DataError(f"{path}: not a segmentation model file (missing {exc})") from exc
     except (json.JSONDecodeError, TypeError) as exc:  # e.g. Python text from an older version: never executed
         raise DataError(f"{path}: the stored config is not JSON data ({exc}); retrain with this version") from exc
+    if isinstance(cfg_dict, dict) and {"num_stages", "method", "depth"} <= set(cfg_dict):
+        raise DataError(f"{path}: a classifier model file (written by `python -m rpc train`), not a DeepLab model; "
+                        f"give a segmentation model, results/<run>/segmentation/model.pt (`seg-train`'s --out)")
     if not isinstance(cfg_dict, dict) or not isinstance(cfg_dict.get("model"), dict):
-        raise DataError(f"{path}: the stored config is not an mmseg config dict with a 'model' entry")
+        raise DataError(f"{path}: the stored config is not an mmseg config dict with a 'model' entry; expected a "
+                        f"DeepLab model file written by `python -m rpc seg-train`")
     check_stored_config(cfg_dict, path)  # only registered type names: building it imports and runs nothing else
     cfg = Config(cfg_dict)
     cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
