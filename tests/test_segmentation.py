@@ -680,11 +680,27 @@ def test_the_exported_model_runs_in_mmsegs_own_test_loop(trained, tmp_path):
 
     from rpc.segmentation.export import export_mmseg
 
+    import os
+    import shutil
+
     index, tmp, _ = trained
-    files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg")
+    files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg", dataset=index.root)
     cfg = Config.fromfile(files["config"])
     cfg.work_dir, cfg.load_from = str(tmp_path / "test_work"), files["checkpoint"]  # what tools/test.py sets
     metrics = Runner.from_cfg(cfg).test()
     predict_segmentation(tmp / "model.pt", index.root, "val", tmp_path / "pred")
     ours = 100 * evaluate_mask_dir(index, "val", tmp_path / "pred")["miou"]
     assert metrics["mIoU"] == pytest.approx(ours, abs=0.5), (metrics, ours)
+    # portable: moved elsewhere and run from another working folder with nothing set, the same score
+    moved = shutil.move(tmp_path / "mmseg", tmp_path / "elsewhere" / "deeplab")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    before = os.getcwd()
+    try:
+        os.chdir(elsewhere)
+        cfg = Config.fromfile(os.path.join(moved, "config.py"))
+        assert cfg.load_from is None and cfg.data_preprocessor == cfg.model.data_preprocessor
+        again = Runner.from_cfg(cfg).test()
+    finally:
+        os.chdir(before)
+    assert again["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)

@@ -65,14 +65,23 @@ def export_mmseg(model_file: str | os.PathLike, out_dir: str | os.PathLike, data
     cfg.test_pipeline = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")]
     cfg.test_dataloader = dict(
         batch_size=1, num_workers=0, sampler=dict(type="DefaultSampler", shuffle=False),
-        dataset=dict(type="PreparedSegDataset", dataset_dir=str(dataset), split=split, mask_dir=None,
+        dataset=dict(type="PreparedSegDataset", dataset_dir=str(Path(dataset).resolve()), split=split, mask_dir=None,
                      pipeline=cfg.test_pipeline),
     )  # fmt: skip
     cfg.test_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
     cfg.test_cfg = dict(type="TestLoop")
-    # the training's resume state and folders mean nothing here: load the exported weights, log beside them
-    cfg.resume, cfg.load_from = False, str((out_dir / "checkpoint.pth").resolve())
-    cfg.work_dir, cfg.launcher = str((out_dir / "work").resolve()), "none"
+    # portable: the data by absolute paths; the weights found beside config.py wherever the folder is moved
+    # (ExportedCheckpointHook: a Runner without its own load_from loads <config's folder>/checkpoint.pth); logs
+    # under the working directory, as mmseg's tools do; one data_preprocessor, the model's
+    train_data = cfg.get("train_dataloader", {}).get("dataset", {})
+    if train_data.get("dataset_dir"):
+        train_data["dataset_dir"] = str(Path(train_data["dataset_dir"]).resolve())
+    cfg.resume, cfg.load_from = False, None
+    cfg.custom_hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") != "ExportedCheckpointHook"]
+    cfg.custom_hooks.append(dict(type="ExportedCheckpointHook", filename="checkpoint.pth"))
+    cfg.work_dir, cfg.launcher = f"work_dirs/{out_dir.resolve().name}", "none"
+    if "data_preprocessor" in cfg.model:
+        cfg.data_preprocessor = cfg.model.data_preprocessor
     try:
         text = cfg.pretty_text
     except SyntaxError as exc:  # mmengine's formatter could not parse what it wrote

@@ -45,3 +45,23 @@ class FiniteLossHook(Hook):
                 f"non-finite DeepLab loss ({value}) at iteration {runner.iter + 1}; the last good checkpoint stays "
                 f"in {runner.work_dir}; lower the learning rate (optim_wrapper.optimizer.lr) or check the masks"
             )
+
+
+@HOOKS.register_module()
+class ExportedCheckpointHook(Hook):
+    """Makes an exported folder (``python -m rpc export-mmseg``) portable: a Runner built from its ``config.py``
+    with no ``load_from`` of its own loads ``<the config's folder>/<filename>``, wherever the folder was moved and
+    whatever the working directory. ``load_from`` given by the caller (mmseg's ``tools/test.py`` passes its
+    checkpoint argument) wins. Runs before the Runner loads weights (``before_run`` precedes ``load_or_resume``)."""
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, filename: str = "checkpoint.pth"):
+        self.filename = filename
+
+    def before_run(self, runner) -> None:
+        import os
+
+        config_file = getattr(runner.cfg, "filename", None)
+        if runner._load_from is None and config_file:
+            runner._load_from = os.path.join(os.path.dirname(os.path.abspath(config_file)), self.filename)
