@@ -96,6 +96,8 @@ def plot_curves(results: str | os.PathLike, runs: list[str], out: str | os.PathL
         (line,) = flat[6].plot([r["step"] for r in gt if "loss" in r], [r["loss"] for r in gt if "loss" in r], "k--",
                                lw=1)  # fmt: skip
         handles["DeepLab on the ground truth"] = line
+    if not flat[6].lines:
+        flat[6].text(0.5, 0.5, "no DeepLab training in these runs", transform=flat[6].transAxes, ha="center")
     flat[6].set_title("DeepLab: training loss", fontsize=10)
     flat[6].set_xlabel("iteration")
     pre = _read_json(results / "pretrain" / "report.json")
