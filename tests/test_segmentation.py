@@ -675,13 +675,13 @@ def test_the_exported_model_runs_in_mmsegs_own_test_loop(trained, tmp_path):
     """What mmseg's tools/test.py runs, given only the exported folder: Runner.from_cfg(config).test() builds the
     hooks and dataset the config names (custom_imports) and scores the training dataset's val split; its mIoU is
     the one of seg-predict's predictions (same model, whole image, no CRF)."""
+    import os
+    import shutil
+
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     from rpc.segmentation.export import export_mmseg
-
-    import os
-    import shutil
 
     index, tmp, _ = trained
     files = export_mmseg(tmp / "model.pt", tmp_path / "mmseg", dataset=index.root)
