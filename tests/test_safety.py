@@ -260,7 +260,7 @@ def test_a_file_that_is_not_a_checkpoint_says_what_it_is(command, tiny_synthetic
     import torch
 
     from rpc.cli import main
-    from rpc.models.checkpoint import load_checkpoint
+    from rpc.utils.checkpoint_file import load_checkpoint
 
     _, _, index = tiny_synthetic
     (tmp_path / "empty.pt").write_bytes(b"")

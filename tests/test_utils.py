@@ -132,7 +132,7 @@ def test_amp_auto_measures_and_continues_when_the_cache_cannot_be_written(tmp_pa
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_written_files_follow_the_umask(tmp_path, umask):
     """Results on a shared cluster: readable by the group like any file, not tempfile's private 0600 / 0700."""
-    from rpc.models.checkpoint import save_checkpoint
+    from rpc.utils.checkpoint_file import save_checkpoint
     from rpc.utils.io import write_text_atomic
 
     old = os.umask(umask)
@@ -177,8 +177,12 @@ def test_split_lists_refuse_duplicates_and_path_like_ids(tmp_path):
     from rpc.utils.io import read_list
 
     good = tmp_path / "good.txt"
-    good.write_text("# comment\na\n\nb extra-column\n")
+    good.write_text("# comment\na\n\nb\n")
     assert read_list(good) == ["a", "b"]
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("a\nb extra-column\n")
+    with pytest.raises(DataError, match=r"spaced.txt:2: 'b extra-column' is not one image id"):
+        read_list(spaced)
     dup = tmp_path / "dup.txt"
     dup.write_text("a\nb\na\n")
     with pytest.raises(DataError, match=r"dup.txt: image id 'a' listed twice \(lines 1 and 3\)"):

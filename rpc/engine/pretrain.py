@@ -33,7 +33,7 @@ from rpc.data.corpus import NUM_CLASSES, CorpusSpec, generate_corpus
 from rpc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rpc.engine import pretrain_cache
 from rpc.models.backbone import DEPTHS
-from rpc.models.checkpoint import load_checkpoint, save_checkpoint
+from rpc.utils.checkpoint_file import load_checkpoint, save_checkpoint
 from rpc.utils.code_digest import code_digest
 from rpc.utils.device import pick_device
 from rpc.utils.io import write_json_atomic

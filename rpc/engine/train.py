@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from rpc.data.datasets import ClassificationTrainSet
 from rpc.data.index import DatasetIndex
-from rpc.models.checkpoint import load_checkpoint, save_checkpoint, save_model
+from rpc.models.checkpoint import save_model
 from rpc.models.rpc import ModelConfig, RPCModel, config_to_dict
+from rpc.utils.checkpoint_file import load_checkpoint, save_checkpoint
 from rpc.utils.code_digest import code_digest
 from rpc.utils.device import make_deterministic, pick_device
 from rpc.utils.distributed import dist_info, on_rank0

@@ -19,6 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
+from rpc.utils.checkpoint_file import load_checkpoint
 from rpc.utils.io import DataError
 
 DEPTHS = {18: "resnet18", 34: "resnet34", 50: "resnet50", 101: "resnet101"}
@@ -53,8 +54,6 @@ def load_resnet(depth: int, weights: str | os.PathLike = "imagenet") -> torchvis
     path = Path(weights)
     if not path.is_file():
         raise DataError(f"{path}: backbone weights not found (use 'imagenet', 'none' or a checkpoint path)")
-    from rpc.models.checkpoint import load_checkpoint
-
     state = load_checkpoint(path, expected=BACKBONE_FILE)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):

@@ -29,11 +29,11 @@ from mmseg.utils import register_all_modules  # noqa: E402
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 from rpc.data.index import DatasetIndex, read_image  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
-from rpc.models.checkpoint import load_checkpoint  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
 from rpc.segmentation.refine import refine_and_write  # noqa: E402
 from rpc.segmentation.stored_config import check_stored_config  # noqa: E402
+from rpc.utils.checkpoint_file import load_checkpoint  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.pool import run_bounded  # noqa: E402

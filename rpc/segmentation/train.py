@@ -84,7 +84,7 @@ def check_backbone_weights(weights: str | os.PathLike, depth: int) -> None:
     import torchvision
 
     from rpc.models.backbone import BACKBONE_FILE, DEPTHS
-    from rpc.models.checkpoint import load_checkpoint
+    from rpc.utils.checkpoint_file import load_checkpoint
 
     if depth not in DEPTHS:
         raise DataError(f"{weights}: the DeepLab backbone depth {depth} is not a torchvision ResNet depth")
