@@ -151,7 +151,8 @@ def test_preparation_error_is_one_line_and_exit_2(fake_voc, tmp_path, capsys):
     (fake_voc / "JPEGImages" / "2007_000033.jpg").write_bytes(b"")
     assert main(["prepare-voc", "--root", str(fake_voc), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "2007_000033.jpg: unreadable image" in err[-1]
+    assert err[-1].startswith("error: ") and "2007_000033.jpg: unreadable image (cannot identify image file)" in err[-1]
+    assert err[-1].count("2007_000033.jpg") == 1 and "UnidentifiedImageError" not in err[-1]
     assert "Traceback" not in "\n".join(err)
 
 
@@ -173,7 +174,7 @@ def test_xml_and_mask_labels_must_agree_unless_one_is_chosen(fake_voc, tmp_path)
     """2007_000033's mask holds aeroplane (1); its XML is made to name a cat (8)."""
     _two_class_xml(fake_voc / "Annotations" / "2007_000033.xml", "cat")
     with pytest.raises(DataError, match=r"2007_000033\.xml: names \{cat\} but the mask .*2007_000033\.png holds "
-                                        r"\{aeroplane\}; fix one, or choose"):
+                                        r"\{aeroplane\}; fix one, or choose .*prepare-voc --labels-from: xml \| masks"):
         prepare_voc(fake_voc, tmp_path / "out")
     for source, expect in (("xml", [8]), ("masks", [1])):
         index = prepare_voc(fake_voc, tmp_path / source, labels_from=source)

@@ -212,8 +212,16 @@ def test_a_legitimate_export_round_trips(deeplab_file, tiny_synthetic, tmp_path)
     assert model.dataset_meta["classes"] == list(index.classes)
 
 
-def test_export_refuses_a_dataset_of_another_class_count(deeplab_file, tiny_synthetic, tmp_path, capsys):
+def test_export_refuses_a_dataset_of_another_class_count(deeplab_file, tiny_synthetic, tmp_path, capsys,
+                                                         monkeypatch):  # fmt: skip
+    """Refused before the model is built (building it prints mmseg's warnings before the error line)."""
+    import rpc.segmentation.predict as predict
     from rpc.cli import main
+
+    def no_build(_cfg):
+        raise AssertionError("the model was built before the dataset was checked")
+
+    monkeypatch.setattr(predict.MODELS, "build", no_build)
     from rpc.data.synthetic import SyntheticSpec, generate_dataset
     from rpc.data.voc import prepare_voc
 
@@ -273,7 +281,8 @@ def test_a_file_that_is_not_a_checkpoint_says_what_it_is(command, tiny_synthetic
                         "plain data are loaded, never code",
              "plain": "a plain Python pickle, not a torch checkpoint: pickled Python objects are not "
                       "loaded"}  # fmt: skip
-    expected = {"seg-predict": "a model file or checkpoint written by `python -m rpc train`, `pretrain` or `seg-train`",
+    expected = {"seg-predict": "a DeepLab model file written by `python -m rpc seg-train` "
+                               "(results/<run>/segmentation/model.pt)",
                 "cams": "a classifier model file written by `python -m rpc train` (its --out)"}[command]  # fmt: skip
     args = [command, "--dataset", str(index.root), "--split", "val", "--out", str(tmp_path / "out")]
     for name, what in whats.items():

@@ -112,7 +112,8 @@ def read_foreign(path: str | os.PathLike, fmt: str, bg_threshold: float | None =
             keys = np.concatenate([[0], fg_keys + 1])
             cams = np.concatenate([np.full((1, *fg.shape[1:]), bg_threshold, np.float32), fg])
     except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-        raise DataError(f"{path}: not a {fmt.upper()} map file ({type(exc).__name__}: {exc})") from exc
+        why = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+        raise DataError(f"{path}: not a {fmt.upper()} map file ({why})") from exc
     if cams.ndim != 3 or cams.shape[0] != keys.shape[0]:
         raise DataError(f"{path}: maps {cams.shape} do not match keys {keys.tolist()}")
     check_storable(path, cams)

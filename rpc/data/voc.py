@@ -107,7 +107,8 @@ def check_image_and_mask(image: Path, mask: Path | None, num_classes: int,
             img.load()
             size = (img.height, img.width)
     except (OSError, SyntaxError, ValueError) as exc:  # PIL: truncated or undecodable data
-        raise DataError(f"{image}: unreadable image ({type(exc).__name__}: {exc})") from None
+        why = str(exc).replace(f" {str(image)!r}", "").replace(str(image), "it") or type(exc).__name__
+        raise DataError(f"{image}: unreadable image ({why})") from None
     if mask is None:
         return size, None
     _inside(mask, root)
@@ -206,7 +207,7 @@ def prepare_voc(
         if from_xml is not None and from_mask is not None and from_xml != from_mask and labels_from == "agree":
             raise DataError(f"{xmls[img]}: names {_names(classes, from_xml)} but the mask {masks[img]} holds "
                             f"{_names(classes, from_mask)}; fix one, or choose the source of image labels "
-                            f"(dataset.labels_from: xml | masks)")  # fmt: skip
+                            f"(config dataset.labels_from, or prepare-voc --labels-from: xml | masks)")  # fmt: skip
         first, second = (from_mask, from_xml) if labels_from == "masks" else (from_xml, from_mask)
         chosen = first if first is not None else second
         if chosen is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import json
 import math
 import os
 from pathlib import Path
@@ -34,7 +35,7 @@ from rpc.segmentation.compat import ensure_mmseg
 ensure_mmseg()
 
 from rpc.data.index import DatasetIndex  # noqa: E402
-from rpc.segmentation.predict import load_segmenter  # noqa: E402
+from rpc.segmentation.predict import build_segmenter, read_segmenter  # noqa: E402
 from rpc.segmentation.stored_config import OWN_REGISTERING_MODULES, SCALARS  # noqa: E402
 from rpc.utils.io import DataError, atomic_dir, atomic_path  # noqa: E402
 
@@ -44,17 +45,19 @@ def export_mmseg(model_file: str | os.PathLike, out_dir: str | os.PathLike, data
     """``out_dir/config.py`` and ``out_dir/checkpoint.pth`` from a ``train_segmentation`` model file; the test loop
     runs on ``split`` of ``dataset`` (default: the prepared dataset the model was trained on; checked when given,
     and when the default one is there)."""
-    model, cfg, classes, meta = load_segmenter(model_file, "cpu", with_meta=True)
-    head_classes = cfg.model.decode_head.get("num_classes")
+    ckpt, stored, classes = read_segmenter(model_file)  # every check before the model is built
+    head_classes = stored["model"].get("decode_head", {}).get("num_classes")
     if head_classes != len(classes):
         raise DataError(f"{model_file}: {len(classes)} class names, but a decode head of {head_classes} classes; "
                         "not a model file written by `python -m rpc seg-train`")  # fmt: skip
     given = dataset is not None
-    dataset = dataset or cfg.get("train_dataloader", {}).get("dataset", {}).get("dataset_dir")
+    dataset = dataset or stored.get("train_dataloader", {}).get("dataset", {}).get("dataset_dir")
     if not dataset:
         raise DataError(f"{model_file}: the model file names no training dataset; give --dataset")
     if given or Path(dataset).is_dir():
         check_test_dataset(model_file, classes, dataset, split)
+    model, cfg = build_segmenter(ckpt, stored)
+    meta = json.loads(ckpt.get("meta") or "{}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: not a folder; --out names the folder for config.py and checkpoint.pth")

@@ -33,7 +33,7 @@ from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
 from rpc.segmentation.refine import refine_and_write  # noqa: E402
 from rpc.segmentation.stored_config import check_stored_config  # noqa: E402
-from rpc.utils.checkpoint_file import load_checkpoint  # noqa: E402
+from rpc.utils.checkpoint_file import SEGMENTATION_MODEL, load_checkpoint  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
 from rpc.utils.io import DataError  # noqa: E402
 from rpc.utils.pool import run_bounded  # noqa: E402
@@ -47,7 +47,30 @@ def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = Fals
     """``(model in eval mode, mmengine Config, class names)`` from a file written by ``train_segmentation`` (and
     its metadata dict as a fourth item with ``with_meta``). ``fold_bn``: the frozen batch norms folded into their
     convolutions, for inference (``rpc.models.fold``)."""
-    ckpt = load_checkpoint(path, "cpu")
+    ckpt, cfg_dict, classes = read_segmenter(path)
+    model, cfg = build_segmenter(ckpt, cfg_dict, device, fold_bn)
+    if with_meta:
+        return model, cfg, classes, json.loads(ckpt.get("meta") or "{}")
+    return model, cfg, classes
+
+
+def build_segmenter(ckpt: dict, cfg_dict: dict, device="cpu", fold_bn: bool = False):
+    """``(model in eval mode with the file's weights, mmengine Config)`` from :func:`read_segmenter`'s parts."""
+    cfg = Config(cfg_dict)
+    cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    model = model.to(device).eval()
+    if fold_bn:
+        fold_batchnorm(model)
+    return model, cfg
+
+
+def read_segmenter(path: str | os.PathLike) -> tuple[dict, dict, list[str]]:
+    """``(checkpoint dict, stored mmseg config dict, class names)`` of a ``train_segmentation`` file, every part
+    checked and nothing built: a file that is not such a model is a one-line ``DataError``."""
+    ckpt = load_checkpoint(path, "cpu", SEGMENTATION_MODEL)
     try:
         cfg_dict, classes = json.loads(ckpt["config"]), json.loads(ckpt["classes"])
     except KeyError as exc:
@@ -61,17 +84,7 @@ def load_segmenter(path: str | os.PathLike, device="cpu", with_meta: bool = Fals
         raise DataError(f"{path}: the stored config is not an mmseg config dict with a 'model' entry; expected a "
                         f"DeepLab model file written by `python -m rpc seg-train`")
     check_stored_config(cfg_dict, path)  # only registered type names: building it imports and runs nothing else
-    cfg = Config(cfg_dict)
-    cfg.model.backbone.init_cfg = None  # weights come from the file; never download here
-    register_all_modules(init_default_scope=True)
-    model = MODELS.build(cfg.model)
-    model.load_state_dict(ckpt["state_dict"])
-    model = model.to(device).eval()
-    if fold_bn:
-        fold_batchnorm(model)
-    if with_meta:
-        return model, cfg, classes, json.loads(ckpt.get("meta") or "{}")
-    return model, cfg, classes
+    return ckpt, cfg_dict, classes
 
 
 @torch.inference_mode()

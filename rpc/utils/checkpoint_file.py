@@ -28,6 +28,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
 ANY_CHECKPOINT = "a model file or checkpoint written by `python -m rpc train`, `pretrain` or `seg-train`"
 #: what :func:`load_model` reads
 CLASSIFIER_MODEL = "a classifier model file written by `python -m rpc train` (its --out)"
+#: what the DeepLab commands (seg-predict, export-mmseg) read
+SEGMENTATION_MODEL = "a DeepLab model file written by `python -m rpc seg-train` (results/<run>/segmentation/model.pt)"
 
 _ZIP = b"PK\x03\x04"  # torch.save's format: a zip archive
 _PICKLE = b"\x80"  # a pickle of protocol 2 or later
