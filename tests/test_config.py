@@ -196,7 +196,7 @@ def test_an_ablation_runs_pseudo_masks_cover_the_split_its_maps_cover(tmp_path):
      "config: segmentation.epochs: 1e+23 is greater than the maximum of 10000; allowed: a number > 0 and <= 10000 "
      "or null"),
     ("cpu_threads={train: 0}",
-     "config: cpu_threads.train: 0 is not allowed; allowed: 'all' or an integer from 1 to 4096"),
+     "config: cpu_threads.train: 0 is not allowed; allowed: 'all', 'per_gpu' or an integer from 1 to 4096"),
     ("train={lr: 5e-2}",
      "config: train.lr: '5e-2' is not of type 'number'; allowed: a number > 0 (YAML reads 5e-2 as text: write 0.05)"),
     ("model={weights: gone.pth}",

@@ -40,10 +40,10 @@ print("RESOLVED " + json.dumps({
 """
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
     """The caller's environment without profile or SLURM job settings, with the venv first on PATH."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE_", "SLURM_", "SBATCH_", "SRUN_"))}
-    return {**keep, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    return {**keep, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
 
 
 def profile_workdir(tmp_path: Path) -> Path:
@@ -70,9 +70,9 @@ def resolve(args: list[str], work: Path) -> dict:
     return json.loads(proc.stdout.split("RESOLVED ", 1)[1])
 
 
-def planned_jobs(args: list[str], work: Path) -> dict[str, dict]:
+def planned_jobs(args: list[str], work: Path, **extra_env: str) -> dict[str, dict]:
     """Per rule of a dry run: the threads and resources snakemake gives its jobs (all jobs of a rule agree)."""
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=work, env=env(),
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=work, env=env(**extra_env),
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rules: dict[str, dict] = {}
@@ -140,6 +140,28 @@ def test_local_profile(work):
     from rpc.utils.gpus import local_gpu_count
 
     assert all(jobs[r]["resources"]["gpu"] == str(min(1, local_gpu_count())) for r in GPU_RULES)
+
+
+def test_per_gpu_threads_divide_the_cores_between_the_gpus(work, tmp_path):
+    """A local 4-GPU machine (device files stood in by RPC_DEV_DIR), 16 cores: `per_gpu` gives each prediction job
+    4 threads (and 4 CRF workers' memory), so that four of them, one per GPU, fit the cores side by side; each job
+    asks for one GPU, which the GPU-slot wrapper locks for it."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for i in range(4):
+        (dev / f"nvidia{i}").touch()
+    (dev / "nvidiactl").touch()  # not a GPU
+    args = ["--profile", "profiles/local", "--cores", "16", "--resources", "gpu=4",
+            "--config", "cpu_threads={predict: per_gpu, train: per_gpu}"]
+    jobs = planned_jobs(args, work, RPC_DEV_DIR=str(dev))
+    for rule in ("predict_segmentation", "train_classifier"):
+        assert jobs[rule]["threads"] == 4 and jobs[rule]["resources"]["gpu"] == "1", (rule, jobs[rule])
+    assert int(jobs["predict_segmentation"]["resources"]["mem_mb"]) == 8000 + 4 * 600
+    assert jobs["rs_cams"]["threads"] == 1  # the config's number: untouched
+    # without a GPU, per_gpu is every core
+    cpu = planned_jobs(["--cores", "3", "--config", "cpu_threads={predict: per_gpu}"], work,
+                       RPC_DEV_DIR=str(tmp_path / "none"))  # fmt: skip
+    assert cpu["predict_segmentation"]["threads"] == 3
 
 
 def test_slurm_profile_resolves_to_what_it_declares(work):

@@ -117,8 +117,8 @@ def describe(schema: dict, root: dict) -> str:
             words.append(_show(alt["const"]))
             continue
         if "enum" in alt:
-            words.append(" or ".join(_show(v) for v in alt["enum"]) if len(alt["enum"]) <= 2
-                         else f"one of {', '.join(_show(v) for v in alt['enum'])}")  # fmt: skip
+            words.extend(_show(v) for v in alt["enum"]) if len(alt["enum"]) <= 2 else words.append(
+                f"one of {', '.join(_show(v) for v in alt['enum'])}")  # fmt: skip
             continue
         types = _types(alt)
         if types is None:
@@ -133,7 +133,7 @@ def describe(schema: dict, root: dict) -> str:
             else:
                 words.append({"string": "a string", "boolean": "true or false", "null": "null", "array": "a list",
                               "object": "a mapping"}.get(t, t))  # fmt: skip
-    return " or ".join(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 _RANGE = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")

@@ -192,11 +192,16 @@ def run_cores():
 
 
 def stage_threads(stage):
-    """Threads of a model stage's job (config `cpu_threads`): `all` = every core of the run, else at most that many.
-    A cluster profile's set-threads overrides this per rule."""
+    """Threads of a model stage's job (config `cpu_threads`): `all` = every core of the run, `per_gpu` = the run's
+    cores divided between this machine's GPUs (at least 1), else at most that many. A cluster profile's
+    set-threads overrides this per rule."""
     value = config["cpu_threads"][stage]
     cores = run_cores()
-    return cores if value == "all" else min(int(value), cores)
+    if value == "all":
+        return cores
+    if value == "per_gpu":
+        return max(1, cores // max(1, local_gpu_count()))
+    return min(int(value), cores)
 
 
 # Peak memory of one worker of the predictions' CRF (seg-predict --crf-workers), which refines all the dataset's
