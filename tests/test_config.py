@@ -66,6 +66,24 @@ def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
     assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
 
 
+def test_predictions_are_planned_in_shards_and_gathered(tmp_path):
+    """segmentation.predict_shards: 3 prediction jobs per DeepLab run, shards 0-2 of the scored split, each with its
+    own folders, gathered into the run's pred/ and pred_crf/."""
+    work = _workdir(tmp_path, shards={"segmentation": {"predict_shards": 3}})
+    proc = _dry_run(work, "--configfile", "shards.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    predict = _commands(proc.stdout, "seg-predict")
+    runs: dict[str, set] = {}
+    for c in predict:
+        assert c[c.index("--num-shards") + 1] == "3"
+        run = c[c.index("--out") + 1].split("/segmentation/")[0]
+        runs.setdefault(run, set()).add(int(c[c.index("--shard") + 1]))
+        assert c[c.index("--out") + 1].endswith(f"pred_shards/shard_{c[c.index('--shard') + 1]}/pred")
+    assert runs and all(shards == {0, 1, 2} for shards in runs.values()), runs
+    merges = [line for line in proc.stdout.splitlines() if "rpc merge-dirs" in line and "/segmentation/pred" in line]
+    assert len(merges) == len(runs)
+
+
 def test_the_second_benchmark_is_an_overlay_of_the_default(tmp_path):
     work = _workdir(tmp_path)
     proc = _dry_run(work, "--configfile", "config/creatures.yaml")

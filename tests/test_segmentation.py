@@ -410,6 +410,31 @@ def test_the_predictions_crf_in_worker_processes_writes_the_same_masks(trained, 
     assert all(runs[1][f"crf/{n}.png"] != runs[1][f"pred/{n}.png"] for n in index.names("val"))
 
 
+def test_predictions_in_shards_gathered_equal_one_job(trained, tmp_path, monkeypatch):
+    """The workflow's scatter/gather of the predictions (segmentation.predict_shards): 3 shards, each its own
+    folders, merged with merge-dirs, hold exactly the files of one job over the whole split, CRF included."""
+    import rpc.segmentation.predict as predict
+    from rpc.utils.merge import merge_dirs
+
+    index, tmp, _ = trained
+
+    def scores(model, cfg, image, scales, flip):  # each image's own scores, so that a mixed-up file is seen
+        rng = np.random.default_rng(int(image.sum()))
+        return torch.from_numpy(rng.normal(size=(index.num_classes, *image.shape[:2])).astype(np.float32)).softmax(0)
+
+    monkeypatch.setattr(predict, "class_probabilities", scores)
+    whole = tmp_path / "whole"
+    predict_segmentation(tmp / "model.pt", index.root, "val", whole / "pred", crf_dir=whole / "crf")
+    parts = [tmp_path / f"shard_{i}" for i in range(3)]
+    counts = [predict_segmentation(tmp / "model.pt", index.root, "val", d / "pred", crf_dir=d / "crf", shard_index=i,
+                                   num_shards=3)["images"] for i, d in enumerate(parts)]  # fmt: skip
+    assert sorted(counts) == [2, 3, 3]  # 8 images, none twice
+    for sub in ("pred", "crf"):
+        assert merge_dirs([d / sub for d in parts], tmp_path / "merged" / sub) == 8
+        files = {p.name: p.read_bytes() for p in (tmp_path / "merged" / sub).glob("*.png")}
+        assert files == {p.name: p.read_bytes() for p in (whole / sub).glob("*.png")} and len(files) == 8
+
+
 def test_predictions_and_miou_agree_with_mmseg(trained):
     from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric

@@ -60,6 +60,7 @@ UPPER_BOUND_RUNS = [run_name(UPPER_BOUND, s) for s in SEEDS] if config["segmenta
 UNSEEDED_RUNS = list(IMPORTED)
 SEG_RUNS = RUN_NAMES + UPPER_BOUND_RUNS + UNSEEDED_RUNS
 SHARDS = list(range(config["cams"]["shards"]))
+PREDICT_SHARDS = list(range(config["segmentation"]["predict_shards"]))
 SPLITS = config["splits"]
 DATASET = "results/data/prepared"
 KIND = config["dataset"]["kind"]

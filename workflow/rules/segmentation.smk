@@ -45,6 +45,8 @@ rule train_segmentation:
         " --set {params.options} > {log:q} 2>&1"
 
 
+# Predictions in segmentation.predict_shards jobs, each one shard of the scored split with its CRF (scatter), then
+# one pred/ and one pred_crf/ folder (gather), as the maps and the pseudo masks.
 rule predict_segmentation:
     wildcard_constraints:
         experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
@@ -52,21 +54,23 @@ rule predict_segmentation:
         model="results/{experiment}/segmentation/model.pt",
         dataset=DATASET,
     output:
-        pred=directory("results/{experiment}/segmentation/pred"),
-        crf=directory("results/{experiment}/segmentation/pred_crf"),
+        # copied into pred/ and pred_crf/ by the next rule and read by nothing else: removed then
+        pred=temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/pred")),
+        crf=temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/pred_crf")),
     params:
         split=SPLITS["val"],
+        shards=config["segmentation"]["predict_shards"],
         scales=" ".join(str(s) for s in config["segmentation"]["scales"]),
         flip="--flip" if config["segmentation"]["flip"] else "",
         crf=key_values(config["segmentation"]["crf"]),
-        work="work/{experiment}/predict",  # finished predictions survive a killed job
+        work="work/{experiment}/predict/shard_{shard}",  # finished predictions survive a killed job
         gpu_slot=gpu_slot,
     conda:
         "../../envs/rpc.yaml"
     log:
-        "logs/{experiment}/predict_segmentation.log",
+        "logs/{experiment}/predict_segmentation_{shard}.log",
     benchmark:
-        "benchmarks/out/{experiment}/predict_segmentation.tsv"
+        "benchmarks/out/{experiment}/predict_segmentation_{shard}.tsv"
     threads: stage_threads("predict")
     resources:
         mem_mb=predict_mem_mb,
@@ -75,7 +79,28 @@ rule predict_segmentation:
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
         " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
-        " --work {params.work:q} --set {params.crf} --crf-workers {threads} > {log:q} 2>&1"
+        " --shard {wildcards.shard} --num-shards {params.shards} --work {params.work:q} --set {params.crf}"
+        " --crf-workers {threads} > {log:q} 2>&1"
+
+
+rule merge_predictions:
+    input:
+        pred=expand("results/{{experiment}}/segmentation/pred_shards/shard_{shard}/pred", shard=PREDICT_SHARDS),
+        crf=expand("results/{{experiment}}/segmentation/pred_shards/shard_{shard}/pred_crf", shard=PREDICT_SHARDS),
+    output:
+        pred=directory("results/{experiment}/segmentation/pred"),
+        crf=directory("results/{experiment}/segmentation/pred_crf"),
+    conda:
+        "../../envs/rpc.yaml"
+    log:
+        "logs/{experiment}/merge_predictions.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "(python -m rpc merge-dirs --inputs {input.pred:q} --out {output.pred:q}"
+        " && python -m rpc merge-dirs --inputs {input.crf:q} --out {output.crf:q}) > {log:q} 2>&1"
 
 
 # The trained DeepLab as mmseg's own tools open it (init_model / inference_model, tools/test.py): a config.py and a
