@@ -3,9 +3,9 @@
 `config/voc.yaml` and `config/coco.yaml` as they are, plus a small overlay that shrinks only sizes and iteration
 counts: a ResNet-50 RPC classifier with SFA on the real images (random init: nothing can be downloaded), maps at
 one scale, the pseudo-mask CRF (2 mean-field iterations), DeepLabv2 ResNet-101 for two iterations, predictions at
-half size with the CRF (2 iterations), the run's summary. One method, RPC, runs end to end: the configs' other
-experiments differ from it only by their preset, which the dry runs of these configs (tests/test_workflow.py) and
-the tiny workflow cover; running all three tripled the time (VOC about 10 min, COCO about 18 min on 2 cores).
+half size in 2 shards with the CRF (2 iterations), the run's summary. One method, RPC, runs end to end: the
+configs' other experiments differ from it only by their preset, which the dry runs of these configs
+(tests/test_workflow.py) and the tiny workflow cover (running all three would triple the time).
 The COCO fixture has val2014 images only (43 with annotations): the first 12 serve as both splits, in COCO's layout.
 """
 
@@ -25,7 +25,7 @@ OVERLAY = {
     "model": {"weights": "none"},
     "cams": {"scales": [1.0], "shards": 2, "batch_size": 1},
     "crf": {"iterations": 2},
-    "segmentation": {"scales": [0.5], "crf": {"iterations": 2}, "options": [
+    "segmentation": {"scales": [0.5], "crf": {"iterations": 2}, "predict_shards": 2, "options": [
         "model.backbone.init_cfg=None", "train_cfg.max_iters=2", "param_scheduler.0.end=2",
         "train_dataloader.batch_size=1", "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
         "default_hooks.checkpoint.interval=1"]},

@@ -433,6 +433,12 @@ def test_predictions_in_shards_gathered_equal_one_job(trained, tmp_path, monkeyp
         assert merge_dirs([d / sub for d in parts], tmp_path / "merged" / sub) == 8
         files = {p.name: p.read_bytes() for p in (tmp_path / "merged" / sub).glob("*.png")}
         assert files == {p.name: p.read_bytes() for p in (whole / sub).glob("*.png")} and len(files) == 8
+    # more shards than images: the last shard's job writes empty folders, which gather to nothing
+    empty = tmp_path / "empty"
+    result = predict_segmentation(tmp / "model.pt", index.root, "val", empty / "pred", crf_dir=empty / "crf",
+                                  shard_index=8, num_shards=9)  # fmt: skip
+    assert result["images"] == 0 and (empty / "pred").is_dir() and (empty / "crf").is_dir()
+    assert merge_dirs([empty / "pred"], tmp_path / "merged_empty") == 0
 
 
 def test_predictions_and_miou_agree_with_mmseg(trained):
