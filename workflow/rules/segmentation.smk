@@ -84,6 +84,8 @@ rule predict_segmentation:
 
 
 rule merge_predictions:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
     input:
         pred=expand("results/{{experiment}}/segmentation/pred_shards/shard_{shard}/pred", shard=PREDICT_SHARDS),
         crf=expand("results/{{experiment}}/segmentation/pred_shards/shard_{shard}/pred_crf", shard=PREDICT_SHARDS),
