@@ -5,6 +5,8 @@
 # the summaries over the five seeds. Each benchmark in a results folder of its own, from a frozen checkout:
 #   benchmarks/readings/verdict.sh SRC RUNS
 # SRC: a clone of the commit under test (its Snakefile and rpc/ are used); RUNS: where the two run folders go.
+# SEEDS (default "15 16 17 18 19") and STEPS (default "default creatures deeplab summary") pick a part, in the
+# order given, e.g. STEPS="creatures default" SEEDS="15 16" for both benchmarks' maps on two seeds first.
 # bf16 pinned (benchmarks/readings/pins.yaml); the ground-truth upper bound is not retrained (it does not
 # depend on the classifiers).
 set -euo pipefail
@@ -27,23 +29,33 @@ PY
 }
 pins=$src/benchmarks/readings/pins.yaml
 seeds=${SEEDS:-15 16 17 18 19}
-# most wanted first: the default benchmark's maps, pseudo masks and cells on every seed, then the second
-# benchmark's, then DeepLab; a stopped run resumes where it was (finished outputs are kept)
-for seed in $seeds; do
-    o=$(overlay "s$seed" "$seed")
-    (cd "$runs/default" && smk --configfile "$pins" "$o" -- pseudo_masks ablations) >> "$runs/default/phase1-s$seed.log" 2>&1
+steps=${STEPS:-default creatures deeplab summary}
+# a stopped run resumes where it was (finished outputs are kept)
+for step in $steps; do
+    case $step in
+    default)  # maps, pseudo masks and the cells of each seed
+        for seed in $seeds; do
+            o=$(overlay "s$seed" "$seed")
+            (cd "$runs/default" && smk --configfile "$pins" "$o" -- pseudo_masks ablations) \
+                >> "$runs/default/phase1-s$seed.log" 2>&1
+        done ;;
+    creatures)
+        for seed in $seeds; do
+            o=$(overlay "s$seed" "$seed")
+            (cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks \
+                ablations) >> "$runs/creatures/phase1-s$seed.log" 2>&1
+        done ;;
+    deeplab)  # DeepLab on the default benchmark
+        for seed in $seeds; do
+            o=$(overlay "s$seed" "$seed")
+            (cd "$runs/default" && smk --configfile "$pins" "$o" -- segmentation) >> "$runs/default/phase2-s$seed.log" 2>&1
+        done ;;
+    summary)
+        o=$(overlay all $seeds)
+        (cd "$runs/default" && smk --configfile "$pins" "$o" -- all ablations) > "$runs/default/summary.log" 2>&1
+        (cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks ablations) \
+            > "$runs/creatures/summary.log" 2>&1 ;;
+    *) echo "verdict.sh: unknown step '$step' (default, creatures, deeplab or summary)" >&2; exit 2 ;;
+    esac
 done
-for seed in $seeds; do
-    o=$runs/cells/s$seed.overlay.yaml
-    (cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks ablations) \
-        >> "$runs/creatures/phase1-s$seed.log" 2>&1
-done
-for seed in $seeds; do
-    o=$runs/cells/s$seed.overlay.yaml
-    (cd "$runs/default" && smk --configfile "$pins" "$o" -- segmentation) >> "$runs/default/phase2-s$seed.log" 2>&1
-done
-o=$(overlay all 15 16 17 18 19)
-(cd "$runs/default" && smk --configfile "$pins" "$o" -- all ablations) > "$runs/default/summary.log" 2>&1
-(cd "$runs/creatures" && smk --configfile "$src/config/creatures.yaml" "$pins" "$o" -- pseudo_masks ablations) \
-    > "$runs/creatures/summary.log" 2>&1
 echo "verdict done: $runs"
