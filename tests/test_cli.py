@@ -17,7 +17,7 @@ EXPECTED = {
     "classifier": ["pretrain", "train", "export-backbone"],
     "maps": ["cams", "export-maps", "import-maps"],
     "pseudo masks": ["pseudo-masks"],
-    "segmentation": ["seg-train", "seg-predict", "segment", "export-mmseg"],
+    "segmentation": ["seg-train", "seg-predict", "seg-crf", "segment", "export-mmseg"],
     "evaluation": ["eval-cams", "eval-masks", "eval-parts", "figures", "ablation-tables"],
     "watching a run": ["progress"],
     "workflow internals": ["summary", "report-pages", "merge-dirs", "unlock-stale", "compare-results", "clean-work"],
@@ -31,7 +31,7 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPar
 
 def test_every_command_and_option_has_help_and_a_description():
     commands = _commands(build_parser())
-    assert len(commands) == 26
+    assert len(commands) == 27
     missing = []
     for name, parser in commands.items():
         if not (getattr(parser, "summary", "") or "").strip():
@@ -88,7 +88,7 @@ def test_old_override_spellings_are_aliases_of_set(argv, alias):
 
 def test_set_on_every_command_that_takes_overrides():
     commands = _commands(build_parser())
-    for name in ("train", "pretrain", "pseudo-masks", "seg-predict", "seg-train"):
+    for name in ("train", "pretrain", "pseudo-masks", "seg-predict", "seg-crf", "seg-train"):
         assert "--set" in commands[name]._option_string_actions, name
 
 
@@ -140,11 +140,14 @@ def test_a_bad_crf_setting_names_the_command_and_option(tmp_path, capsys):
      "seg-predict --set: bilateral_sxy: -1 is less than or equal to the minimum of 0; allowed: a number > 0"),
     ("seg-predict", "iterations=0",
      "seg-predict --set: iterations: 0 is less than the minimum of 1; allowed: an integer from 1 to 1000"),
+    ("seg-crf", "gauss_sxy=0",
+     "seg-crf --set: gauss_sxy: 0 is less than or equal to the minimum of 0; allowed: a number > 0"),
 ])  # fmt: skip
 def test_a_crf_value_of_the_wrong_type_or_range_names_the_key(tmp_path, capsys, command, setting, line):
     """The CRF commands' ``--set`` values are typed and bounded by the config schema's ``crf`` section, before any
     file is read: one line naming the key and what it allows."""
-    given = {"pseudo-masks": ["--cams", str(tmp_path)], "seg-predict": ["--model", str(tmp_path / "m.pt")]}[command]
+    given = {"pseudo-masks": ["--cams", str(tmp_path)], "seg-predict": ["--model", str(tmp_path / "m.pt")],
+             "seg-crf": ["--scores", str(tmp_path)]}[command]
     argv = [command, "--dataset", str(tmp_path), "--split", "train", *given, "--out", str(tmp_path / "o"),
             "--set", setting]  # fmt: skip
     assert main(argv) == 2

@@ -61,14 +61,15 @@ def test_a_small_overlay_applies_on_top_of_the_embedded_default(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     crf = _commands(proc.stdout, "pseudo-masks")
     assert crf and all("bilateral_sxy=40" in c for c in crf)
-    predict = _commands(proc.stdout, "seg-predict")  # the segmentation CRF is configurable the same way
+    predict = _commands(proc.stdout, "seg-crf")  # the segmentation CRF is configurable the same way
     assert predict and all(c[c.index("--set") + 1] == "bilateral_sxy=67" for c in predict)
     assert _commands(proc.stdout, "synth")  # the demo's synthetic dataset: the default is the base
 
 
 def test_predictions_are_planned_in_shards_and_gathered(tmp_path):
     """segmentation.predict_shards: 3 prediction jobs per DeepLab run, shards 0-2 of the scored split, each with its
-    own folders, gathered into the run's pred/ and pred_crf/."""
+    own folders, each shard's CRF a job of its own on that shard's scores, gathered into the run's pred/ and
+    pred_crf/."""
     work = _workdir(tmp_path, shards={"segmentation": {"predict_shards": 3}})
     proc = _dry_run(work, "--configfile", "shards.yaml")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -80,6 +81,11 @@ def test_predictions_are_planned_in_shards_and_gathered(tmp_path):
         runs.setdefault(run, set()).add(int(c[c.index("--shard") + 1]))
         assert c[c.index("--out") + 1].endswith(f"pred_shards/shard_{c[c.index('--shard') + 1]}/pred")
     assert runs and all(shards == {0, 1, 2} for shards in runs.values()), runs
+    crf = _commands(proc.stdout, "seg-crf")
+    assert len(crf) == len(predict)
+    for c in crf:  # shard i's CRF reads what shard i's prediction job stored
+        i = c[c.index("--shard") + 1]
+        assert c[c.index("--num-shards") + 1] == "3" and c[c.index("--scores") + 1].endswith(f"shard_{i}/scores")
     merges = [line for line in proc.stdout.splitlines() if "rpc merge-dirs" in line and "/segmentation/pred" in line]
     assert len(merges) == len(runs)
 

@@ -144,8 +144,8 @@ def test_local_profile(work):
 
 def test_per_gpu_threads_divide_the_cores_between_the_gpus(work, tmp_path):
     """A local 4-GPU machine (device files stood in by RPC_DEV_DIR), 16 cores: `per_gpu` gives each prediction job
-    4 threads (and 4 CRF workers' memory), so that four of them, one per GPU, fit the cores side by side; each job
-    asks for one GPU, which the GPU-slot wrapper locks for it."""
+    4 threads, so that four of them, one per GPU, fit the cores side by side; each job asks for one GPU, which the
+    GPU-slot wrapper locks for it. The predictions' CRF is a CPU job: no GPU, memory per CRF worker."""
     dev = tmp_path / "dev"
     dev.mkdir()
     for i in range(4):
@@ -156,7 +156,9 @@ def test_per_gpu_threads_divide_the_cores_between_the_gpus(work, tmp_path):
     jobs = planned_jobs(args, work, RPC_DEV_DIR=str(dev))
     for rule in ("predict_segmentation", "train_classifier"):
         assert jobs[rule]["threads"] == 4 and jobs[rule]["resources"]["gpu"] == "1", (rule, jobs[rule])
-    assert int(jobs["predict_segmentation"]["resources"]["mem_mb"]) == 8000 + 4 * 600
+    assert int(jobs["predict_segmentation"]["resources"]["mem_mb"]) == 8000
+    crf = jobs["crf_predictions"]
+    assert crf["resources"].get("gpu") in (None, "0") and int(crf["resources"]["mem_mb"]) == 1000 + crf["threads"] * 600
     assert jobs["rs_cams"]["threads"] == 1  # the config's number: untouched
     # without a GPU, per_gpu is every core
     cpu = planned_jobs(["--cores", "3", "--config", "cpu_threads={predict: per_gpu}"], work,
@@ -191,3 +193,27 @@ def test_slurm_profile_resolves_to_what_it_declares(work):
         assert job["threads"] < declared["cores"], rule  # nothing falls back to workflow.cores
     assert jobs["train_classifier"]["resources"]["cpus_per_gpu"] == "8"
     assert jobs["pseudo_masks_shard"]["threads"] == declared["set-threads"]["pseudo_masks_shard"]
+
+
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_real_configs_jobs_ask_for_the_time_their_work_needs(work, tmp_path, realdata, kind):
+    """config/voc.yaml and config/coco.yaml under profiles/slurm: each scaled job's time limit (sbatch --time) comes
+    from its work at the standard split sizes and the measured rates (rpc/utils/job_time.py), none past a day; a
+    COCO DeepLab (100k iterations) asks for more than a VOC one (20k)."""
+    from test_real_configs import _coco_root
+
+    from rpc.utils import job_time
+
+    root = _coco_root(realdata, tmp_path / "coco") if kind == "coco" else realdata / "voc" / "VOCdevkit" / "VOC2012"
+    jobs = planned_jobs(["--profile", "profiles/slurm", "--configfile", f"config/{kind}.yaml", "--config",
+                         f"dataset={{kind: {kind}, root: {root}}}"], work)  # fmt: skip
+    scaled = ("train_classifier", "rs_cams", "pseudo_masks_shard", "train_segmentation", "predict_segmentation",
+              "crf_predictions")  # fmt: skip
+    runtime = {r: int(jobs[r]["resources"]["runtime"]) for r in scaled}
+    show(f"{kind}: runtime (minutes) per job", {}, {r: jobs[r] for r in scaled})
+    iterations = {"voc": 20000, "coco": 100000}[kind]
+    deeplab = job_time.work_seconds("deeplab", kind, iterations=iterations)
+    assert runtime["train_segmentation"] == job_time.minutes(deeplab)
+    assert all(job_time.FLOOR_MIN <= m <= 24 * 60 for m in runtime.values()), runtime
+    if kind == "coco":  # 40,137 val images in 16 shards: the 81-class CRF on 8 threads needs more than the floor
+        assert runtime["crf_predictions"] > job_time.FLOOR_MIN and runtime["train_segmentation"] > 1000

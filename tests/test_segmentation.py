@@ -441,6 +441,47 @@ def test_predictions_in_shards_gathered_equal_one_job(trained, tmp_path, monkeyp
     assert merge_dirs([empty / "pred"], tmp_path / "merged_empty") == 0
 
 
+def test_the_crf_of_stored_scores_in_its_own_job_matches_the_crf_beside_the_model(trained, tmp_path, monkeypatch):
+    """The workflow's split (seg-predict --scores-out on the GPU, seg-crf on CPUs, 2 shards, 2 workers) against the
+    CRF run beside the model: the same argmax byte for byte, the same CRF masks up to the scores' 65535 levels."""
+    import rpc.segmentation.predict as predict
+    from rpc.segmentation.refine import refine_predictions, save_scores
+    from rpc.utils.merge import merge_dirs
+
+    index, tmp, _ = trained
+
+    def scores(model, cfg, image, scales, flip):  # each image's own noisy scores, for the CRF to change
+        rng = np.random.default_rng(int(image.sum()))
+        noise = 3 * rng.normal(size=(index.num_classes, *image.shape[:2]))
+        return torch.from_numpy(noise.astype(np.float32)).softmax(0)
+
+    monkeypatch.setattr(predict, "class_probabilities", scores)
+    whole = tmp_path / "whole"
+    predict_segmentation(tmp / "model.pt", index.root, "val", whole / "pred", crf_dir=whole / "crf")
+    parts = [tmp_path / f"shard_{i}" for i in range(2)]
+    for i, d in enumerate(parts):
+        predict_segmentation(tmp / "model.pt", index.root, "val", d / "pred", scores_dir=d / "scores", shard_index=i,
+                             num_shards=2)  # fmt: skip
+        assert not (d / "crf").exists()
+        result = refine_predictions(index.root, "val", d / "scores", d / "crf", workers=2, shard_index=i, num_shards=2)
+        assert result["images"] == len(list((d / "scores").glob("*.npz"))) > 0 and result["crf_s"] > 0
+    for sub in ("pred", "crf"):
+        assert merge_dirs([d / sub for d in parts], tmp_path / sub) == 8
+    names = index.names("val")
+    assert all((tmp_path / "pred" / f"{n}.png").read_bytes() == (whole / "pred" / f"{n}.png").read_bytes()
+               for n in names)  # fmt: skip
+    ours, inline, plain = (np.stack([read_mask(d / f"{n}.png") for n in names])
+                           for d in (tmp_path / "crf", whole / "crf", whole / "pred"))  # fmt: skip
+    assert (ours == inline).mean() > 0.9995 and (inline != plain).mean() > 0.05  # and the CRF changed pixels
+    # a second run skips every image (resume); scores of another class count are refused, naming the file
+    assert refine_predictions(index.root, "val", parts[0] / "scores", parts[0] / "crf", shard_index=0,
+                              num_shards=2)["images"] == 0  # fmt: skip
+    bad = next((parts[0] / "scores").glob("*.npz"))
+    save_scores(bad, np.full((3, *inline.shape[1:]), 1 / 3, np.float32))
+    with pytest.raises(DataError, match=rf"{bad.name}: scores of 3 classes, the dataset has {index.num_classes}"):
+        refine_predictions(index.root, "val", parts[0] / "scores", tmp_path / "again", shard_index=0, num_shards=2)
+
+
 def test_predictions_and_miou_agree_with_mmseg(trained):
     from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric

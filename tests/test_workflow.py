@@ -15,13 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 ALL_RULES = {
     "prepare_dataset", "train_classifier", "rs_cams", "eval_cams", "pseudo_masks_shard", "merge_pseudo_masks",
-    "eval_pseudo_masks", "train_segmentation", "predict_segmentation", "merge_predictions", "eval_segmentation",
-    "figures_maps",
+    "eval_pseudo_masks", "train_segmentation", "predict_segmentation", "crf_predictions", "merge_predictions",
+    "eval_segmentation", "figures_maps",
     "figures_predictions", "experiment_summary", "summary", "report_pages", "all",
 }  # fmt: skip
 UPPER_BOUND_RULES = {f"{r}_upper_bound" for r in (
-    "train_segmentation", "predict_segmentation", "merge_predictions", "eval_segmentation", "figures_predictions",
-    "experiment_summary")}
+    "train_segmentation", "predict_segmentation", "crf_predictions", "merge_predictions", "eval_segmentation",
+    "figures_predictions", "experiment_summary")}
 # the pretrained init, part-level scores, DeepLab on the ground truth (the upper bound: the default config has it)
 SYNTHETIC_RULES = ALL_RULES | {"pretrain_backbone", "eval_parts"} | UPPER_BOUND_RULES
 

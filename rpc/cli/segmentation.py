@@ -55,6 +55,7 @@ def _seg_predict_parser(sub) -> None:
     s.add_argument("--split", required=True, help="image list of the dataset, e.g. val")
     s.add_argument("--out", required=True, help="folder of <name>.png predictions")
     s.add_argument("--crf-out", help="also write CRF-refined predictions here")
+    s.add_argument("--scores-out", help="also store the class scores here (<name>.npz), for a later `seg-crf`")
     s.add_argument("--scales", type=float, nargs="+", default=[1.0], help="image scales (their scores averaged)")
     s.add_argument("--flip", action="store_true", help="also average the horizontally flipped image's scores")
     s.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N")
@@ -75,9 +76,35 @@ def _seg_predict(a):
     from rpc.segmentation.predict import predict_segmentation
 
     result = predict_segmentation(
-        a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scales=tuple(a.scales), flip=a.flip,
+        a.model, a.dataset, a.split, a.out, crf_dir=a.crf_out, scores_dir=a.scores_out, scales=tuple(a.scales),
+        flip=a.flip,
         device=a.device, shard_index=a.shard, num_shards=a.num_shards,
         crf_params=crf_params("seg-predict", a.set, SEGMENTATION_CRF), work_dir=a.work, crf_workers=a.crf_workers,
+    )  # fmt: skip
+    print_result(result)
+
+
+def _seg_crf_parser(sub) -> None:
+    s = add_command(sub, "seg-crf", "CRF-refined predictions from the scores `seg-predict --scores-out` stored",
+                    _seg_crf, "CPU only (no model, no torch): the <name>.png of `seg-predict --crf-out`.")  # fmt: skip
+    s.add_argument("--dataset", required=True, help="prepared dataset folder")
+    s.add_argument("--split", required=True, help="image list of the dataset, e.g. val")
+    s.add_argument("--scores", required=True, nargs="+", help="score folder(s) (seg-predict's --scores-out)")
+    s.add_argument("--out", required=True, help="folder of <name>.png CRF-refined predictions")
+    s.add_argument("--workers", type=int, default=1, help="CRF processes")
+    s.add_argument("--shard", type=int, default=0, help="0-based shard index")
+    s.add_argument("--num-shards", type=int, default=1, help="how many shards the split is cut into")
+    add_set_option(s, "--param", help=f"CRF parameters, e.g. bilateral_sxy=67; keys: {CRF_KEYS}")
+    s.add_argument("--work", help=WORK_HELP)
+
+
+def _seg_crf(a):
+    from rpc.models.dense_crf import SEGMENTATION_CRF
+    from rpc.segmentation.refine import refine_predictions
+
+    result = refine_predictions(
+        a.dataset, a.split, a.scores, a.out, workers=a.workers, shard_index=a.shard, num_shards=a.num_shards,
+        params=crf_params("seg-crf", a.set, SEGMENTATION_CRF), work_dir=a.work,
     )  # fmt: skip
     print_result(result)
 
@@ -143,4 +170,4 @@ def _export_mmseg(a):
     print_result(export_mmseg(a.model, a.out, a.dataset, a.split))
 
 
-COMMANDS = [_seg_train_parser, _seg_predict_parser, _segment_parser, _export_mmseg_parser]
+COMMANDS = [_seg_train_parser, _seg_predict_parser, _seg_crf_parser, _segment_parser, _export_mmseg_parser]

@@ -2,7 +2,9 @@
 
 Per image: the whole image (no sliding window) at each scale and, optionally, flipped; softmax scores resized to
 the image size and averaged; ``argmax`` -> ``out_dir/<name>.png``. With ``crf_dir``, the averaged scores are also
-refined by the softmax-unary dense CRF (docs/method.md post-processing parameters) -> ``crf_dir/<name>.png``.
+refined by the softmax-unary dense CRF (docs/method.md post-processing parameters) -> ``crf_dir/<name>.png``;
+with ``scores_dir`` they are stored there instead (``<name>.npz``), for the CRF in a CPU job of its own
+(``rpc.segmentation.refine.refine_predictions``: the same masks).
 Images whose outputs exist and read back are skipped (resume); with a work folder they are kept there until the
 split is done (``rpc.utils.workdir.staged_outputs``), so a killed job resumes under Snakemake too.
 """
@@ -28,10 +30,11 @@ from mmseg.utils import register_all_modules  # noqa: E402
 
 import rpc.segmentation.deeplabv2  # noqa: E402, F401  (registers DeepLabV2Head)
 from rpc.data.index import DatasetIndex, read_image  # noqa: E402
+from rpc.data.maps import is_complete  # noqa: E402
 from rpc.data.palette import is_valid_mask, write_mask  # noqa: E402
 from rpc.models.dense_crf import SEGMENTATION_CRF, CRFParams  # noqa: E402
 from rpc.models.fold import fold_batchnorm  # noqa: E402
-from rpc.segmentation.refine import refine_and_write  # noqa: E402
+from rpc.segmentation.refine import refine_and_write, save_scores  # noqa: E402
 from rpc.segmentation.stored_config import check_stored_config  # noqa: E402
 from rpc.utils.checkpoint_file import SEGMENTATION_MODEL, load_checkpoint  # noqa: E402
 from rpc.utils.device import pick_device  # noqa: E402
@@ -116,6 +119,7 @@ def predict_segmentation(
     out_dir: str | os.PathLike,
     *,
     crf_dir: str | os.PathLike | None = None,
+    scores_dir: str | os.PathLike | None = None,
     scales=(1.0,),
     flip: bool = False,
     device: str = "auto",
@@ -125,15 +129,16 @@ def predict_segmentation(
     work_dir: str | os.PathLike | None = None,
     crf_workers: int = 1,
 ) -> dict:
-    """Predictions of ``split`` (shard ``shard_index`` of ``num_shards``) -> ``out_dir``, and with ``crf_dir``
-    their CRF refinement there, run in ``crf_workers`` processes beside the model's forwards (1: in this process;
-    the masks are the same either way). Returns ``{images, skipped, wall_s, images_per_s, crf_s}`` (``crf_s``: the
-    total time inside the CRF, over all workers)."""
+    """Predictions of ``split`` (shard ``shard_index`` of ``num_shards``) -> ``out_dir``; with ``crf_dir`` their
+    CRF refinement there, run in ``crf_workers`` processes beside the model's forwards (1: in this process; the
+    masks are the same either way); with ``scores_dir`` the scores the CRF refines, for a later job. Returns
+    ``{images, skipped, wall_s, images_per_s, crf_s}`` (``crf_s``: the total time inside the CRF, over all
+    workers)."""
     dev = pick_device(device)
     model, cfg, classes, meta = load_segmenter(model_file, dev, with_meta=True, fold_bn=True)
     index = DatasetIndex.load(dataset_dir)
     index.require_classes(classes, model_file)
-    outs = {"pred": out_dir} | ({"crf": crf_dir} if crf_dir else {})
+    outs = {"pred": out_dir} | ({"crf": crf_dir} if crf_dir else {}) | ({"scores": scores_dir} if scores_dir else {})
     settings = {"model": file_identity(model_file), "dataset": str(index.root), "split": split,
                 "scales": list(scales), "flip": flip, "shard": [shard_index, num_shards],
                 "crf": dataclasses.asdict(crf_params) if crf_dir else None}  # fmt: skip
@@ -142,14 +147,21 @@ def predict_segmentation(
         dirs = list(folders.values())
         for d in dirs:  # predictions run in fp32
             write_record(d, {**meta.get("provenance", {}), "predict": provenance(dev, False)})
-        progress = ImageProgress(names, lambda n: all(is_valid_mask(d / f"{n}.png", index.num_classes) for d in dirs),
-                                 f"predict {split}")  # fmt: skip
+        num_classes = index.num_classes
+
+        def finished(n: str) -> bool:  # every output of the image written and readable
+            return all(is_complete(d / f"{n}.npz") if key == "scores" else is_valid_mask(d / f"{n}.png", num_classes)
+                       for key, d in folders.items())  # fmt: skip
+
+        progress = ImageProgress(names, finished, f"predict {split}")
         crf_s = [0.0]
 
         def predicted(name: str) -> tuple[np.ndarray, np.ndarray]:
             image = index.read_image(name)
             probs = class_probabilities(model, cfg, image, scales, flip).cpu().numpy()
             write_mask(folders["pred"] / f"{name}.png", probs.argmax(0).astype(np.uint8))
+            if "scores" in folders:
+                save_scores(folders["scores"] / f"{name}.npz", probs)
             return image, probs
 
         def refined(name: str, seconds: float) -> None:

@@ -23,11 +23,11 @@ rule rs_cams:
     log:
         "logs/{experiment}/rs_cams_{shard}.log",
     benchmark:
-        "benchmarks/out/{experiment}/rs_cams_{shard}.tsv"
+        "logs/{experiment}/rs_cams_{shard}.benchmark.tsv"
     threads: stage_threads("cams")
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=runtime_of("maps"),
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc cams --model {input.model:q} --dataset {input.dataset:q}"

@@ -26,11 +26,11 @@ rule train_classifier:
     log:
         "logs/{experiment}/train_classifier.log",
     benchmark:
-        "benchmarks/out/{experiment}/train_classifier.tsv"
+        "logs/{experiment}/train_classifier.benchmark.tsv"
     threads: stage_threads("train")
     resources:
         mem_mb=16000,
-        runtime=720,
+        runtime=runtime_of("classifier"),
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}{params.python} -m rpc train --dataset {input.dataset:q} --work {params.work:q}"

@@ -1,5 +1,6 @@
 # Helpers shared by the rules (only here): runs (experiment x seed), the dataset root check, per-rule config leaves.
 import json
+import math
 import re
 import shlex
 from pathlib import Path
@@ -10,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from rpc.data.foreign_maps import source_manifest
 from rpc.data.roots import check_root
+from rpc.utils import job_time
 from rpc.utils.gpus import local_gpu_count
 
 PRETRAINED = "results/pretrain/backbone.pth"
@@ -205,16 +207,61 @@ def stage_threads(stage):
     return min(int(value), cores)
 
 
-# Peak memory of one worker of the predictions' CRF (seg-predict --crf-workers), which refines all the dataset's
-# classes: measured 0.44 GB for 21 classes on a 500x375 image and 2.0 GB for 81 on 640x480 (rpc.models.dense_crf
-# on random scores), plus the main process's copy of the tasks in flight.
+# Peak memory of one worker of the predictions' CRF (seg-crf --workers), which refines all the dataset's classes:
+# docs/speed.md, "Memory of the predictions' CRF".
 CRF_WORKER_MB = 2500 if KIND == "coco" else 600
 
 
-def predict_mem_mb(wildcards, threads):
-    """The predictions job's memory: the model's process (8 GB, room for its own CRF when it runs one thread), plus
-    one CRF worker per thread when it runs more (a cluster profile's set-threads counts here too)."""
-    return 8000 + (threads * CRF_WORKER_MB if threads > 1 else 0)
+def crf_mem_mb(wildcards, threads):
+    """The predictions' CRF job: one worker per thread and the main process (a profile's set-threads counts)."""
+    return 1000 + threads * CRF_WORKER_MB
+
+
+def split_size(split):
+    """Images of a split: its list's line count once the dataset is prepared, the standard count before."""
+    listed = Path(DATASET) / "lists" / f"{split}.txt"
+    count = sum(1 for line in listed.read_text().splitlines() if line.strip()) if listed.is_file() else None
+    if count is None and KIND == "synthetic":  # the generator's own counts
+        synthetic = config["dataset"]["synthetic"]
+        count = {"train_aug": synthetic["n_train"], "train": synthetic["n_train_eval"], "val": synthetic["n_val"]}.get(split)
+    return job_time.split_images(KIND, split, count)
+
+
+def mmseg_schedule():
+    """(max_iters, batch) of the mmseg config, read as text (the file is data to Snakemake; mmengine parses it)."""
+    text = Path(config["segmentation"]["config"]).read_text()
+    found = [re.search(rf"\b{key}\s*=\s*(\d+)", text) for key in ("max_iters", "batch_size")]
+    return tuple(int(m[1]) if m else default for m, default in zip(found, (20000, 10)))
+
+
+def deeplab_iterations():
+    iters, batch = mmseg_schedule()
+    epochs = config["segmentation"]["epochs"]
+    return math.ceil(epochs * split_size(SPLITS["train"]) / batch) if epochs else iters
+
+
+CLASS_COUNT = {"voc": 21, "coco": 81}.get(KIND, 21)
+
+
+def runtime_of(stage):
+    """The `runtime` resource (minutes) of a stage's job from its work and measured rates (rpc/utils/job_time.py);
+    a retry asks for twice the time."""
+    def minutes(wildcards, threads, attempt):
+        if stage == "classifier":
+            epochs = json.loads(experiment_settings(wildcards.experiment)[2]).get("epochs", job_time.TRAIN_EPOCHS)
+            work = job_time.work_seconds(stage, KIND, split_size(SPLITS["train"]), epochs=epochs)
+        elif stage in ("maps", "pseudo_masks"):
+            work = job_time.work_seconds(stage, KIND, math.ceil(split_size(maps_split(wildcards)) / len(SHARDS)))
+        elif stage == "deeplab":
+            work = job_time.work_seconds(stage, KIND, iterations=deeplab_iterations())
+        else:  # the predictions and their CRF, one shard of the scored split
+            images = math.ceil(split_size(SPLITS["val"]) / len(PREDICT_SHARDS))
+            passes = len(config["segmentation"]["scales"]) * (2 if config["segmentation"]["flip"] else 1)
+            work = job_time.work_seconds(stage, KIND, images, passes=passes, classes=CLASS_COUNT)
+        cpu_stage = stage in ("pseudo_masks", "crf_predictions")
+        return job_time.minutes(work, threads if cpu_stage else 1, attempt)
+
+    return minutes
 
 
 def trained_model(path):

@@ -16,11 +16,11 @@ rule pseudo_masks_shard:
     log:
         "logs/{experiment}/pseudo_masks_{shard}.log",
     benchmark:
-        "benchmarks/out/{experiment}/pseudo_masks_{shard}.tsv"
+        "logs/{experiment}/pseudo_masks_{shard}.benchmark.tsv"
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=240,
+        runtime=runtime_of("pseudo_masks"),
     shell:
         "python -m rpc pseudo-masks --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
         " --shard {wildcards.shard} --num-shards {params.shards:q} --workers {threads} --set {params.crf} --work {params.work:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule pretrain_backbone:
     log:
         "logs/pretrain.log",
     benchmark:
-        "benchmarks/out/pretrain.tsv"
+        "logs/pretrain.benchmark.tsv"
     threads: stage_threads("pretrain")
     resources:
         mem_mb=8000,

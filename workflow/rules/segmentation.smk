@@ -31,11 +31,11 @@ rule train_segmentation:
     log:
         "logs/{experiment}/train_segmentation.log",
     benchmark:
-        "benchmarks/out/{experiment}/train_segmentation.tsv"
+        "logs/{experiment}/train_segmentation.benchmark.tsv"
     threads: stage_threads("segmentation")
     resources:
         mem_mb=16000,
-        runtime=1440,
+        runtime=runtime_of("deeplab"),
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}{params.python} -m rpc seg-train --config {input.config:q} --dataset {input.dataset:q}"
@@ -45,8 +45,9 @@ rule train_segmentation:
         " --set {params.options} > {log:q} 2>&1"
 
 
-# Predictions in segmentation.predict_shards jobs, each one shard of the scored split with its CRF (scatter), then
-# one pred/ and one pred_crf/ folder (gather), as the maps and the pseudo masks.
+# Predictions in segmentation.predict_shards jobs, each one shard of the scored split (scatter): the GPU job writes
+# the argmax and the class scores, a CPU job of its own refines the scores with the CRF, so the GPU goes on with
+# the next shard meanwhile; then one pred/ and one pred_crf/ folder (gather), as the maps and the pseudo masks.
 rule predict_segmentation:
     wildcard_constraints:
         experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
@@ -54,15 +55,14 @@ rule predict_segmentation:
         model="results/{experiment}/segmentation/model.pt",
         dataset=DATASET,
     output:
-        # copied into pred/ and pred_crf/ by the next rule and read by nothing else: removed then
+        # copied into pred/ by merge_predictions, read by crf_predictions: removed after both (--notemp keeps it)
         pred=temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/pred")),
-        crf=temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/pred_crf")),
+        scores=temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/scores")),
     params:
         split=SPLITS["val"],
         shards=config["segmentation"]["predict_shards"],
         scales=" ".join(str(s) for s in config["segmentation"]["scales"]),
         flip="--flip" if config["segmentation"]["flip"] else "",
-        crf=key_values(config["segmentation"]["crf"]),
         work="work/{experiment}/predict/shard_{shard}",  # finished predictions survive a killed job
         gpu_slot=gpu_slot,
     conda:
@@ -70,17 +70,45 @@ rule predict_segmentation:
     log:
         "logs/{experiment}/predict_segmentation_{shard}.log",
     benchmark:
-        "benchmarks/out/{experiment}/predict_segmentation_{shard}.tsv"
+        "logs/{experiment}/predict_segmentation_{shard}.benchmark.tsv"
     threads: stage_threads("predict")
     resources:
-        mem_mb=predict_mem_mb,
-        runtime=240,
+        mem_mb=8000,
+        runtime=runtime_of("predict"),
         gpu=GPU_PER_JOB,
     shell:
         "OMP_NUM_THREADS={threads} {params.gpu_slot}python -m rpc seg-predict --model {input.model:q} --dataset {input.dataset:q}"
-        " --split {params.split:q} --out {output.pred:q} --crf-out {output.crf:q} --scales {params.scales} {params.flip}"
-        " --shard {wildcards.shard} --num-shards {params.shards} --work {params.work:q} --set {params.crf}"
-        " --crf-workers {threads} > {log:q} 2>&1"
+        " --split {params.split:q} --out {output.pred:q} --scores-out {output.scores:q} --scales {params.scales} {params.flip}"
+        " --shard {wildcards.shard} --num-shards {params.shards} --work {params.work:q} > {log:q} 2>&1"
+
+
+rule crf_predictions:
+    wildcard_constraints:
+        experiment=NOT_UPPER_BOUND_RUN,  # the upper bound: upper_bound.smk
+    input:
+        dataset=DATASET,
+        scores="results/{experiment}/segmentation/pred_shards/shard_{shard}/scores",
+    output:
+        temp(directory("results/{experiment}/segmentation/pred_shards/shard_{shard}/pred_crf")),
+    params:
+        split=SPLITS["val"],
+        shards=config["segmentation"]["predict_shards"],
+        crf=key_values(config["segmentation"]["crf"]),
+        work="work/{experiment}/predict_crf/shard_{shard}",  # finished masks survive a killed job
+    conda:
+        "../../envs/rpc.yaml"
+    log:
+        "logs/{experiment}/crf_predictions_{shard}.log",
+    benchmark:
+        "logs/{experiment}/crf_predictions_{shard}.benchmark.tsv"
+    threads: 2
+    resources:
+        mem_mb=crf_mem_mb,
+        runtime=runtime_of("crf_predictions"),
+    shell:
+        "python -m rpc seg-crf --dataset {input.dataset:q} --split {params.split:q} --scores {input.scores:q} --out {output:q}"
+        " --shard {wildcards.shard} --num-shards {params.shards} --workers {threads} --set {params.crf} --work {params.work:q}"
+        " > {log:q} 2>&1"
 
 
 rule merge_predictions:

@@ -12,6 +12,11 @@ use rule predict_segmentation as predict_segmentation_upper_bound with:
         experiment=UPPER_BOUND_RUN,
 
 
+use rule crf_predictions as crf_predictions_upper_bound with:
+    wildcard_constraints:
+        experiment=UPPER_BOUND_RUN,
+
+
 use rule merge_predictions as merge_predictions_upper_bound with:
     wildcard_constraints:
         experiment=UPPER_BOUND_RUN,
