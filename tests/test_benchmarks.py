@@ -1,9 +1,15 @@
-"""The VOC wall-time projection from gpu.sh's results: the workflow's configuration per stage, the arithmetic."""
+"""The VOC wall-time projection from gpu.sh's results: the workflow's configuration per stage, the arithmetic;
+benchmarks/README.md naming every script."""
+
+import re
+from pathlib import Path
 
 import pytest
 
 from benchmarks.cams import mode_key
 from benchmarks.voc_projection import TRAIN_AUG, VAL, markdown, project
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _inputs():
@@ -56,3 +62,13 @@ def test_projection_refuses_results_from_different_machines():
     crf = {**crf, "machine": {"cuda": None}}  # e.g. a CPU run's crf.json left in benchmarks/out
     with pytest.raises(SystemExit, match="different or no GPUs"):
         project(train, cams, crf, seg)
+
+
+def test_every_benchmark_script_has_its_line_in_the_readme():
+    """benchmarks/README.md names each script as it is run (tools and one-off studies), and nothing that is gone."""
+    root = REPO / "benchmarks"
+    text = (root / "README.md").read_text()
+    scripts = {f"benchmarks.{p.relative_to(root).with_suffix('').as_posix().replace('/', '.')}"
+               for p in root.rglob("*.py") if p.name not in ("__init__.py", "common.py")}  # fmt: skip
+    named = set(re.findall(r"python -m (benchmarks[\w.]+)", text))
+    assert scripts == named, {"unnamed": scripts - named, "gone": named - scripts}

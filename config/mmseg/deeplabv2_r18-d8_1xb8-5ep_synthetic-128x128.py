@@ -2,7 +2,7 @@
 # batch 8, lr 0.025, poly decay. The workflow gives the schedule in epochs of the training split
 # (config.yaml `segmentation.epochs: 5`: 400 iterations on 640 images), so a larger folder trains longer; the
 # 400 below is what a direct `rpc seg-train` without --epochs runs. Chosen on a tuning split generated apart
-# (benchmarks/deeplab_recipe.py; ground-truth masks, mIoU on the tuning split): 100 iterations 48.3, 250 73.0
+# (benchmarks/studies/deeplab_recipe.py; ground-truth masks, mIoU on the tuning split): 100 iterations 48.3, 250 73.0
 # (lr 0.05: 73.9), batch 4 x 500 74.2, 400 81.1 (90.3 with the CRF); output stride 16 at 400: 64.4; the pretraining
 # stage's backbone with a 40-iteration warm-up at lr 0.01: 78.9. Same head, data path and schedule shape as the
 # real configs; only the sizes differ.

@@ -82,7 +82,7 @@ class TrainConfig:
     # auto: bf16 and GPU runs in channels-last, fp32 on a CPU in the layout a timed step shows faster | on | off
     channels_last: str = "auto"
     # torch.compile the training forward (inductor): faster steps after a compilation that pays only on long
-    # trainings (docs/speed.md; python -m benchmarks.compile), so off by default
+    # trainings (docs/speed.md; python -m benchmarks.studies.compile), so off by default
     compile: bool = False
     # GPU runs: deterministic algorithms only (torch.use_deterministic_algorithms, no cuDNN benchmarking); slower.
     # CPU runs are deterministic for a given thread count without it.

@@ -2,7 +2,7 @@
 its bootstrap over images, then per method the spread over seeds split into evaluation and training noise, and
 the paired comparisons with 95 % Student-t intervals.
 
-    python -m benchmarks.noise --results results --experiments rpc sipe cam --seeds 15 16 17 18 19 \\
+    python -m benchmarks.studies.noise --results results --experiments rpc sipe cam --seeds 15 16 17 18 19 \\
         --splits train train_aug --pairs rpc:sipe rpc:cam sipe:cam --name noise_default
 
 Reads ``<results>/data/prepared`` and, per run ``<experiment>-s<seed>``, ``cams/shard_*`` (Local.Maps, own

@@ -2,8 +2,8 @@
 widths (``reference_size 0``: sxy as written) and with the widths scaled to the image's long side
 (``reference_size 500``, rpc.models.dense_crf's rule), scored the same way.
 
-    python -m benchmarks.crf_widths deeplab --model M.pt --dataset TUNE --split val --name crf_widths_deeplab
-    python -m benchmarks.crf_widths pseudo --dataset D --split train --runs results/sel_today-s20 ... --name ...
+    python -m benchmarks.studies.crf_widths deeplab --model M.pt --dataset TUNE --split val --name crf_widths_deeplab
+    python -m benchmarks.studies.crf_widths pseudo --dataset D --split train --runs results/sel_today-s20 ... --name ...
         ->  benchmarks/out/<name>.json
 
 ``deeplab``: DeepLab predictions without CRF, and with each CRF variant (mIoU, 255 none). ``pseudo``: each run's

@@ -2,7 +2,7 @@
 default workload (RPC ResNet-18, batch 8 at 128 px for training; the 4 scales + flip of a 128 px image for maps):
 the one-off compile time and the steady-state seconds per step, and the break-even step count.
 
-    python -m benchmarks.compile [--steps 10] [--amp bf16|none]   ->  benchmarks/out/compile.json
+    python -m benchmarks.studies.compile [--steps 10] [--amp bf16|none]   ->  benchmarks/out/compile.json
 
 The maps see 4 input shapes per image (one per scale), so the compiled model is specialised per shape (dynamic
 shapes off) or compiled with dynamic shapes; both are timed.

@@ -2,7 +2,7 @@
 (ResNet-50 RPC: two ResNet-50 stages + SFA), on the same VOC images, 4 scales + flip, in fp32 and in bf16.
 
     git clone https://github.com/chenqi1126/SIPE /tmp/sipe      # the reference code, not part of this project
-    python -m benchmarks.sipe_make_cam --sipe /tmp/sipe [--images 4] [--repeats 2] [--modes fp32 bf16]
+    python -m benchmarks.studies.sipe_make_cam --sipe /tmp/sipe [--images 4] [--repeats 2] [--modes fp32 bf16]
         ->  benchmarks/out/sipe_make_cam.json
 
 SIPE's side runs its own ``network.resnet50_SIPE.CAM`` imported from the given checkout, one image at a time as its

@@ -1,7 +1,7 @@
 """How the per-image cost of the maps (RPC, 4 scales + flip) and of the pseudo-mask CRF grows with the image side
 and with the number of classes present, on this machine; a plot beside the JSON.
 
-    python -m benchmarks.scaling [--sizes 128 192 256 384 512] [--classes 1 2 4 8] [--depth 18]
+    python -m benchmarks.studies.scaling [--sizes 128 192 256 384 512] [--classes 1 2 4 8] [--depth 18]
         ->  benchmarks/out/scaling.json, benchmarks/out/scaling.png
 
 Images and maps are smooth random fields (the CRF's permutohedral lattice grows with the number of distinct

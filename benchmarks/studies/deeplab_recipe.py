@@ -2,7 +2,7 @@
 default benchmark's `train_aug`, scored on a *tuning split* generated apart (the same generator, another seed, so
 none of its images is in `train_aug` or `val`), with and without the CRF post-processing.
 
-    python -m benchmarks.deeplab_recipe --backbone results/pretrain/backbone.pth --candidates base ep5 ...
+    python -m benchmarks.studies.deeplab_recipe --backbone results/pretrain/backbone.pth --candidates base ep5 ...
         ->  benchmarks/out/deeplab_recipe.json   (per candidate: tune mIoU, + CRF, training wall time)
 
 A candidate is an mmseg config written on top of the embedded default's
@@ -88,7 +88,7 @@ def run_candidate(name: str, a, main_index, tune_index, folder: Path) -> dict:
     for label, index, split in targets:
         pred, crf = work / f"{label}_pred", work / f"{label}_crf"
         t0 = time.perf_counter()
-        # the CRF's published widths (benchmarks.crf_widths compares them with widths scaled to the image)
+        # the CRF's published widths (benchmarks.studies.crf_widths compares them with widths scaled to the image)
         published = dataclasses.replace(SEGMENTATION_CRF, reference_size=0.0)
         predict_segmentation(work / "model.pt", index.root, split, pred, crf_dir=crf, crf_params=published)
         result[f"{label}_predict_wall_s"] = round(time.perf_counter() - t0, 1)

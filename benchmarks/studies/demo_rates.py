@@ -5,7 +5,7 @@ workflow's own calibration step: 8 random 128 px crops, forward + backward, bf16
 bf16, BN folded), with their FLOPs counted by torch, beside a ResNet-sized bf16 3x3 convolution and a bf16 matrix
 multiply on the same thread.
 
-    python -m benchmarks.demo_rates [--images 96] [--presets rpc sipe cam] [--batch-sizes 8 32] [--repeats 2]
+    python -m benchmarks.studies.demo_rates [--images 96] [--presets rpc sipe cam] [--batch-sizes 8 32] [--repeats 2]
         ->  benchmarks/out/demo_rates.json
 """
 
