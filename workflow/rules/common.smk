@@ -1,4 +1,5 @@
-# Helpers shared by the rules (only here): runs (experiment x seed), the dataset root check, per-rule config leaves.
+# Helpers shared by the rules (only here): the experiment plan's names, the dataset root check, per-rule config
+# leaves, threads, memory and time limits.
 import json
 import math
 import re
@@ -13,54 +14,33 @@ from rpc.data.foreign_maps import source_manifest
 from rpc.data.roots import check_root
 from rpc.utils import job_time
 from rpc.utils.gpus import local_gpu_count
+from rpc.utils.plan import PRETRAINED, UPPER_BOUND, Plan
 
-PRETRAINED = "results/pretrain/backbone.pth"
-UPPER_BOUND = "ground_truth"  # the experiment name of DeepLab on the true masks: results/ground_truth-s<seed>/
 PRETRAIN_REPORT = "results/pretrain/report.json"  # held-out accuracy per epoch (the report's curves)
 
-
-def run_name(experiment, seed):
-    """One run = one experiment trained with one seed; results/<run>/ holds it."""
-    return f"{experiment}-s{seed}"
-
-
-def expand_seeds(entries, default_seeds):
-    """{name: settings} -> {run name: settings with train.seed}, one run per seed of the entry."""
-    runs = {}
-    for name, entry in entries.items():
-        for seed in entry.get("seeds", default_seeds):
-            settings = {k: v for k, v in entry.items() if k != "seeds"}
-            settings["train"] = {**entry.get("train", {}), "seed": int(seed)}
-            runs[run_name(name, seed)] = settings
-    return runs
-
-
-SEEDS = config["seeds"]
-EXPERIMENTS = list(config["experiments"])  # the configured names (rpc, sipe, cam)
-RUNS = expand_seeds(config["experiments"], SEEDS)
-RUN_NAMES = list(RUNS)
-# Ablation cells (config/ablations.yaml) are classifiers like the experiments, each over its seeds; a main run of
-# the same name wins, so e.g. the `rpc` cell's seed-15 run reuses results/rpc-s15/.
+# The experiment plan (rpc/utils/plan.py): runs = experiment x seed; ablation cells (config/ablations.yaml) are
+# classifiers like the experiments, each over its seeds, and a main run of the same name wins (the `rpc` cell's
+# seed-15 run reuses results/rpc-s15/); other methods' maps brought in (config `imported_maps`) are runs of their
+# own, through the same CRF, DeepLab and scores but without a classifier; DeepLab on the ground truth (the upper
+# bound) once per seed when asked.
 ABLATIONS = yaml.safe_load(Path(config["ablations"]).read_text())
 validate(ABLATIONS, "../schemas/ablations.schema.yaml")  # unknown keys are errors, named
-for _table in ABLATIONS["tables"]:
-    for _row in _table["rows"]:
-        for _cell in set(_row["cells"]) - set(ABLATIONS["cells"]):
-            raise ValueError(f"{config['ablations']}: table {_table['title']!r} names the unknown cell {_cell!r}")
-ABLATION_RUNS = expand_seeds(ABLATIONS["cells"], ABLATIONS.get("seeds", [15]))
-CLASSIFIERS = {**ABLATION_RUNS, **RUNS}
-# Other methods' maps brought in (config `imported_maps`): each a run of its own, results/<name>/, through the
-# same CRF, DeepLab and scores as the classifiers' maps, but without a classifier
-IMPORTED = config["imported_maps"]
-for _name in IMPORTED:
-    if _name in CLASSIFIERS or _name.startswith(UPPER_BOUND) or _name in ("pretrain", "data"):
-        raise ValueError(f"imported_maps: the run name {_name!r} is taken (a classifier run or a results/ folder)")
-MAP_RUNS = RUN_NAMES + list(IMPORTED)  # every run with maps and pseudo masks
-# DeepLab is also trained on the ground truth when asked (the upper bound), once per seed like the methods (its
-# spread is DeepLab's own); it has no maps or pseudo masks
-UPPER_BOUND_RUNS = [run_name(UPPER_BOUND, s) for s in SEEDS] if config["segmentation"]["upper_bound"] else []
+PLAN = Plan.from_config(config, ABLATIONS, config["ablations"])
+SEEDS = config["seeds"]
+EXPERIMENTS = list(config["experiments"])  # the configured names (rpc, sipe, cam)
+RUNS = PLAN.runs
+RUN_NAMES = list(RUNS)
+ABLATION_RUNS = PLAN.ablation_runs
+CLASSIFIERS = PLAN.classifiers
+IMPORTED = PLAN.imported
+MAP_RUNS = PLAN.map_runs  # every run with maps and pseudo masks
+UPPER_BOUND_RUNS = PLAN.upper_bound_runs
 UNSEEDED_RUNS = list(IMPORTED)
-SEG_RUNS = RUN_NAMES + UPPER_BOUND_RUNS + UNSEEDED_RUNS
+SEG_RUNS = PLAN.segmentation_runs
+is_upper_bound = PLAN.is_upper_bound
+run_seed = PLAN.seed
+uses_pretrained = PLAN.uses_pretrained
+experiment_settings = PLAN.classifier_settings  # (preset, model JSON, train JSON) of a classifier run
 SHARDS = list(range(config["cams"]["shards"]))
 PREDICT_SHARDS = list(range(config["segmentation"]["predict_shards"]))
 SPLITS = config["splits"]
@@ -108,35 +88,6 @@ for _where, _name, _raw in _placeholders():
 MMSEG_BASES = sorted(str(p) for p in Path(config["segmentation"]["config"]).parent.glob("_base_/**/*.py"))
 
 
-def is_upper_bound(run):
-    return run in UPPER_BOUND_RUNS
-
-
-def run_seed(run):
-    """The training seed of a run (results/<run>/): a classifier's, the upper bound's own; imported maps (DeepLab's
-    own seed) take the first seed."""
-    if run in CLASSIFIERS:
-        return CLASSIFIERS[run]["train"]["seed"]
-    return SEEDS[UPPER_BOUND_RUNS.index(run)] if is_upper_bound(run) else SEEDS[0]
-
-
-def uses_pretrained():
-    weights = [config.get("model", {}).get("weights")] + [
-        c.get("model", {}).get("weights") for c in CLASSIFIERS.values()
-    ]
-    return "pretrained" in weights or config["segmentation"]["weights"] == "pretrained"
-
-
-if uses_pretrained():  # the pretrained backbone fits only classifiers of its own depth
-    for name, entry in CLASSIFIERS.items():
-        model = {**config.get("model", {}), **entry.get("model", {})}
-        if model.get("weights") == "pretrained" and model.get("depth", 50) != config["pretrain"]["depth"]:
-            raise ValueError(
-                f"{name}: model.depth={model.get('depth', 50)} but the pretrained backbone is pretrain.depth="
-                f"{config['pretrain']['depth']}; set them equal"
-            )
-
-
 def one_of(names):
     """A wildcard constraint matching exactly these names (none: matches nothing), so that the maps of a run come
     from exactly one of rs_cams (a classifier run) and import_maps (an imported one)."""
@@ -158,16 +109,6 @@ def dataset_root():
     """The configured dataset root, checked for the expected layout by rpc.data.roots (a clear error instead of a
     late failure); None for the synthetic data."""
     return check_root(KIND, config["dataset"].get("root"))
-
-
-def experiment_settings(experiment):
-    """The config leaves the classifier uses: preset and merged model/train overrides, as JSON strings."""
-    exp = CLASSIFIERS[experiment]
-    model = {**config.get("model", {}), **exp.get("model", {})}
-    if model.get("weights") == "pretrained":
-        model["weights"] = PRETRAINED
-    train = {**config.get("train", {}), **exp.get("train", {})}
-    return exp["preset"], json.dumps(model, sort_keys=True), json.dumps(train, sort_keys=True)
 
 
 def shell_quote(value):
