@@ -294,3 +294,20 @@ def test_braces_are_named_in_any_config_string():
         "{...} as a wildcard)"
     )
     assert brace_error({"dataset": {"root": "/data/voc"}}, {"working directory": "/tmp/a"}) is None
+
+
+def test_the_model_settings_allowed_values_are_written_only_in_the_schema():
+    """ModelConfig, the attention and prototype modules and the commands' --set checks all read model.*'s allowed
+    values from the schema (rpc.utils.config_schema.allowed / check_section): no line of rpc/ lists them again."""
+    from rpc.utils.config_schema import allowed, config_schema
+
+    enums = {k: allowed("model", k) for k, v in config_schema()["$defs"]["model"]["properties"].items()
+             if "enum" in v and all(isinstance(x, str) for x in v["enum"])}  # fmt: skip
+    assert {"attention", "sfa_placement", "rs_background", "background"} <= set(enums)
+    for path in (REPO / "rpc").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for key, values in enums.items():
+                listed = all(f'"{v}"' in line or f"'{v}'" in line for v in values)
+                assert not listed, f"{path.relative_to(REPO)}:{number} lists model.{key}'s values {values} again"
+    with pytest.raises(ValueError, match=r"model: sfa_placement: 'mask' is not one of \['weight', 'gate'\]"):
+        ModelConfig(sfa_placement="mask")

@@ -236,7 +236,7 @@ def test_attention_variants_run(attention):
 
 
 def test_bad_config_values_are_named():
-    with pytest.raises(ValueError, match="model.attention"):
+    with pytest.raises(ValueError, match="model: attention: .cbam. is not one of"):
         make_config("rpc", attention="cbam")
     with pytest.raises(ValueError, match="unknown preset"):
         make_config("irn")

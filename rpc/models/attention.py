@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rpc.models.seeding import keyed_init
+from rpc.utils.config_schema import allowed
 
-ATTENTIONS = ("none", "spatial", "self_attention", "sfa")
-PLACEMENTS = ("weight", "gate")  # where SFA's map S enters F_s (module docstring)
+ATTENTIONS = allowed("model", "attention")
+PLACEMENTS = allowed("model", "sfa_placement")  # where SFA's map S enters F_s (module docstring)
 
 
 def side_channels(depth: int) -> dict[int, int]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-BACKGROUNDS = ("all", "present")
+from rpc.utils.config_schema import allowed
+
+BACKGROUNDS = allowed("model", "background")
 
 
 def normalized_cam(logits: torch.Tensor, labels: torch.Tensor | None, background: str = "all") -> torch.Tensor:
@@ -32,7 +34,7 @@ def normalized_cam(logits: torch.Tensor, labels: torch.Tensor | None, background
     return torch.cat([bkg, cam], 1)
 
 
-SEED_CAMS = ("masked", "all_classes")
+SEED_CAMS = allowed("model", "inference_seed_cam")
 
 
 def seed_cam(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor, rule: str, background: str = "all"):

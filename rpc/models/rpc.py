@@ -22,11 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rpc.models.attention import ATTENTIONS, FeatureFusion
+from rpc.models.attention import FeatureFusion
 from rpc.models.backbone import FrozenBNResNet
 from rpc.models.prototypes import (
-    BACKGROUNDS,
-    SEED_CAMS,
     correlation_seeds,
     label_mask,
     normalized_cam,
@@ -35,6 +33,7 @@ from rpc.models.prototypes import (
     specific_map,
 )
 from rpc.models.seeding import keyed_init
+from rpc.utils.config_schema import check_section
 
 
 @dataclass
@@ -71,26 +70,14 @@ class ModelConfig:
     inference_seed_cam: str = "all_classes"
 
     def __post_init__(self):
+        """Every field checked by the config schema's ``model`` section, where the allowed values and bounds are
+        declared (the defaults are the ones above): a bad value is a ValueError naming ``model.<key>``."""
         self.layers = tuple(self.layers)
         self.feature_layers = tuple(self.feature_layers)
-        checks = {
-            "method": ("cam", "prototype"),
-            "attention": ATTENTIONS,
-            "prototype_weights": ("seeds", "cam"),
-            "gsc_target": ("general", "stage1"),
-            "seed_features": ("auto", "layer4", "fused"),
-            "background": BACKGROUNDS,
-            "rs_background": ("max", "stage1"),
-            "inference_seed_cam": SEED_CAMS,
-            "sfa_placement": ("weight", "gate"),
-        }
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"model.{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        if self.num_stages < 1:
-            raise ValueError(f"model.num_stages must be >= 1, got {self.num_stages}")
-        if not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"model.alpha must be in (0, 1], got {self.alpha}")
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        values["weights"] = str(values["weights"])  # a path object names a file like a string
+        check_section(values, "model", "model")
 
 
 # Without SFA, F_s is SIPE's hierarchical features (layers 1-4); RPC's S and F_s use the SFA's layers 2-4 (Table 8)

@@ -272,6 +272,13 @@ def config_schema() -> dict:
     return load_schema(SCHEMA_DIR / "config.schema.yaml")
 
 
+def allowed(section: str, key: str) -> tuple:
+    """The values ``section.key`` may take, as the schema's ``enum`` declares them: the one place they are written
+    (``allowed("model", "attention")``: the four attention variants, as a tuple)."""
+    root = config_schema()
+    return tuple(_resolve(root["properties"][section], root)["properties"][key]["enum"])
+
+
 def check_section(values: dict, section: str, where: str) -> dict:
     """``values`` of one config section (``model``, ``train``, ``pretrain``) typed and checked by the same schema
     the workflow validates its config with; returns them typed, or raises a DataError naming the key."""
