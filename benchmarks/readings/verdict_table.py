@@ -4,6 +4,8 @@ differences rpc − sipe, rpc − cam and SFA on − off (rpc − abl_rs) with 9
 
     python -m benchmarks.readings.verdict_table /work/verdict-runs/default /work/verdict-runs/creatures \\
         --seeds 15 16 17 18 19 --name verdict_rule2     (-> benchmarks/out/<name>.{json,md})
+    python -m benchmarks.readings.verdict_table RUNS/default --seeds 17 \
+        --earlier benchmarks/results/cpu_2026-12-07/verdict_rule2_seeds15-16.json --name verdict_rule2_seeds15-17
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ def scores(folder: Path, seeds: list[int]) -> dict:
     return out
 
 
+def combined(earlier: dict, found: dict, has_earlier: bool) -> dict:
+    """Per stage and experiment, the earlier seeds' scores then the new ones; an experiment missing from either
+    (when there are earlier seeds) is left out, so that every list covers the same seeds."""
+    if not has_earlier:
+        return found
+    out = {}
+    for stage, now in found.items():
+        before = earlier.get(stage, {}).get("scores", {})
+        both = {e: before[e] + now[e] for e in now if e in before}
+        if both:
+            out[stage] = both
+    return out
+
+
 def table(name: str, stage_scores: dict) -> list[str]:
     lines = [f"### {name}", "", "| stage | " + " | ".join(EXPERIMENTS) + " | " +
              " | ".join(f"{a} − {b}" for a, b in PAIRS) + " |",
@@ -60,15 +76,19 @@ def main() -> None:
     p.add_argument("folders", nargs="+", type=Path)
     p.add_argument("--seeds", nargs="+", type=int, required=True)
     p.add_argument("--name", required=True)
+    p.add_argument("--earlier", type=Path, help="a JSON this wrote for other seeds of the same benchmarks (folder "
+                   "names), whose per-seed scores go first: the runs of those seeds need not be kept")  # fmt: skip
     a = p.parse_args()
-    result, lines = {"seeds": a.seeds, "benchmarks": {}}, []
+    earlier = json.loads(a.earlier.read_text()) if a.earlier else {"seeds": [], "benchmarks": {}}
+    seeds = earlier["seeds"] + a.seeds
+    result, lines = {"seeds": seeds, "benchmarks": {}}, []
     for folder in a.folders:
-        found = scores(folder, a.seeds)
+        found = combined(earlier["benchmarks"].get(folder.name, {}), scores(folder, a.seeds), bool(earlier["seeds"]))
         result["benchmarks"][folder.name] = {
             stage: {"scores": f, "pairs": {f"{x} - {y}": paired_comparison(f[x], f[y]) for x, y in PAIRS
                                            if x in f and y in f}}
             for stage, f in found.items()}  # fmt: skip
-        lines += table(f"{folder.name} (seeds {', '.join(map(str, a.seeds))})", found)
+        lines += table(f"{folder.name} (seeds {', '.join(map(str, seeds))})", found)
     write_result(a.name, result)
     (OUT / f"{a.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
