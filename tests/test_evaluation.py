@@ -143,3 +143,56 @@ def test_ablation_tables_average_seeds_and_compare_orderings(tmp_path):
     files = DeclaredFiles([tmp_path / "a-s1" / "local_maps.json", tmp_path / "b-s1" / "local_maps.json"], tmp_path)
     with pytest.raises(DataError, match="a-s2/local_maps.json: needed but not among the declared inputs"):
         write_ablation_tables(tmp_path / "spec.yaml", files, tmp_path / "t.md", tmp_path / "t.json")
+
+
+def test_scoring_in_processes_equals_one_process(tiny_synthetic, tmp_path, monkeypatch):
+    """eval-cams / eval-masks --workers: the images' tallies, computed in pieces by worker processes and merged in
+    list order, give exactly the one-process scores (the bootstrap over images included), and a map whose class
+    is missing is still reported by name from a worker."""
+    import rpc.evaluation.local_maps as local_maps
+    import rpc.evaluation.masks as masks
+    from rpc.data.maps import label_keys, save_cams
+
+    _, _, index = tiny_synthetic
+    split = "train"
+    rng = np.random.default_rng(3)
+    for n in index.names(split):
+        gt = index.read_mask(n)
+        keys = label_keys(index.label(n))
+        stages = rng.random((2, len(keys), *gt.shape)).astype(np.float32)
+        save_cams(tmp_path / "cams" / f"{n}.npz", keys, stages.mean(0), stages)
+        noisy = np.where(rng.random(gt.shape) < 0.2, rng.integers(0, index.num_classes, gt.shape), gt)
+        write_mask(tmp_path / "masks" / f"{n}.png", np.where(rng.random(gt.shape) < 0.05, 255, noisy))
+    monkeypatch.setattr(local_maps, "CHUNK", 5)  # 12 images: pieces of 5, 5 and 2
+    monkeypatch.setattr(masks, "CHUNK", 5)
+    one = local_maps.evaluate_cams(index.root, split, tmp_path / "cams")
+    two = local_maps.evaluate_cams(index.root, split, tmp_path / "cams", workers=2)
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+    assert one["images"] == 12 and 0 < one["sipe"]["miou"] < 1 and one["empty_foreground_maps"]["stages"] == [0, 0]
+    for uncertain in ("background", "ignore"):
+        one = masks.evaluate_mask_dir(index, split, tmp_path / "masks", uncertain)
+        two = masks.evaluate_mask_dir(index, split, tmp_path / "masks", uncertain, workers=2)
+        assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+        assert 0.5 < one["miou"] < 1 and one["uncertain_fraction"] == pytest.approx(0.05, abs=0.02)
+    # a bad map found by a worker: the error names the file
+    victim = index.names(split)[-1]
+    save_cams(tmp_path / "cams" / f"{victim}.npz", np.array([0]), np.zeros((1, *index.read_mask(victim).shape)))
+    with pytest.raises(Exception, match=victim):
+        local_maps.evaluate_cams(index.root, split, tmp_path / "cams", workers=2)
+
+
+def test_merging_confusion_matrices_keeps_image_order():
+    rng = np.random.default_rng(1)
+    pairs = [(rng.integers(0, 4, (5, 6)), rng.integers(0, 4, (5, 6))) for _ in range(6)]
+    whole = ConfusionMatrix(4, per_image=True)
+    first, second = ConfusionMatrix(4, per_image=True), ConfusionMatrix(4, per_image=True)
+    for i, (p, g) in enumerate(pairs):
+        whole.update(p, g)
+        (first if i < 4 else second).update(p, g)
+    first.merge(second)
+    for merged, expected in zip(first.per_image_counts(), whole.per_image_counts(), strict=True):
+        np.testing.assert_array_equal(merged, expected)
+    with pytest.raises(ValueError, match="per-image"):
+        first.merge(ConfusionMatrix(4))
+    with pytest.raises(ValueError, match="3-class"):
+        first.merge(ConfusionMatrix(3))

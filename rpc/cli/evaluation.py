@@ -15,13 +15,14 @@ def _eval_cams_parser(sub) -> None:
     s.add_argument("--json", required=True, help="JSON file for the scores")
     s.add_argument("--md", help="also a Markdown table here")
     s.add_argument("--title", help="the Markdown table's title (default: Local.Maps (<split>))")
+    s.add_argument("--workers", type=int, default=1, help="processes reading and scoring the maps")
 
 
 def _eval_cams(a):
     from rpc.evaluation.local_maps import evaluate_cams, markdown
     from rpc.utils.io import write_json_atomic, write_text_atomic
 
-    result = evaluate_cams(a.dataset, a.split, a.cams)
+    result = evaluate_cams(a.dataset, a.split, a.cams, workers=a.workers)
     write_json_atomic(a.json, result)
     if a.md:
         write_text_atomic(a.md, markdown(result, a.title or f"Local.Maps ({a.split})"))
@@ -42,6 +43,7 @@ def _eval_masks_parser(sub) -> None:
     s.add_argument("--json", required=True, help="JSON file for the scores")
     s.add_argument("--md", help="also a Markdown table here")
     s.add_argument("--title", help="the Markdown table's title (default: <pred> (<split>))")
+    s.add_argument("--workers", type=int, default=1, help="processes reading and scoring the masks")
 
 
 def _eval_masks(a):
@@ -49,7 +51,7 @@ def _eval_masks(a):
     from rpc.evaluation.masks import evaluate_mask_dir, write_report
 
     index = DatasetIndex.load(a.dataset)
-    result = evaluate_mask_dir(index, a.split, a.pred, uncertain=a.uncertain)
+    result = evaluate_mask_dir(index, a.split, a.pred, uncertain=a.uncertain, workers=a.workers)
     write_report(result, a.json, a.md, title=a.title or f"{a.pred} ({a.split})")
     print(f"mIoU {100 * result['miou']:.2f} on {result['images']} images ({a.split}, 255 as {a.uncertain})")
 

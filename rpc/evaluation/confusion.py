@@ -49,7 +49,15 @@ class ConfusionMatrix:
         return stacked[:, 0], stacked[:, 1], stacked[:, 2]
 
     def merge(self, other: ConfusionMatrix) -> None:
+        """Add ``other``'s counts; its images' per-image counts (where both keep them) follow this one's, so
+        merging the matrices of consecutive pieces of a list in order equals one matrix over the whole list."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge a {other.num_classes}-class matrix into a {self.num_classes}-class one")
         self.matrix += other.matrix
+        if self._per_image is not None:
+            if other._per_image is None:
+                raise ValueError("cannot merge a matrix without per-image counts into one that keeps them")
+            self._per_image.extend(other._per_image)
 
     def iou(self) -> np.ndarray:
         """``(K,)`` float64 IoU per class; NaN for a class absent from both GT and prediction."""

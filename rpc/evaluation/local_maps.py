@@ -19,8 +19,10 @@ from rpc.data.index import DatasetIndex
 from rpc.data.maps import as_dirs, check_maps, find_map, load_cams
 from rpc.evaluation.confusion import ConfusionMatrix
 from rpc.evaluation.uncertainty import bootstrap_miou
+from rpc.utils.pool import chunked, map_ordered
 from rpc.utils.provenance import read_records
 
+CHUNK = 32  # images per task of the scoring's pool
 IRN_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20))
 
 
@@ -32,40 +34,73 @@ def labels_from_cams(keys: np.ndarray, cams: np.ndarray, bg_threshold: float | N
     return keys[np.argmax(cams, axis=0)]
 
 
-def _count_empty(acc: dict, cams: np.ndarray, stage_cams: np.ndarray | None, eps: float = 1e-3) -> None:
-    """Accumulate (empty, total) counts of foreground channels whose map never exceeds ``eps``."""
-    acc["final"][0] += int((cams[1:].max(axis=(1, 2)) < eps).sum())
-    acc["final"][1] += len(cams) - 1
-    if stage_cams is not None:
-        if acc["stages"] is None:
-            acc["stages"] = [[0, 0] for _ in stage_cams]
-        for counts, st in zip(acc["stages"], stage_cams, strict=False):
-            counts[0] += int((st[1:].max(axis=(1, 2)) < eps).sum())
-            counts[1] += len(st) - 1
+class _Tally:
+    """The sums :func:`evaluate_cams` scores from, over some of the split's images (``add`` one image, ``merge``
+    the tally of the images that follow)."""
 
+    def __init__(self, num_classes: int):
+        self.own = ConfusionMatrix(num_classes, per_image=True)
+        self.swept = {t: ConfusionMatrix(num_classes) for t in IRN_THRESHOLDS}
+        # diagnostic: a present class whose map is zero everywhere got no seeds (an empty prototype);
+        # [empty, total] foreground channels of the final map and of each stage's
+        self.empty: dict = {"final": [0, 0], "stages": None}
 
-def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
-    """Score the maps of ``split`` found in ``cam_dirs`` (one folder, or the shard folders of one run)."""
-    index = DatasetIndex.load(dataset_dir)
-    cam_dirs = as_dirs(cam_dirs)
-    k = index.num_classes
-    own = ConfusionMatrix(k, per_image=True)
-    # diagnostic: a present class whose map is zero everywhere got no seeds (an empty prototype)
-    empty = {"final": [0, 0], "stages": None}
-    swept = {t: ConfusionMatrix(k) for t in IRN_THRESHOLDS}
-    for name in tqdm(index.names(split), desc="eval maps", leave=False):
-        path = find_map(cam_dirs, name)
-        keys, cams, stage_cams = load_cams(path, stages=True)
-        gt = index.read_mask(name)
-        _count_empty(empty, cams, stage_cams)
-        check_maps(path, keys, cams, index.label(name), gt.shape)
-        own.update(labels_from_cams(keys, cams), gt)
+    def add(self, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None, gt: np.ndarray,
+            eps: float = 1e-3) -> None:  # fmt: skip
+        self.empty["final"][0] += int((cams[1:].max(axis=(1, 2)) < eps).sum())
+        self.empty["final"][1] += len(cams) - 1
+        if stage_cams is not None:
+            if self.empty["stages"] is None:
+                self.empty["stages"] = [[0, 0] for _ in stage_cams]
+            for counts, st in zip(self.empty["stages"], stage_cams, strict=False):
+                counts[0] += int((st[1:].max(axis=(1, 2)) < eps).sum())
+                counts[1] += len(st) - 1
+        self.own.update(labels_from_cams(keys, cams), gt)
         # IRN sweep: the foreground argmax is computed once; a pixel is background where its best
         # foreground score does not exceed t (ties go to background, as in labels_from_cams)
         fg_best = cams[1:].max(0) if len(keys) > 1 else np.zeros_like(cams[0])
         fg_label = keys[1:][np.argmax(cams[1:], 0)] if len(keys) > 1 else np.zeros_like(gt)
-        for t, cm in swept.items():
+        for t, cm in self.swept.items():
             cm.update(np.where(fg_best > t, fg_label, 0), gt)
+
+    def merge(self, other: _Tally) -> None:
+        self.own.merge(other.own)
+        for t, cm in self.swept.items():
+            cm.merge(other.swept[t])
+        self.empty["final"] = [a + b for a, b in zip(self.empty["final"], other.empty["final"], strict=True)]
+        if other.empty["stages"] is not None:
+            if self.empty["stages"] is None:
+                self.empty["stages"] = [[0, 0] for _ in other.empty["stages"]]
+            self.empty["stages"] = [[a + b for a, b in zip(mine, theirs, strict=True)]
+                                    for mine, theirs in zip(self.empty["stages"], other.empty["stages"], strict=True)]
+
+
+def _tally(index: DatasetIndex, cam_dirs: list, names: list[str]) -> _Tally:
+    """The tally of ``names`` (one task of the scoring's pool)."""
+    tally = _Tally(index.num_classes)
+    for name in names:
+        path = find_map(cam_dirs, name)
+        keys, cams, stage_cams = load_cams(path, stages=True)
+        gt = index.read_mask(name)
+        check_maps(path, keys, cams, index.label(name), gt.shape)
+        tally.add(keys, cams, stage_cams, gt)
+    return tally
+
+
+def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs, workers: int = 1) -> dict:
+    """Score the maps of ``split`` found in ``cam_dirs`` (one folder, or the shard folders of one run), in
+    ``workers`` processes (the same scores for any count: the images' tallies are merged in list order)."""
+    index = DatasetIndex.load(dataset_dir)
+    cam_dirs = as_dirs(cam_dirs)
+    names = index.names(split)
+    pieces = chunked(names, CHUNK)
+    with tqdm(total=len(names), desc="eval maps", leave=False) as bar:
+        tallies = map_ordered(_tally, [(index, cam_dirs, piece) for piece in pieces], workers,
+                              on_done=lambda i: bar.update(len(pieces[i])))  # fmt: skip
+    tally = _Tally(index.num_classes)
+    for part in tallies:
+        tally.merge(part)
+    own, swept, empty = tally.own, tally.swept, tally.empty
     sweep = {f"{t:.2f}": cm.miou() for t, cm in swept.items()}
     best = max(sweep, key=sweep.get)
     values = list(sweep.values())
@@ -75,7 +110,7 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs) -> dict:
     )
     return {
         "split": split,
-        "images": len(index.names(split)),
+        "images": len(names),
         "provenance": read_records(cam_dirs),  # what made the maps (classifier, maps: precision, threads, device)
         "empty_foreground_maps": {
             "final": empty["final"][0] / max(empty["final"][1], 1),

@@ -1,9 +1,9 @@
 """Tasks in spawned worker processes, a bounded number in flight, and a clear error when a worker dies: the pool
-of the CPU-bound CRF stages (pseudo masks, the predictions' CRF)."""
+of the CPU-bound stages (the pseudo masks' and the predictions' CRF, the scoring)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -14,7 +14,8 @@ class WorkerDied(RuntimeError):
 
 
 def run_bounded(fn: Callable, tasks: Iterable[tuple[str, tuple]], workers: int, on_done: Callable[[str, object], None],
-                initializer: Callable | None = None, initargs: tuple = (), what: str = "CRF") -> None:  # fmt: skip
+                initializer: Callable | None = None, initargs: tuple = (), what: str = "CRF",
+                after: str = "finished masks are kept, a rerun does the rest") -> None:  # fmt: skip
     """``fn(*args)`` for each ``(label, args)`` of ``tasks``, ``on_done(label, result)`` as each finishes.
 
     ``workers > 1``: in that many spawned processes (``initializer(*initargs)`` in each), in completion order.
@@ -47,4 +48,25 @@ def run_bounded(fn: Callable, tasks: Iterable[tuple[str, tuple]], workers: int, 
         except BrokenProcessPool as exc:
             labels = ", ".join(sorted(running.values()))
             raise WorkerDied(f"a {what} worker process died (killed or out of memory?) while processing one of: "
-                             f"{labels}; finished masks are kept, a rerun does the rest") from exc  # fmt: skip
+                             f"{labels}; {after}") from exc  # fmt: skip
+
+
+def chunked(items: Sequence, size: int) -> list[Sequence]:
+    """``items`` cut into consecutive pieces of at most ``size``, in order."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def map_ordered(fn: Callable, tasks: Sequence[tuple], workers: int, on_done: Callable[[int], None] | None = None,
+                what: str = "scoring") -> list:  # fmt: skip
+    """``[fn(*args) for args in tasks]``, computed in ``workers`` processes (:func:`run_bounded`), returned in the
+    order of ``tasks`` whatever order they finish in; ``on_done(i)`` after task ``i`` finishes (a progress bar)."""
+    results: dict[int, object] = {}
+
+    def done(label: str, result) -> None:
+        results[int(label)] = result
+        if on_done is not None:
+            on_done(int(label))
+
+    run_bounded(fn, ((str(i), args) for i, args in enumerate(tasks)), workers, done, what=what,
+                after="nothing was written; a rerun starts again")  # fmt: skip
+    return [results[i] for i in range(len(tasks))]

@@ -158,6 +158,16 @@ def crf_mem_mb(wildcards, threads):
     return 1000 + threads * CRF_WORKER_MB
 
 
+# Peak memory of one scoring worker (eval-cams / eval-masks --workers), which holds one image's map or mask and its
+# ground truth at a time: docs/speed.md, "The scale rehearsal".
+SCORING_WORKER_MB = 500
+
+
+def scoring_mem_mb(wildcards, threads):
+    """A scoring job: the main process (the merged tallies) and one worker per thread beyond the first."""
+    return 1000 + (threads if threads > 1 else 0) * SCORING_WORKER_MB
+
+
 def split_size(split):
     """Images of a split: its list's line count once the dataset is prepared, the standard count before."""
     listed = Path(DATASET) / "lists" / f"{split}.txt"

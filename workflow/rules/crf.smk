@@ -35,6 +35,8 @@ rule merge_pseudo_masks:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/merge_pseudo_masks.log",
+    benchmark:
+        "logs/{experiment}/merge_pseudo_masks.benchmark.tsv"
     threads: 1
     resources:
         mem_mb=1000,

@@ -12,6 +12,8 @@ if KIND == "synthetic":
             "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
+        benchmark:
+            "logs/data/prepare.benchmark.tsv"
         threads: 1
         resources:
             mem_mb=2000,
@@ -38,6 +40,8 @@ elif KIND == "voc":
             "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
+        benchmark:
+            "logs/data/prepare.benchmark.tsv"
         threads: config["dataset"]["prepare_workers"]
         resources:
             mem_mb=4000,
@@ -60,6 +64,8 @@ else:
             "../../envs/rpc.yaml"
         log:
             "logs/data/prepare.log",
+        benchmark:
+            "logs/data/prepare.benchmark.tsv"
         threads: config["dataset"]["prepare_workers"]
         resources:
             mem_mb=16000,

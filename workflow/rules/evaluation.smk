@@ -13,13 +13,15 @@ rule eval_cams:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_cams.log",
-    threads: 1
+    benchmark:
+        "logs/{experiment}/eval_cams.benchmark.tsv"
+    threads: 1  # processes scoring the images (profiles/slurm sets more)
     resources:
-        mem_mb=2000,
+        mem_mb=scoring_mem_mb,
         runtime=60,
     shell:
         "python -m rpc eval-cams --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q}"
-        " --json {output.json:q} --md {output.md:q} --title {params.title:q} > {log:q} 2>&1"
+        " --json {output.json:q} --md {output.md:q} --title {params.title:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule eval_pseudo_masks:
@@ -37,14 +39,16 @@ rule eval_pseudo_masks:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_pseudo_masks.log",
-    threads: 1
+    benchmark:
+        "logs/{experiment}/eval_pseudo_masks.benchmark.tsv"
+    threads: 1  # processes scoring the images (profiles/slurm sets more)
     resources:
-        mem_mb=2000,
+        mem_mb=scoring_mem_mb,
         runtime=60,
     shell:
-        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
+        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q} --workers {threads}"
         " --uncertain background --json {output.bg:q} --md {output.md:q} --title {params.title:q}"
-        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q}"
+        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.masks:q} --workers {threads}"
         " --uncertain ignore --json {output.ignore:q}) > {log:q} 2>&1"
 
 
@@ -89,12 +93,14 @@ rule eval_segmentation:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/eval_segmentation.log",
-    threads: 1
+    benchmark:
+        "logs/{experiment}/eval_segmentation.benchmark.tsv"
+    threads: 1  # processes scoring the images (profiles/slurm sets more)
     resources:
-        mem_mb=2000,
+        mem_mb=scoring_mem_mb,
         runtime=60,
     shell:
-        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.pred:q}"
+        "(python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.pred:q} --workers {threads}"
         " --json {output.raw:q} --md {output.md:q} --title {params.title:q}"
-        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.crf:q}"
+        " && python -m rpc eval-masks --dataset {input.dataset:q} --split {params.split:q} --pred {input.crf:q} --workers {threads}"
         " --json {output.crf:q}) > {log:q} 2>&1"

@@ -124,6 +124,8 @@ rule merge_predictions:
         "../../envs/rpc.yaml"
     log:
         "logs/{experiment}/merge_predictions.log",
+    benchmark:
+        "logs/{experiment}/merge_predictions.benchmark.tsv"
     threads: 1
     resources:
         mem_mb=1000,
