@@ -85,7 +85,7 @@ def planned_jobs(args: list[str], work: Path, **extra_env: str) -> dict[str, dic
         job = {"threads": int(threads[1]) if threads else 1,
                "resources": dict(kv.split("=", 1) for kv in resources[1].split(", ")) if resources else {}}  # fmt: skip
         job["resources"] = {k: v for k, v in job["resources"].items() if k in ("mem_mb", "runtime", "gpu")
-                            or k.startswith(("slurm_", "cpus_"))}  # fmt: skip
+                            or k.startswith(("slurm_", "cpus_", "mem_mb_per"))}  # fmt: skip
         seen = rules.setdefault(head[1], job)
         assert seen == job, (head[1], seen, job)
     return rules
@@ -166,6 +166,26 @@ def test_per_gpu_threads_divide_the_cores_between_the_gpus(work, tmp_path):
     assert cpu["predict_segmentation"]["threads"] == 3
 
 
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_real_configs_share_a_multi_gpu_machine_between_its_gpus(work, tmp_path, realdata, kind):
+    """config/voc.yaml and config/coco.yaml on a local 4-GPU machine with 16 cores and no cpu_threads of their own:
+    every GPU job takes a quarter of the cores and one GPU, so four of them run side by side."""
+    from test_real_configs import _coco_root
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for i in range(4):
+        (dev / f"nvidia{i}").touch()
+    root = _coco_root(realdata, tmp_path / "coco") if kind == "coco" else realdata / "voc" / "VOCdevkit" / "VOC2012"
+    assert "cpu_threads" not in yaml.safe_load((REPO / "config" / f"{kind}.yaml").read_text())
+    jobs = planned_jobs(["--profile", "profiles/local", "--cores", "16", "--resources", "gpu=4", "--configfile",
+                         f"config/{kind}.yaml", "--config", f"dataset={{kind: {kind}, root: {root}}}"], work,
+                        RPC_DEV_DIR=str(dev))  # fmt: skip
+    for rule in GPU_RULES & set(jobs):
+        assert jobs[rule]["threads"] == 4 and jobs[rule]["resources"]["gpu"] == "1", (rule, jobs[rule])
+    assert {"train_classifier", "rs_cams", "train_segmentation", "predict_segmentation"} <= set(jobs)
+
+
 def test_slurm_profile_resolves_to_what_it_declares(work):
     declared = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
     resolved = resolve(["--profile", "profiles/slurm"], work)
@@ -192,6 +212,9 @@ def test_slurm_profile_resolves_to_what_it_declares(work):
             assert res["slurm_partition"] == "cpu-test" and "gpu" not in res, rule
         assert job["threads"] < declared["cores"], rule  # nothing falls back to workflow.cores
     assert jobs["train_classifier"]["resources"]["cpus_per_gpu"] == "8"
+    # the torchrun rules' memory per CPU: sbatch multiplies it by gpu x cpus_per_gpu
+    for rule in ("train_classifier", "train_segmentation", "train_segmentation_upper_bound"):
+        assert declared["set-resources"][rule]["mem_mb_per_cpu"] * 8 == 16000, rule
     assert jobs["pseudo_masks_shard"]["threads"] == declared["set-threads"]["pseudo_masks_shard"]
 
 

@@ -71,7 +71,8 @@ def test_submissions_carry_each_rules_resources(slurm_run):
         assert opts["parsable"] and opts["account"] == "test-account", rule
         assert opts["partition"] == ("gpu-test" if rule in GPU_RULES else "cpu-test"), rule
         assert opts["partition"] == res["slurm_partition"]
-        assert opts["mem"] == res["mem_mb"] and opts["time"] == res["runtime"], rule
+        memory = ("mem-per-cpu", res["mem_mb_per_cpu"]) if "mem_mb_per_cpu" in res else ("mem", res["mem_mb"])
+        assert (memory[0], opts.get(memory[0])) == memory and opts["time"] == res["runtime"], rule
         if rule in GPU_RULES:
             assert opts["gpus"] == "1", rule  # sbatch --gpus=1
             cpus = ("cpus-per-gpu", res["cpus_per_gpu"]) if "cpus_per_gpu" in res else ("cpus-per-task", str(threads))
@@ -80,6 +81,7 @@ def test_submissions_carry_each_rules_resources(slurm_run):
             assert "gpus" not in opts and "gres" not in opts, rule
             assert opts["cpus-per-task"] == str(threads) and opts["ntasks"] == "1", rule
     by_rule = {s["rule"]: s["options"] for s in submissions}
+    assert by_rule["train_classifier"]["mem-per-cpu"] == "2000" and "mem" not in by_rule["train_classifier"]
     assert by_rule["train_classifier"]["cpus-per-gpu"] == "8" and by_rule["rs_cams"]["cpus-per-task"] == "8"
     assert by_rule["pseudo_masks_shard"]["cpus-per-task"] == "8" and by_rule["prepare_dataset"]["cpus-per-task"] == "1"
     # inside each job the plugin starts one job step; GPU jobs ask it for their GPU
