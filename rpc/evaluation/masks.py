@@ -65,7 +65,8 @@ def evaluate_mask_dir(
     uncertain_pixels, total = sum(p[1] for p in parts), sum(p[2] for p in parts)
     result = cm.summary(index.classes)
     result["confusion"] = cm.matrix.tolist()  # pixels: rows = ground truth, columns = predicted label
-    result.update(split=split, images=len(names), uncertain=uncertain, uncertain_fraction=uncertain_pixels / max(total, 1),
+    result.update(split=split, images=len(names), uncertain=uncertain,
+                  uncertain_fraction=uncertain_pixels / max(total, 1),
                   bootstrap=bootstrap_miou(*cm.per_image_counts()),
                   provenance=read_records([pred_dir]))  # fmt: skip
     return result
