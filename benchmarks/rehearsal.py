@@ -322,7 +322,8 @@ def job_blocks(text: str) -> list[dict]:
 def read_benchmarks(run: Path) -> dict[str, dict]:
     """Per stage: jobs, summed wall seconds, core-seconds (wall x the job's threads: what the job holds), the CPU
     seconds Snakemake sampled (a lower bound: the last seconds of a process between two samples are missed), the
-    largest peak RSS (MB) of one job over its process tree."""
+    largest peak RSS and PSS (MB) of one job over its process tree (RSS counts the pages that forked workers share
+    once per process; PSS divides them between the processes, so it is the job's real footprint)."""
     threads = {
         job["benchmark"]: job["threads"] for job in job_blocks((run / "snakemake.log").read_text()) if job["benchmark"]
     }
@@ -344,7 +345,16 @@ def read_benchmarks(run: Path) -> dict[str, dict]:
         entry["core_s"] += float(row["s"]) * n
         entry["cpu_s"] += float(row.get("cpu_time") or 0.0)
         entry["max_rss_mb"] = max(entry["max_rss_mb"], float(row.get("max_rss") or 0.0))
+        entry["max_pss_mb"] = max(entry.get("max_pss_mb", 0.0), float(row.get("max_pss") or 0.0))
     return stages
+
+
+def jobs_span_s(run: Path) -> float:
+    """Seconds from the first job's start to the last job's end (each benchmark file is written as its job ends):
+    the run's wall time, also when a later call found nothing to do."""
+    ends = [(p.stat().st_mtime, float(list(csv.DictReader(p.open(), delimiter="\t"))[-1]["s"]))
+            for p in (run / "logs").rglob("*.benchmark.tsv")]  # fmt: skip
+    return max(e for e, _ in ends) - min(e - s for e, s in ends) if ends else 0.0
 
 
 def _bytes(folder: Path) -> int:
@@ -443,8 +453,8 @@ def project(kind: str, measured: dict, images: dict[str, int], plan: dict[str, d
             wall = work / min(cores, jobs * threads)
             job_wall = work / jobs / threads
             source = "measured"
-            # one process per thread beside the main one, each as large as those measured
-            peak_mb = m["max_rss_mb"] * (threads + 1) / (m["threads"] + 1) if threads > 1 else m["max_rss_mb"]
+            # one process per thread beside the main one, each as large as those measured (PSS)
+            peak_mb = m["max_pss_mb"] * (threads + 1) / (m["threads"] + 1) if threads > 1 else m["max_pss_mb"]
         out[stage] = {
             "jobs": jobs,
             "threads": threads,
@@ -512,7 +522,8 @@ def summarise(kind: str, folder: Path, root: Path, wall_s: float) -> dict:
     return {
         "kind": kind,
         "images": images,
-        "wall_s": wall_s,
+        "wall_s": jobs_span_s(run),
+        "this_call_s": wall_s,
         "stages": measured,
         "bytes_per_image": per_image,
         "disk_full_gb": disk_full_gb,
@@ -529,7 +540,7 @@ def markdown(result: dict) -> str:
         lines += [
             f"### {kind.upper()}: {n['train']} training, {n['local_maps']} scored, {n['val']} val images",
             "",
-            "| stage | measured: jobs, core-s / image, peak MB / job | full: jobs x threads | "
+            "| stage | measured: jobs, core-s / image, peak PSS MB / job | full: jobs x threads | "
             + " | ".join(f"{name}: wall min" for name in NODES)
             + " | SLURM: longest job min / limit"
             " | SLURM: peak MB / asked |",
@@ -541,7 +552,7 @@ def markdown(result: dict) -> str:
             f = p[first_node]
             lines.append(
                 f"| {stage}{' (GPU rate)' if f['source'] == 'GPU rate' else ''} | {m['jobs']}, "
-                f"{m['core_s_per_image']:.3f}, {m['max_rss_mb']:.0f} | {f['jobs']} x {f['threads']} | "
+                f"{m['core_s_per_image']:.3f}, {m['max_pss_mb']:.0f} | {f['jobs']} x {f['threads']} | "
                 + " | ".join(f"{p[name]['wall_min']:.1f}" for name in NODES)
                 + f" | {f['longest_job_min']:.1f} / {f['limit_min']}"
                 + ("" if f["within_limit"] else " **over**")

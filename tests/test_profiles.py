@@ -216,6 +216,8 @@ def test_slurm_profile_resolves_to_what_it_declares(work):
     for rule in ("train_classifier", "train_segmentation", "train_segmentation_upper_bound"):
         assert declared["set-resources"][rule]["mem_mb_per_cpu"] * 8 == 16000, rule
     assert jobs["pseudo_masks_shard"]["threads"] == declared["set-threads"]["pseudo_masks_shard"]
+    # the CRF shards' memory follows their workers: the main process and 600 MB per worker (the scale rehearsal)
+    assert int(jobs["pseudo_masks_shard"]["resources"]["mem_mb"]) == 1000 + 8 * 600
 
 
 @pytest.mark.parametrize("kind", ["voc", "coco"])

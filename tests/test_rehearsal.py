@@ -53,7 +53,7 @@ def test_coco_folder_has_coco_categories_and_split_share(tmp_path):
 
 def _measured(core_s: float, split: str = "train", jobs: int = 2, threads: int = 2, rss: float = 900.0) -> dict:
     return {"jobs": jobs, "threads": threads, "wall_s": core_s / threads, "core_s": core_s, "cpu_s": core_s,
-            "max_rss_mb": rss, "split": split}  # fmt: skip
+            "max_rss_mb": rss, "max_pss_mb": rss, "split": split}  # fmt: skip
 
 
 def test_projection_spreads_cpu_work_over_the_node_and_checks_each_job():

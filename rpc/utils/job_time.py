@@ -34,8 +34,9 @@ GPU_S = {
     "deeplab": 0.504,  # per iteration: R101, batch 10, 321x321, wall time
     "predict": 1 / 5.2,  # per image and scale: not measured; taken as a maps image (a deeper net, fewer passes)
 }
-#: seconds per core, per class channel and megapixel (the predictions' CRF refines every class)
-CRF_S_PER_CLASS_MP = 0.86 / (21 * 0.19)
+#: seconds per core, per class channel and megapixel (the predictions' CRF refines every class): the scale
+#: rehearsal's VOC and COCO runs (docs/speed.md)
+CRF_S_PER_CLASS_MP = 0.28
 #: seconds per core, per key and megapixel, both passes of the pseudo masks' CRF
 PSEUDO_S_PER_KEY_MP = 0.50 / (2.5 * 0.15)
 

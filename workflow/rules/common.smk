@@ -158,6 +158,16 @@ def crf_mem_mb(wildcards, threads):
     return 1000 + threads * CRF_WORKER_MB
 
 
+# Peak memory of one worker of the pseudo masks' CRF (pseudo-masks --workers), which holds one image's maps of its
+# present classes: docs/speed.md, "The scale rehearsal".
+PSEUDO_WORKER_MB = 600
+
+
+def pseudo_mem_mb(wildcards, threads):
+    """A pseudo-mask shard: one CRF worker per thread and the main process."""
+    return 1000 + threads * PSEUDO_WORKER_MB
+
+
 # Peak memory of one scoring worker (eval-cams / eval-masks --workers), which holds one image's map or mask and its
 # ground truth at a time: docs/speed.md, "The scale rehearsal".
 SCORING_WORKER_MB = 500

@@ -19,7 +19,7 @@ rule pseudo_masks_shard:
         "logs/{experiment}/pseudo_masks_{shard}.benchmark.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=pseudo_mem_mb,
         runtime=runtime_of("pseudo_masks"),
     shell:
         "python -m rpc pseudo-masks --dataset {input.dataset:q} --split {params.split:q} --cams {input.cams:q} --out {output:q}"
