@@ -18,9 +18,9 @@ on one scale, so their CPU seconds are not a GPU's: their projection takes the G
 
 The maps' bytes depend on their content, which a one-epoch model does not give; benchmarks.map_format measures
 them on trained maps of genuine VOC files. The images: each present class a filled ellipse polygon of its own
-colour over a noisy background; sizes and label sets drawn from the genuine files in ../shared/realdata (VOC: the
-18 JPEGs' sizes and the official labels of every ``train_aug`` / ``val`` id; COCO: the sizes and category sets of
-the 100 images of ``instances_val2014_100.json``). Deterministic for a given count.
+colour over a noisy background. VOC: the official ``train_aug`` / ``val`` ids and their labels as shipped in
+rpc/resources/voc, sizes drawn from the 18 genuine JPEGs of ../shared/realdata; COCO: the sizes and category sets
+of the 100 images of its ``instances_val2014_100.json``. Deterministic for a given count.
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ from PIL import Image
 
 from benchmarks.common import OUT, REALDATA, REPO, write_result
 from rpc.data.palette import write_mask
-from rpc.data.voc import VOC_CLASSES
+from rpc.data.voc import VOC_CLASSES, read_shipped_labels, shipped_voc_file
 from rpc.utils import job_time
-from rpc.utils.io import write_list, write_text_atomic
+from rpc.utils.io import read_list, write_list, write_text_atomic
 
 FULL = {  # images of the full datasets' splits: (training split, scored split of the maps, val)
     "voc": {"train": 10_582, "local_maps": 1_464, "val": 1_449},
     "coco": {"train": 82_081, "local_maps": 82_081, "val": 40_137},
 }
+CLASSES = {"voc": 21, "coco": 81}  # background included
 NODES = {"1 GPU + 16 cores": (1, 16), "4 GPUs + 64 cores": (4, 64)}
 
 
@@ -103,16 +104,6 @@ def _voc_sizes() -> list[tuple[int, int]]:
     return sizes
 
 
-def _voc_labels() -> dict[str, list[int]]:
-    lookup = {name: i for i, name in enumerate(VOC_CLASSES)}
-    labels = {}
-    for line in (REALDATA / "lists" / "voc" / "image_labels.tsv").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, names = line.partition("\t")
-            labels[name] = sorted(lookup[n] for n in names.split())
-    return labels
-
-
 def _every(names: list[str], count: int) -> list[str]:
     """``count`` names spread evenly over ``names`` (in their order)."""
     step = len(names) / count
@@ -124,8 +115,7 @@ def make_voc(root: Path, images: int) -> Path:
     those in the official ``train``, and ``val`` = the same fraction of the official ``val``; XMLs and
     SegmentationClassAug masks for every image. Returns the VOC2012 folder."""
     voc = root / "VOCdevkit" / "VOC2012"
-    lists = REALDATA / "lists" / "voc"
-    official = {s: (lists / f"{s}.txt").read_text().split() for s in ("train_aug", "train", "val")}
+    official = {s: read_list(shipped_voc_file(f"{s}.txt")) for s in ("train_aug", "train", "val")}
     train_aug = _every(official["train_aug"], images)
     in_train = set(official["train"])
     splits = {
@@ -136,7 +126,7 @@ def make_voc(root: Path, images: int) -> Path:
     done = voc / "ImageSets" / "Segmentation" / "val.txt"
     if done.is_file() and (voc / "ImageSets" / "Segmentation" / "train_aug.txt").read_text().split() == train_aug:
         return voc  # written last: the folder is complete
-    labels, sizes = _voc_labels(), _voc_sizes()
+    labels, sizes = read_shipped_labels(VOC_CLASSES), _voc_sizes()
     for i, name in enumerate(dict.fromkeys(splits["train_aug"] + splits["val"])):
         rng = np.random.default_rng([0, i])
         h, w = sizes[int(rng.integers(len(sizes)))]
@@ -497,8 +487,6 @@ def rates_against_job_time(kind: str, measured: dict, images: dict[str, int]) ->
         out["crf_s_per_class_mp"] = {"measured": rate, "job_time": job_time.CRF_S_PER_CLASS_MP}
     return out
 
-
-CLASSES = {"voc": 21, "coco": 81}
 
 
 def summarise(kind: str, folder: Path, root: Path, wall_s: float) -> dict:

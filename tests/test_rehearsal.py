@@ -12,7 +12,7 @@ from PIL import Image
 from benchmarks import rehearsal
 from benchmarks.common import REALDATA
 from rpc.data.coco import prepare_coco
-from rpc.data.voc import prepare_voc
+from rpc.data.voc import VOC_CLASSES, prepare_voc, read_shipped_labels
 from rpc.utils import job_time
 
 pytestmark = pytest.mark.skipif(not (REALDATA / "lists" / "voc" / "train_aug.txt").is_file(),
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not (REALDATA / "lists" / "voc" / "train_aug.txt
 def test_voc_folder_has_official_ids_labels_and_sizes(tmp_path):
     voc = rehearsal.make_voc(tmp_path, 40)
     index = prepare_voc(voc, tmp_path / "prepared", masks_for=("train", "val"), labels_from="xml")
-    official = rehearsal._voc_labels()
+    official = read_shipped_labels(VOC_CLASSES)
     lists = {s: (voc / "ImageSets" / "Segmentation" / f"{s}.txt").read_text().split() for s in ("train_aug", "val")}
     assert len(lists["train_aug"]) == 40 and len(lists["val"]) == round(40 * 1449 / 10582)
     assert set(lists["train_aug"]) <= set((REALDATA / "lists" / "voc" / "train_aug.txt").read_text().split())

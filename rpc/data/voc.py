@@ -60,7 +60,7 @@ def mask_labels(mask: np.ndarray) -> list[int]:
     return [int(v) for v in values if v not in (0, IGNORE_INDEX)]
 
 
-def _read_shipped_labels(classes) -> dict[str, list[int]]:
+def read_shipped_labels(classes) -> dict[str, list[int]]:
     lookup = {name: i for i, name in enumerate(classes)}
     labels = {}
     for line in shipped_voc_file("image_labels.tsv").read_text().splitlines():
@@ -212,7 +212,7 @@ def prepare_voc(
         chosen = first if first is not None else second
         if chosen is None:
             if shipped is None:
-                shipped = {} if own_classes else _read_shipped_labels(classes)
+                shipped = {} if own_classes else read_shipped_labels(classes)
             if img not in shipped:
                 raise DataError(f"{voc}: no labels for listed image {img} (no Annotations XML, no mask)")
             chosen = shipped[img]

@@ -42,19 +42,16 @@ class _Tally:
         self.own = ConfusionMatrix(num_classes, per_image=True)
         self.swept = {t: ConfusionMatrix(num_classes) for t in IRN_THRESHOLDS}
         # diagnostic: a present class whose map is zero everywhere got no seeds (an empty prototype);
-        # [empty, total] foreground channels of the final map and of each stage's
-        self.empty: dict = {"final": [0, 0], "stages": None}
+        # (empty, total) foreground channels of the final map and (stages, 2) of each stage's
+        self.empty = np.zeros(2, np.int64)
+        self.empty_stages: np.ndarray | None = None
 
     def add(self, keys: np.ndarray, cams: np.ndarray, stage_cams: np.ndarray | None, gt: np.ndarray,
             eps: float = 1e-3) -> None:  # fmt: skip
-        self.empty["final"][0] += int((cams[1:].max(axis=(1, 2)) < eps).sum())
-        self.empty["final"][1] += len(cams) - 1
+        self.empty += _empty_counts(cams, eps)
         if stage_cams is not None:
-            if self.empty["stages"] is None:
-                self.empty["stages"] = [[0, 0] for _ in stage_cams]
-            for counts, st in zip(self.empty["stages"], stage_cams, strict=False):
-                counts[0] += int((st[1:].max(axis=(1, 2)) < eps).sum())
-                counts[1] += len(st) - 1
+            counts = np.stack([_empty_counts(st, eps) for st in stage_cams])
+            self.empty_stages = counts if self.empty_stages is None else self.empty_stages + counts
         self.own.update(labels_from_cams(keys, cams), gt)
         # IRN sweep: the foreground argmax is computed once; a pixel is background where its best
         # foreground score does not exceed t (ties go to background, as in labels_from_cams)
@@ -67,12 +64,15 @@ class _Tally:
         self.own.merge(other.own)
         for t, cm in self.swept.items():
             cm.merge(other.swept[t])
-        self.empty["final"] = [a + b for a, b in zip(self.empty["final"], other.empty["final"], strict=True)]
-        if other.empty["stages"] is not None:
-            if self.empty["stages"] is None:
-                self.empty["stages"] = [[0, 0] for _ in other.empty["stages"]]
-            self.empty["stages"] = [[a + b for a, b in zip(mine, theirs, strict=True)]
-                                    for mine, theirs in zip(self.empty["stages"], other.empty["stages"], strict=True)]
+        self.empty += other.empty
+        if other.empty_stages is not None:
+            mine = self.empty_stages
+            self.empty_stages = other.empty_stages if mine is None else mine + other.empty_stages
+
+
+def _empty_counts(cams: np.ndarray, eps: float) -> np.ndarray:
+    """``(empty, total)``: foreground channels of ``cams`` ``(K, H, W)`` that never exceed ``eps``, and all of them."""
+    return np.array([int((cams[1:].max(axis=(1, 2)) < eps).sum()), len(cams) - 1])
 
 
 def _tally(index: DatasetIndex, cam_dirs: list, names: list[str]) -> _Tally:
@@ -100,7 +100,7 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs, workers:
     tally = _Tally(index.num_classes)
     for part in tallies:
         tally.merge(part)
-    own, swept, empty = tally.own, tally.swept, tally.empty
+    own, swept = tally.own, tally.swept
     sweep = {f"{t:.2f}": cm.miou() for t, cm in swept.items()}
     best = max(sweep, key=sweep.get)
     values = list(sweep.values())
@@ -113,8 +113,8 @@ def evaluate_cams(dataset_dir: str | os.PathLike, split: str, cam_dirs, workers:
         "images": len(names),
         "provenance": read_records(cam_dirs),  # what made the maps (classifier, maps: precision, threads, device)
         "empty_foreground_maps": {
-            "final": empty["final"][0] / max(empty["final"][1], 1),
-            "stages": None if empty["stages"] is None else [e / max(t, 1) for e, t in empty["stages"]],
+            "final": float(tally.empty[0] / max(tally.empty[1], 1)),
+            "stages": None if tally.empty_stages is None else [float(e / max(t, 1)) for e, t in tally.empty_stages],
         },
         # the headline with its evaluation noise: a bootstrap over the scored images
         "sipe": {**own.summary(index.classes), "bootstrap": bootstrap_miou(*own.per_image_counts()),

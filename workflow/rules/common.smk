@@ -148,34 +148,24 @@ def stage_threads(stage):
     return min(int(value), cores)
 
 
-# Peak memory of one worker of the predictions' CRF (seg-crf --workers), which refines all the dataset's classes:
-# docs/speed.md, "Memory of the predictions' CRF".
+def pool_mem_mb(worker_mb, workers_from=1):
+    """The `mem_mb` of a job that runs its images in worker processes, one per thread: the main process (1000 MB)
+    and `worker_mb` per worker; a job of fewer than `workers_from` threads works in its main process alone."""
+    def mem_mb(wildcards, threads):
+        return 1000 + (threads if threads >= workers_from else 0) * worker_mb
+
+    return mem_mb
+
+
+# Peak memory of one worker of each pool: the predictions' CRF refines all the dataset's classes (docs/speed.md,
+# "Memory of the predictions' CRF"); the pseudo masks' CRF holds one image's maps of its present classes; a
+# scoring worker one image's map or mask and its ground truth (docs/speed.md, "The scale rehearsal").
 CRF_WORKER_MB = 2500 if KIND == "coco" else 600
-
-
-def crf_mem_mb(wildcards, threads):
-    """The predictions' CRF job: one worker per thread and the main process (a profile's set-threads counts)."""
-    return 1000 + threads * CRF_WORKER_MB
-
-
-# Peak memory of one worker of the pseudo masks' CRF (pseudo-masks --workers), which holds one image's maps of its
-# present classes: docs/speed.md, "The scale rehearsal".
 PSEUDO_WORKER_MB = 600
-
-
-def pseudo_mem_mb(wildcards, threads):
-    """A pseudo-mask shard: one CRF worker per thread and the main process."""
-    return 1000 + threads * PSEUDO_WORKER_MB
-
-
-# Peak memory of one scoring worker (eval-cams / eval-masks --workers), which holds one image's map or mask and its
-# ground truth at a time: docs/speed.md, "The scale rehearsal".
 SCORING_WORKER_MB = 500
-
-
-def scoring_mem_mb(wildcards, threads):
-    """A scoring job: the main process (the merged tallies) and one worker per thread beyond the first."""
-    return 1000 + (threads if threads > 1 else 0) * SCORING_WORKER_MB
+crf_mem_mb = pool_mem_mb(CRF_WORKER_MB)
+pseudo_mem_mb = pool_mem_mb(PSEUDO_WORKER_MB)
+scoring_mem_mb = pool_mem_mb(SCORING_WORKER_MB, workers_from=2)  # one thread: scored in the main process
 
 
 def split_size(split):
